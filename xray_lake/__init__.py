@@ -1,0 +1,81 @@
+"""xray-lake: an X-ray for multi-stage decision pipelines, recorded into a Parquet lake."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xray_lake._version import __version__
+from xray_lake.config import Settings, configure, get_settings
+from xray_lake.errors import (
+    ConfigError,
+    DecorationError,
+    LakeReadError,
+    QueryError,
+    XrayLakeError,
+)
+from xray_lake.query.lake import Lake
+from xray_lake.records.results import Filtered, Generated, Scored
+from xray_lake.sdk.context import Run, Stage, run, stage
+from xray_lake.sdk.decorators import (
+    entrypoint,
+    filtering_stage,
+    generation_stage,
+    pipeline,
+    ranking_stage,
+    raw_stage,
+    retrieval_stage,
+    scoring_stage,
+)
+from xray_lake.sdk.markers import Candidates, RawInput
+from xray_lake.writer import process as _process
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Write everything recorded so far; True only when all of it is durable in the lake.
+
+    Returns False on timeout or when any record failed or was dropped since the last flush.
+    """
+    writer = _process.current_writer()
+    return True if writer is None else writer.flush(timeout)
+
+
+def stats() -> dict[str, Any]:
+    """Counters of this process: records buffered, written, dropped (by reason), bytes."""
+    from xray_lake.sdk._guard import internal_errors
+
+    result = _process.stats()
+    result["internal_errors"] = dict(internal_errors)
+    return result
+
+
+__all__ = [
+    "Candidates",
+    "ConfigError",
+    "DecorationError",
+    "Filtered",
+    "Generated",
+    "Lake",
+    "LakeReadError",
+    "QueryError",
+    "RawInput",
+    "Run",
+    "Scored",
+    "Settings",
+    "Stage",
+    "XrayLakeError",
+    "__version__",
+    "configure",
+    "entrypoint",
+    "filtering_stage",
+    "flush",
+    "generation_stage",
+    "get_settings",
+    "pipeline",
+    "ranking_stage",
+    "raw_stage",
+    "retrieval_stage",
+    "run",
+    "scoring_stage",
+    "stage",
+    "stats",
+]

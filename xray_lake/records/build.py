@@ -1,0 +1,439 @@
+"""Turns events into table rows on the writer's thread: field extraction, metrics, JSON encoding."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Sequence
+from datetime import UTC, datetime
+from operator import methodcaller
+from typing import Any
+
+import pyarrow as pa
+
+from xray_lake.config import Settings
+from xray_lake.records import metrics as m
+from xray_lake.records.encode import cap_text, encode_many, to_json
+from xray_lake.records.events import RunEvent, StageEvent
+from xray_lake.records.results import Filtered, Generated, Scored
+from xray_lake.records.schema import CANDIDATES
+
+Row = dict[str, Any]
+
+
+def timestamp(epoch_s: float) -> datetime:
+    return datetime.fromtimestamp(epoch_s, UTC)
+
+
+def _json(value: object, cap: int) -> tuple[str | None, int]:
+    if value is None:
+        return None, 0
+    text, cut = to_json(value, cap)
+    return text, int(cut)
+
+
+def build_run(ev: RunEvent, settings: Settings, host: str, pid: int, version: str) -> Row:
+    """One row of `runs`."""
+    cap = settings.raw_cap_bytes
+    attributes, _ = _json(ev.attributes or None, cap)
+    input_json, _ = _json(ev.input, cap)
+    output_json, _ = _json(ev.output, cap)
+    return {
+        "run_id": ev.run_id,
+        "started_at": timestamp(ev.started_at),
+        "finished_at": timestamp(ev.finished_at),
+        "duration_ms": ev.duration_ms,
+        "status": ev.status,
+        "error_message": ev.error_message,
+        "error_code": ev.error_code,
+        "n_stages": ev.n_stages,
+        "attributes": attributes,
+        "input_json": input_json,
+        "output_json": output_json,
+        "sdk_version": version,
+        "host": host,
+        "pid": pid,
+    }
+
+
+# --- field extraction -------------------------------------------------------------------
+
+
+def field_getter(name: str) -> Callable[[object], object]:
+    """Reads `name` from a dict key, an attribute, or a pydantic/dataclass field."""
+
+    def get(item: object) -> object:
+        if isinstance(item, dict):
+            return item.get(name)
+        try:
+            return getattr(item, name, None)
+        except Exception:
+            return None
+
+    return get
+
+
+def column(items: Sequence[object], name: str | None) -> list[object]:
+    """The values of field `name` across `items` (None where absent)."""
+    if name is None:
+        return [None] * len(items)
+    if set(map(type, items)) <= {dict}:
+        return list(map(methodcaller("get", name), items))
+    return list(map(field_getter(name), items))
+
+
+def _unwrap(items: Sequence[object], helper: type) -> tuple[list[object], list[object] | None]:
+    """Splits typed result helpers into (candidates, helpers); helpers is None when unused."""
+    if not items or not any(isinstance(x, helper) for x in items[:1]):
+        return list(items), None
+    payloads = [x.item if isinstance(x, helper) else x for x in items]  # type: ignore[attr-defined]
+    return payloads, [x if isinstance(x, helper) else None for x in items]
+
+
+def _helper_field(helpers: list[object], attr: str) -> list[object]:
+    return [getattr(h, attr) if h is not None else None for h in helpers]
+
+
+def _id_strings(ids: Sequence[object]) -> list[str | None]:
+    return [x if type(x) is str else (None if x is None else str(x)) for x in ids]
+
+
+def _first_index(keys: Sequence[Hashable | None]) -> dict[Hashable, int]:
+    index: dict[Hashable, int] = {}
+    for i, key in enumerate(keys):
+        if key is not None and key not in index:
+            index[key] = i
+    return index
+
+
+def _float(value: object) -> float | None:
+    if value is None or isinstance(value, bool | str | bytes):
+        return None
+    try:
+        result = float(value)  # type: ignore[arg-type]
+    except Exception:
+        return None
+    return result
+
+
+def _scores(values: Sequence[object]) -> pa.Array:
+    try:
+        return pa.array(values, pa.float64())
+    except Exception:
+        return pa.array([_float(v) for v in values], pa.float64())
+
+
+class _Candidates:
+    """Column lists of one stage's candidate rows, filled per stage type."""
+
+    def __init__(self) -> None:
+        self.ids: list[str | None] = []
+        self.in_pos: list[int | None] = []
+        self.out_pos: list[int | None] = []
+        self.passed: list[object] = []
+        self.reason_label: list[object] = []
+        self.reason_text: list[object] = []
+        self.score: list[object] = []
+        self.reason: list[object] = []
+        self.payload: list[object] = []
+
+    def extend(
+        self,
+        payload: Sequence[object],
+        ids: Sequence[str | None],
+        in_pos: Sequence[int | None],
+        out_pos: Sequence[int | None],
+        *,
+        passed: Sequence[object] | None = None,
+        reason_label: Sequence[object] | None = None,
+        reason_text: Sequence[object] | None = None,
+        score: Sequence[object] | None = None,
+        reason: Sequence[object] | None = None,
+    ) -> None:
+        n = len(payload)
+        self.payload.extend(payload)
+        self.ids.extend(ids)
+        self.in_pos.extend(in_pos)
+        self.out_pos.extend(out_pos)
+        for target, values in (
+            (self.passed, passed),
+            (self.reason_label, reason_label),
+            (self.reason_text, reason_text),
+            (self.score, score),
+            (self.reason, reason),
+        ):
+            target.extend(values if values is not None else [None] * n)
+
+
+class StageBuild:
+    """The stage row and candidate batch of one stage event."""
+
+    __slots__ = ("batch", "row", "n_truncated")
+
+    def __init__(self, row: Row, batch: pa.RecordBatch | None, n_truncated: int) -> None:
+        self.row = row
+        self.batch = batch
+        self.n_truncated = n_truncated
+
+
+def build_stage(ev: StageEvent, settings: Settings) -> StageBuild:
+    """One `stages` row and the stage's `candidates` rows; metrics on the full lists."""
+    spec = ev.spec
+    cap = settings.raw_cap_bytes
+    input_json, cut_in = _json(ev.raw_inputs or None, cap)
+    output_json, cut_out = _json(ev.raw_output, cap)
+    row: Row = {
+        "run_id": ev.run_id,
+        "stage_id": ev.stage_id,
+        "name": spec.name,
+        "type": spec.type,
+        "seq": ev.seq,
+        "parent_stage_id": ev.parent_stage_id,
+        "started_at": timestamp(ev.started_at),
+        "finished_at": timestamp(ev.finished_at),
+        "duration_ms": ev.duration_ms,
+        "status": ev.status,
+        "error_message": ev.error_message,
+        "error_code": ev.error_code,
+        "input_json": input_json,
+        "output_json": output_json,
+        "n_in": None,
+        "n_out": None,
+        "reason_counts": None,
+        "metrics": None,
+        "sampled": False,
+        "sample_rate": 1.0,
+        "n_candidates_stored": 0,
+        "n_truncated": 0,
+        "validation_error": ev.validation_error,
+    }
+    problems: list[str] = [ev.validation_error] if ev.validation_error else []
+    cands: _Candidates | None = None
+    if spec.type != "raw" and (ev.out_snap is not None or ev.in_snap is not None
+                               or ev.in_refs is not None):
+        cands = _Candidates()
+        _BUILDERS[spec.type](ev, settings, row, cands, problems)
+    n_truncated = cut_in + cut_out
+    batch = None
+    if cands is not None and cands.payload:
+        batch, cut = _candidate_batch(ev, settings, cands)
+        n_truncated += cut
+        row["n_candidates_stored"] = batch.num_rows
+        missing = sum(1 for x in cands.ids if x is None)
+        if missing and spec.fields.id is not None:
+            problems.append(
+                f"{missing} of {len(cands.ids)} candidates have no id under {spec.fields.id!r}"
+            )
+    row["n_truncated"] = n_truncated
+    row["validation_error"] = "; ".join(problems) or None
+    return StageBuild(row, batch, n_truncated)
+
+
+def _candidate_batch(
+    ev: StageEvent, settings: Settings, c: _Candidates
+) -> tuple[pa.RecordBatch, int]:
+    n = len(c.payload)
+    payload, cut = encode_many(c.payload, settings.payload_cap_bytes)
+    texts: list[object] = []
+    for text in c.reason_text:
+        if text is None or (type(text) is str and len(text) <= settings.reason_cap_chars):
+            texts.append(text)
+            continue
+        capped, was_cut = cap_text(text if isinstance(text, str) else str(text),
+                                   settings.reason_cap_chars)
+        cut += was_cut
+        texts.append(capped)
+    spec = ev.spec
+    arrays = [
+        pa.repeat(pa.scalar(ev.run_id, pa.string()), n),
+        pa.repeat(pa.scalar(ev.stage_id, pa.string()), n),
+        pa.repeat(pa.scalar(spec.name, pa.string()), n),
+        pa.repeat(pa.scalar(spec.type, pa.string()), n),
+        pa.array(c.ids, pa.string()),
+        pa.array(c.in_pos, pa.int32()),
+        pa.array(c.out_pos, pa.int32()),
+        pa.array([None if p is None else bool(p) for p in c.passed], pa.bool_()),
+        pa.array(_text_or_none(c.reason_label), pa.string()),
+        pa.array(texts, pa.string()),
+        _scores(c.score),
+        pa.array(_text_or_none(c.reason), pa.string()),
+        payload,
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=CANDIDATES), cut
+
+
+def _text_or_none(values: Sequence[object]) -> list[str | None]:
+    return [v if v is None or type(v) is str else str(v) for v in values]
+
+
+# --- per stage type ---------------------------------------------------------------------
+
+Builder = Callable[[StageEvent, Settings, Row, _Candidates, list[str]], None]
+
+
+def _input_ids(ev: StageEvent) -> list[str | None] | None:
+    source = ev.in_snap if ev.in_snap is not None else ev.in_refs
+    if source is None:
+        return None
+    return _id_strings(column(_unwrap(source, Filtered)[0], ev.spec.fields.id))
+
+
+def _append_unmatched_inputs(
+    ev: StageEvent, c: _Candidates, in_ids: list[str | None], matched: set[int]
+) -> None:
+    """Input candidates the stage did not return: rows with no out_position."""
+    source = ev.in_snap if ev.in_snap is not None else ev.in_refs
+    assert source is not None
+    missing = [i for i in range(len(in_ids)) if i not in matched]
+    if missing:
+        c.extend(
+            [source[i] for i in missing],
+            [in_ids[i] for i in missing],
+            missing,
+            [None] * len(missing),
+            passed=[False] * len(missing) if ev.spec.type == "filtering" else None,
+        )
+
+
+def _output_rows(
+    ev: StageEvent, helper: type
+) -> tuple[list[object], list[object] | None, list[str | None], list[int | None], set[int]]:
+    """Output candidates with their ids and input positions (matched by id)."""
+    items = ev.out_snap or []
+    payload, helpers = _unwrap(items, helper)
+    ids = _id_strings(column(payload, ev.spec.fields.id))
+    in_ids = _input_ids(ev)
+    in_pos: list[int | None] = [None] * len(ids)
+    matched: set[int] = set()
+    if in_ids is not None:
+        index = _first_index(in_ids)
+        in_pos = [index.get(x) if x is not None else None for x in ids]
+        matched = {p for p in in_pos if p is not None}
+    return payload, helpers, ids, in_pos, matched
+
+
+def _retrieval(ev: StageEvent, s: Settings, row: Row, c: _Candidates, problems: list[str]) -> None:
+    payload, _, ids, in_pos, matched = _output_rows(ev, Generated)
+    c.extend(payload, ids, in_pos, list(range(len(payload))))
+    row["n_in"] = len(ev.in_refs) if ev.in_refs is not None else None
+    row["n_out"] = len(payload)
+    row.update(m.retrieval_metrics(ids))
+
+
+def _generation(ev: StageEvent, s: Settings, row: Row, c: _Candidates, problems: list[str]) -> None:
+    payload, helpers, ids, in_pos, _ = _output_rows(ev, Generated)
+    reasons = (
+        _helper_field(helpers, "reason") if helpers is not None
+        else column(payload, ev.spec.fields.reason)
+    )
+    c.extend(payload, ids, in_pos, list(range(len(payload))), reason=reasons)
+    row["n_in"] = len(ev.in_refs) if ev.in_refs is not None else None
+    row["n_out"] = len(payload)
+    row.update(m.generation_metrics(len(payload), _text_or_none(reasons)))
+
+
+def _scoring(ev: StageEvent, s: Settings, row: Row, c: _Candidates, problems: list[str]) -> None:
+    payload, helpers, ids, in_pos, matched = _output_rows(ev, Scored)
+    if helpers is not None:
+        scores = _helper_field(helpers, "score")
+    elif ev.spec.fields.score is not None:
+        scores = column(payload, ev.spec.fields.score)
+    else:
+        scores = [None] * len(payload)
+        problems.append("no score: map one with score='field' or return xr.Scored(item, score)")
+    c.extend(payload, ids, in_pos, list(range(len(payload))), score=scores)
+    in_ids = _input_ids(ev)
+    if in_ids is not None:
+        _append_unmatched_inputs(ev, c, in_ids, matched)
+    row["n_in"] = len(in_ids) if in_ids is not None else None
+    row["n_out"] = len(payload)
+    row.update(m.scoring_metrics(scores))
+
+
+def _ranking(ev: StageEvent, s: Settings, row: Row, c: _Candidates, problems: list[str]) -> None:
+    payload, helpers, ids, in_pos, matched = _output_rows(ev, Scored)
+    scores = (
+        _helper_field(helpers, "score") if helpers is not None
+        else column(payload, ev.spec.fields.score) if ev.spec.fields.score else None
+    )
+    c.extend(payload, ids, in_pos, list(range(len(payload))), score=scores)
+    in_ids = _input_ids(ev)
+    if in_ids is not None:
+        _append_unmatched_inputs(ev, c, in_ids, matched)
+        row.update(m.ranking_metrics(in_ids, ids, s.topk))
+    row["n_in"] = len(in_ids) if in_ids is not None else None
+    row["n_out"] = len(payload)
+
+
+def _filtering(ev: StageEvent, s: Settings, row: Row, c: _Candidates, problems: list[str]) -> None:
+    f = ev.spec.fields
+    if ev.out_snap is not None:  # every candidate came back with a verdict
+        payload, helpers, ids, in_pos, matched = _output_rows(ev, Filtered)
+        if helpers is not None:
+            passed = _helper_field(helpers, "passed")
+            labels = _helper_field(helpers, "reason_label")
+            texts = _helper_field(helpers, "reason_text")
+        else:
+            passed = column(payload, f.passed)
+            labels = column(payload, f.reason_label)
+            texts = column(payload, f.reason_text)
+        unknown = sum(1 for p in passed if p is None)
+        if unknown:
+            problems.append(
+                f"{unknown} of {len(passed)} returned candidates have no pass flag under "
+                f"{f.passed!r}; counted as passed"
+            )
+            passed = [True if p is None else p for p in passed]
+        out_pos: list[int | None] = []
+        k = 0
+        for p in passed:
+            out_pos.append(k if p else None)
+            k += bool(p)
+        c.extend(payload, ids, in_pos, out_pos, passed=passed, reason_label=labels,
+                 reason_text=texts)
+        in_ids = _input_ids(ev)
+        if in_ids is not None:
+            _append_unmatched_inputs(ev, c, in_ids, matched)
+    else:  # survivors only: failed = input candidates missing from the output
+        _filter_survivors(ev, c)
+    n_in = len(ev.in_refs) if ev.in_refs is not None else len(c.payload)
+    row["n_in"] = n_in
+    row.update(m.filtering_metrics(n_in, c.passed, _text_or_none(c.reason_label)))
+    row["n_out"] = row["n_passed"]
+
+
+def _filter_survivors(ev: StageEvent, c: _Candidates) -> None:
+    f = ev.spec.fields
+    snap = ev.in_snap or []
+    refs = ev.in_refs or snap
+    out = ev.out_refs or []
+    in_ids = _id_strings(column(snap, f.id))
+    by_identity = {id(obj): j for j, obj in enumerate(out)}
+    out_ids = _id_strings(column(out, f.id))
+    by_key = _first_index(out_ids)
+    out_pos: list[int | None] = []
+    for obj, key in zip(refs, in_ids, strict=False):
+        j = by_identity.get(id(obj))
+        if j is None and key is not None:
+            j = by_key.get(key)
+        out_pos.append(j)
+    matched_out = {j for j in out_pos if j is not None}
+    c.extend(snap, in_ids, list(range(len(snap))), out_pos,
+             passed=[j is not None for j in out_pos],
+             reason_label=column(snap, f.reason_label), reason_text=column(snap, f.reason_text))
+    extra = [j for j in range(len(out)) if j not in matched_out]
+    if extra:  # returned candidates that were not in the input
+        c.extend([out[j] for j in extra], [out_ids[j] for j in extra], [None] * len(extra),
+                 extra, passed=[True] * len(extra))
+
+
+_BUILDERS: dict[str, Builder] = {
+    "retrieval": _retrieval,
+    "generation": _generation,
+    "scoring": _scoring,
+    "ranking": _ranking,
+    "filtering": _filtering,
+}
+
+
+def is_finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)

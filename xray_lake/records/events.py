@@ -1,0 +1,151 @@
+"""What the SDK hands to the writer: plain slotted objects built on the caller's thread, turned into rows later."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+STAGE_TYPES = ("retrieval", "scoring", "filtering", "generation", "ranking", "raw")
+# Stage types whose function takes the candidate list as input (retrieval and generation
+# produce theirs).
+INPUT_LIST_TYPES = frozenset({"scoring", "filtering", "ranking"})
+LIST_TYPES = frozenset(STAGE_TYPES) - {"raw"}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldMap:
+    """Where a candidate keeps each recorded field: a dict key, an attribute or a model field."""
+
+    id: str | None = "id"
+    passed: str | None = None
+    reason_label: str | None = None
+    reason_text: str | None = None
+    score: str | None = None
+    reason: str | None = None
+
+    def named(self) -> dict[str, str]:
+        """The mappings that name something, as role -> field name."""
+        return {
+            role: name
+            for role in ("id", "passed", "reason_label", "reason_text", "score", "reason")
+            if (name := getattr(self, role)) is not None
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StageSpec:
+    """The fixed description of one stage: known at decoration, shared by every call."""
+
+    name: str
+    type: str
+    fields: FieldMap = field(default_factory=FieldMap)
+    qualname: str | None = None
+
+
+class RunEvent:
+    """A finished run. Values are references; the writer encodes them off the caller's thread."""
+
+    __slots__ = (
+        "attributes",
+        "date",
+        "duration_ms",
+        "error_code",
+        "error_message",
+        "finished_at",
+        "input",
+        "label",
+        "n_stages",
+        "output",
+        "run_id",
+        "started_at",
+        "status",
+    )
+
+    def __init__(
+        self,
+        run_id: str,
+        label: str,
+        date: str,
+        started_at: float,
+        finished_at: float,
+        duration_ms: float,
+        status: str,
+        error_message: str | None,
+        error_code: str | None,
+        n_stages: int,
+        attributes: dict[str, object] | None,
+        input: object,
+        output: object,
+    ) -> None:
+        self.run_id = run_id
+        self.label = label
+        self.date = date
+        self.started_at = started_at
+        self.finished_at = finished_at
+        self.duration_ms = duration_ms
+        self.status = status
+        self.error_message = error_message
+        self.error_code = error_code
+        self.n_stages = n_stages
+        self.attributes = attributes
+        self.input = input
+        self.output = output
+
+
+class StageEvent:
+    """A finished stage with its candidate lists.
+
+    Exactly one list supplies payloads and is a snapshot (`*_snap`, shallow copies taken when
+    the stage returned); the other is kept as references (`*_refs`) and only its ids are read.
+    """
+
+    __slots__ = (
+        "date",
+        "duration_ms",
+        "error_code",
+        "error_message",
+        "finished_at",
+        "in_refs",
+        "in_snap",
+        "label",
+        "out_refs",
+        "out_snap",
+        "parent_stage_id",
+        "raw_inputs",
+        "raw_output",
+        "run_id",
+        "seq",
+        "spec",
+        "stage_id",
+        "started_at",
+        "status",
+        "validation_error",
+    )
+
+    def __init__(self, spec: StageSpec, run_id: str, label: str, date: str, stage_id: str) -> None:
+        self.spec = spec
+        self.run_id = run_id
+        self.label = label
+        self.date = date
+        self.stage_id = stage_id
+        self.parent_stage_id: str | None = None
+        self.seq = 0
+        self.started_at = 0.0
+        self.finished_at = 0.0
+        self.duration_ms = 0.0
+        self.status = "success"
+        self.error_message: str | None = None
+        self.error_code: str | None = None
+        self.raw_inputs: dict[str, object] | None = None
+        self.raw_output: object = None
+        self.in_refs: list[object] | None = None
+        self.in_snap: list[object] | None = None
+        self.out_refs: list[object] | None = None
+        self.out_snap: list[object] | None = None
+        self.validation_error: str | None = None
+
+    def n_items(self) -> int:
+        n = 0
+        for items in (self.in_snap, self.out_snap, self.in_refs, self.out_refs):
+            if items is not None:
+                n = max(n, len(items))
+        return n

@@ -1,0 +1,1 @@
+"""The instrumentation side: decorators, context managers and the current run."""

@@ -1,0 +1,131 @@
+"""Context-manager API for code without decorators: `with xr.run(...)` and `with run.stage(...)`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Literal
+
+from xray_lake.errors import XrayLakeError
+from xray_lake.records.events import STAGE_TYPES, FieldMap, StageSpec
+from xray_lake.sdk._current import RunState, StageCall, begin_run, begin_stage, end_run, end_stage
+from xray_lake.sdk._guard import report
+
+StageType = Literal["retrieval", "scoring", "filtering", "generation", "ranking", "raw"]
+
+
+class Stage:
+    """One stage recorded by hand: call `input(...)` and `output(...)` inside the block."""
+
+    def __init__(self, spec: StageSpec, run: RunState | None) -> None:
+        self._spec = spec
+        self._run = run
+        self._call: StageCall | None = None
+        self._result: object = None
+
+    def __enter__(self) -> Stage:
+        self._call = begin_stage(self._spec, None, None, None, self._run)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Literal[False]:
+        if self._call is not None:
+            end_stage(self._call, self._result, exc)
+            self._call = None
+        return False
+
+    async def __aenter__(self) -> Stage:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> Literal[False]:
+        return self.__exit__(exc_type, exc, tb)
+
+    @property
+    def stage_id(self) -> str | None:
+        return self._call.event.stage_id if self._call is not None else None
+
+    def input(self, candidates: Sequence[object] | None = None, /, **raw: object) -> None:
+        """The candidate list the stage received, and any raw inputs by name."""
+        call = self._call
+        if call is None:
+            return
+        try:
+            if candidates is not None:
+                call.in_list = list(candidates)
+            if raw:
+                call.event.raw_inputs = {**(call.event.raw_inputs or {}), **raw}
+        except Exception as err:
+            report("stage.input", err)
+
+    def output(self, result: object) -> None:
+        """What the stage returned: its candidate list (or any value for a raw stage)."""
+        self._result = result
+
+
+class Run:
+    """One run recorded by hand; stages opened with `run.stage(...)` belong to it."""
+
+    def __init__(self, label: str, run_id: str | None, attributes: dict[str, object] | None,
+                 input: object) -> None:
+        self._args = (label, run_id, attributes, input)
+        self._state: RunState | None = None
+        self.output: object = None
+
+    def __enter__(self) -> Run:
+        label, run_id, attributes, input = self._args
+        try:
+            self._state = begin_run(label, run_id, attributes, input)
+        except Exception as err:
+            report("run.begin", err)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Literal[False]:
+        if self._state is not None:
+            end_run(self._state, exc, self.output)
+            self._state = None
+        return False
+
+    async def __aenter__(self) -> Run:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> Literal[False]:
+        return self.__exit__(exc_type, exc, tb)
+
+    @property
+    def run_id(self) -> str | None:
+        return self._state.run_id if self._state is not None else self._args[1]
+
+    def set_output(self, value: object) -> None:
+        self.output = value
+
+    def stage(self, name: str, *, type: StageType = "raw", id: str | None = "id",
+              passed: str | None = None, reason_label: str | None = None,
+              reason_text: str | None = None, score: str | None = None,
+              reason: str | None = None) -> Stage:
+        return stage(name, type=type, id=id, passed=passed, reason_label=reason_label,
+                     reason_text=reason_text, score=score, reason=reason, _run=self._state)
+
+
+def run(label: str, *, run_id: str | None = None, attributes: dict[str, object] | None = None,
+        input: object = None) -> Run:
+    """`with xr.run("label", run_id=...) as run:` records one run of pipeline `label`."""
+    if not isinstance(label, str):
+        raise XrayLakeError(f"xr.run() takes the pipeline label as a string, got {label!r}")
+    return Run(label, run_id, attributes, input)
+
+
+def stage(name: str, *, type: StageType = "raw", id: str | None = "id",
+          passed: str | None = None, reason_label: str | None = None,
+          reason_text: str | None = None, score: str | None = None, reason: str | None = None,
+          _run: RunState | None = None) -> Stage:
+    """A stage of the current run (or a run of its own when there is none)."""
+    if type not in STAGE_TYPES:
+        raise XrayLakeError(f"unknown stage type {type!r}; use one of {', '.join(STAGE_TYPES)}")
+    fields = FieldMap(id=id, passed=passed, reason_label=reason_label, reason_text=reason_text,
+                      score=score if score is not None else ("score" if type == "scoring"
+                                                             else None),
+                      reason=reason)
+    return Stage(StageSpec(name, type, fields), _run)

@@ -1,0 +1,215 @@
+"""Decoration-time analysis of a stage function: which parameter holds candidates, what to capture.
+
+Everything derivable from the signature is computed once here, so a call only indexes into
+`args`; every mistake visible here raises DecorationError naming the function and the fix.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from xray_lake.errors import DecorationError
+from xray_lake.records.events import INPUT_LIST_TYPES, FieldMap
+from xray_lake.sdk.markers import Candidates, RawInput
+
+_EMPTY = inspect.Parameter.empty
+
+
+@dataclass(frozen=True, slots=True)
+class ParamRef:
+    """Where a parameter's value is found in a call: positional index and/or keyword name."""
+
+    name: str
+    index: int | None
+    default: object
+    kind: inspect._ParameterKind
+
+    def get(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
+        if self.kind is inspect.Parameter.VAR_POSITIONAL:
+            return args[self.index:] if self.index is not None else ()
+        if self.kind is inspect.Parameter.VAR_KEYWORD:
+            return kwargs
+        if self.index is not None and self.index < len(args):
+            return args[self.index]
+        if self.name in kwargs:
+            return kwargs[self.name]
+        return None if self.default is _EMPTY else self.default
+
+
+@dataclass(frozen=True, slots=True)
+class CallPlan:
+    """What a wrapper needs at call time."""
+
+    qualname: str
+    where: str
+    is_method: bool
+    candidates: ParamRef | None
+    captured: tuple[tuple[str, ParamRef], ...]  # (name in input_json, parameter)
+
+    def raw_inputs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, object] | None:
+        if not self.captured:
+            return None
+        return {name: ref.get(args, kwargs) for name, ref in self.captured}
+
+
+def location(func: Callable[..., Any]) -> tuple[str, str]:
+    """(qualified name, 'file:line') for error messages."""
+    qualname = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
+    code = getattr(inspect.unwrap(func), "__code__", None)
+    where = f"{code.co_filename}:{code.co_firstlineno}" if code is not None else "<unknown>"
+    return qualname, where
+
+
+def fail(func: Callable[..., Any], problem: str, fix: str) -> DecorationError:
+    qualname, where = location(func)
+    return DecorationError(f"{problem} in {qualname} ({where}). Fix: {fix}")
+
+
+def _markers(func: Callable[..., Any], name: str, annotation: object) -> list[object]:
+    """The metadata of an `Annotated[...]` annotation, even when annotations are strings."""
+    if isinstance(annotation, str):
+        return _string_markers(func, annotation)
+    if typing.get_origin(annotation) is typing.Annotated:
+        return list(getattr(annotation, "__metadata__", ()))
+    return []
+
+
+def _string_markers(func: Callable[..., Any], text: str) -> list[object]:
+    """Evaluate only the metadata of a stringified `Annotated[T, marker]` (T may be undefined yet)."""
+    try:
+        node = ast.parse(text, mode="eval").body
+    except SyntaxError:
+        return []
+    if not isinstance(node, ast.Subscript):
+        return []
+    base = node.value
+    base_name = base.attr if isinstance(base, ast.Attribute) else getattr(base, "id", "")
+    if base_name != "Annotated" or not isinstance(node.slice, ast.Tuple):
+        return []
+    namespace = dict(getattr(func, "__globals__", {}))
+    found: list[object] = []
+    for element in node.slice.elts[1:]:
+        try:
+            found.append(eval(compile(ast.Expression(element), "<annotation>", "eval"), namespace))
+        except Exception:
+            continue
+    return found
+
+
+def _element_type(annotation: object) -> object:
+    """X for list[X] / Sequence[X] / Annotated[list[X], ...]; None when unknown."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    args = typing.get_args(annotation)
+    return args[0] if len(args) == 1 else None
+
+
+def _known_fields(element: object) -> list[str] | None:
+    if not isinstance(element, type):
+        return None
+    if dataclasses.is_dataclass(element):
+        return [f.name for f in dataclasses.fields(element)]
+    model_fields = getattr(element, "model_fields", None)
+    if isinstance(model_fields, dict):
+        return list(model_fields)
+    if hasattr(element, "__total__") and hasattr(element, "__annotations__"):
+        return list(element.__annotations__)
+    return None
+
+
+def check_fields(func: Callable[..., Any], fields: FieldMap, element: object) -> None:
+    """When the candidate type declares its fields, every mapping must name one of them."""
+    known = _known_fields(element)
+    if known is None:
+        return
+    for role, field_name in fields.named().items():
+        if field_name in known or (role == "id" and field_name == "id"):
+            continue  # the default id mapping is only a guess; absent ids are reported per run
+        close = difflib.get_close_matches(field_name, known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise fail(
+            func,
+            f"{role}={field_name!r} names no field of {getattr(element, '__name__', element)} "
+            f"(fields: {', '.join(known)})",
+            f"{hint}pass {role}= one of those fields",
+        )
+
+
+def plan_call(func: Callable[..., Any], stage_type: str | None, fields: FieldMap | None,
+              capture_all: bool = True) -> CallPlan:
+    """Analyse `func` once; raises DecorationError for anything that cannot work."""
+    qualname, where = location(func)
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError) as exc:
+        raise fail(func, f"cannot read the signature ({exc})", "decorate a plain function") from None
+    params = list(sig.parameters.values())
+    is_method = bool(params) and params[0].name in {"self", "cls"}
+    try:
+        hints = typing.get_type_hints(func, include_extras=True)
+    except Exception:
+        hints = {}
+    refs: list[tuple[inspect.Parameter, ParamRef]] = []
+    for i, p in enumerate(params):
+        positional = p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+        refs.append((p, ParamRef(p.name, i if positional else None, p.default, p.kind)))
+    user_refs = refs[1:] if is_method else refs
+
+    candidates: ParamRef | None = None
+    candidates_annotation: object = None
+    raw: list[tuple[str, ParamRef]] = []
+    for p, ref in user_refs:
+        annotation = hints.get(p.name, p.annotation)
+        for marker in _markers(func, p.name, annotation):
+            if isinstance(marker, type) and marker in (Candidates, RawInput):
+                raise fail(func, f"{marker.__name__} is used without parentheses on {p.name!r}",
+                           f"write {marker.__name__}() / {marker.__name__}('name')")
+            if isinstance(marker, Candidates):
+                if candidates is not None:
+                    raise fail(func, f"two candidate lists ({candidates.name!r} and {p.name!r})",
+                               "mark exactly one parameter with xr.Candidates()")
+                if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                    raise fail(func, f"xr.Candidates() on *{p.name}",
+                               "mark a single list parameter instead")
+                candidates, candidates_annotation = ref, annotation
+            elif isinstance(marker, RawInput):
+                if any(name == marker.name for name, _ in raw):
+                    raise fail(func, f"two parameters captured as RawInput({marker.name!r})",
+                               "give each RawInput a distinct name")
+                raw.append((marker.name, ref))
+
+    if stage_type in INPUT_LIST_TYPES and candidates is None:
+        plain = [(p, ref) for p, ref in user_refs
+                 if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if len(plain) == 1:
+            candidates = plain[0][1]
+            candidates_annotation = hints.get(plain[0][0].name, plain[0][0].annotation)
+        else:
+            names = ", ".join(p.name for p, _ in plain) or "none"
+            raise fail(
+                func,
+                f"a {stage_type} stage needs its candidate list, but no parameter is marked "
+                f"(parameters: {names})",
+                "annotate the list parameter as `Annotated[list[...], xr.Candidates()]`",
+            )
+    if fields is not None:
+        element = _element_type(hints.get("return", sig.return_annotation))
+        if stage_type in INPUT_LIST_TYPES and candidates_annotation is not None:
+            element = _element_type(candidates_annotation) or element
+        check_fields(func, fields, element)
+
+    if raw:
+        captured = tuple(raw)
+    elif capture_all:
+        captured = tuple((ref.name, ref) for _, ref in user_refs
+                         if candidates is None or ref.name != candidates.name)
+    else:
+        captured = ()
+    return CallPlan(qualname, where, is_method, candidates, captured)

@@ -1,0 +1,54 @@
+"""Rows waiting to be written, grouped by partition (label, date) and table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from xray_lake.records.schema import SCHEMAS
+
+# Written in this order so that a reader who sees a run row also sees its stages, and a
+# stage row its candidates (within one flush).
+WRITE_ORDER = ("candidates", "stages", "runs")
+
+
+@dataclass
+class PartitionBuffer:
+    """Everything buffered for one label/date; each table is cleared once it is published."""
+
+    label: str
+    date: str
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    candidates: list[pa.RecordBatch] = field(default_factory=list)
+    nbytes: int = 0
+    n_candidates: int = 0
+
+    def is_empty(self) -> bool:
+        return not (self.runs or self.stages or self.candidates)
+
+    def table(self, name: str) -> pa.Table | None:
+        """The buffered rows of table `name` as one Arrow table (None when there are none)."""
+        schema = SCHEMAS[name]
+        if name == "candidates":
+            return pa.Table.from_batches(self.candidates, schema) if self.candidates else None
+        rows = self.runs if name == "runs" else self.stages
+        return pa.Table.from_pylist(rows, schema) if rows else None
+
+    def rows(self, name: str) -> int:
+        if name == "candidates":
+            return self.n_candidates
+        return len(self.runs if name == "runs" else self.stages)
+
+    def clear(self, name: str) -> None:
+        if name == "candidates":
+            self.candidates = []
+            self.n_candidates = 0
+        elif name == "runs":
+            self.runs = []
+        else:
+            self.stages = []
+        if self.is_empty():
+            self.nbytes = 0
