@@ -17,7 +17,7 @@ from xray_lake.sdk.wrappers import wrap_stage
 
 P = ParamSpec("P")
 R = TypeVar("R")
-C = TypeVar("C", bound=type)
+F = TypeVar("F", bound=Callable[..., Any])  # a class or a function
 
 
 class Decorator(Protocol):
@@ -190,11 +190,11 @@ def entrypoint(func: Callable[P, R], /) -> Callable[P, R]:
     if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
         raise fail(func, "an entrypoint cannot be a generator",
                    "return a list from the entrypoint, or make the generator a stage")
-    return _wrap_entry(func, None)  # type: ignore[return-value]
+    return _wrap_entry(func, None)
 
 
 @overload
-def pipeline(target: C, /) -> C: ...
+def pipeline(target: F, /) -> F: ...
 @overload
 def pipeline(label: str, /, *, id: str | None = None) -> Callable[[R], R]: ...
 def pipeline(label: Any, /, *, id: str | None = None) -> Any:
@@ -206,7 +206,7 @@ def pipeline(label: Any, /, *, id: str | None = None) -> Any:
         name = label if isinstance(label, str) else target.__name__
         info = PipelineInfo(name, id)
         if inspect.isclass(target):
-            target.__xray_pipeline__ = info
+            setattr(target, "__xray_pipeline__", info)  # noqa: B010 - read back by entrypoints
             return target
         if callable(target):
             if id is not None and id not in inspect.signature(target).parameters:

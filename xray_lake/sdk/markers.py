@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+
 @dataclass(frozen=True, slots=True)
 class Candidates:
     """Marks the parameter holding the stage's candidate list: `Annotated[list[X], Candidates()]`."""

@@ -1,0 +1,66 @@
+"""The `xray-lake` command line: one typer app (`cli.app`), one module per command group.
+
+What every command shares lives here, so each command module only imports this package:
+the `--root` option, the consoles, and one-line error reporting. Conventions:
+
+* every command takes `--root PATH` (env `XRAY_LAKE_ROOT`, else the settings' root);
+* results go to stdout, progress and errors to stderr;
+* an expected failure (`XrayLakeError`, `OSError`) is one line on stderr and exit code 1,
+  never a traceback (`app.main` catches them at the top);
+* each command's help ends with examples.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from xray_lake.config import DEFAULT_ROOT, get_settings
+
+RootOption = Annotated[
+    str | None,
+    typer.Option(
+        "--root",
+        envvar="XRAY_LAKE_ROOT",
+        metavar="PATH",
+        show_default="data/lake",
+        help="Lake root: a folder or s3://bucket/prefix.",
+    ),
+]
+
+
+def resolve_root(root: str | None) -> str:
+    """The root a command works on: `--root`, else `$XRAY_LAKE_ROOT`, else the settings' root."""
+    return root or get_settings().root
+
+
+def root_flag(root: str) -> str:
+    """` --root ROOT` for commands printed as suggestions, or '' when ROOT is the default."""
+    default = os.environ.get("XRAY_LAKE_ROOT") or DEFAULT_ROOT
+    return "" if root == default else f" --root {shlex.quote(root)}"
+
+
+def stdout() -> Console:
+    """Console for results (made per call so test runners that swap sys.stdout see output)."""
+    return Console(highlight=False)
+
+
+def stderr() -> Console:
+    """Console for progress, warnings and errors."""
+    return Console(stderr=True, highlight=False)
+
+
+def error_line(exc: BaseException) -> str:
+    """One readable line for an expected error (no traceback, no errno noise)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return text or type(exc).__name__
+
+
+__all__ = ["RootOption", "error_line", "resolve_root", "root_flag", "stderr", "stdout"]

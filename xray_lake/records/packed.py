@@ -1,0 +1,74 @@
+"""Candidate lists packed into one JSON blob on the caller's thread, unpacked on the writer's.
+
+Why a blob: the snapshot must be taken on the caller's thread when the stage returns, and one
+`orjson.dumps` of the whole list is the cheapest snapshot we measured. It is as fast as one
+`dict.copy` per candidate at the median, but creates no objects for the cyclic GC to scan
+(the copies cost 2-3x more on average once GC is counted), holds 1 compact bytes object per
+stage instead of thousands of dicts, and freezes nested values too, not just top-level fields.
+
+Items are interleaved with a sentinel string so the writer can split the blob into one JSON
+text per candidate in Arrow (C++) instead of re-encoding each candidate in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from xray_lake.records.encode import HEAD_KEY, TRUNCATED_KEY, _convert
+
+_SENTINEL = "\x00xray-lake\x01"
+_SEPARATOR = b',"\\u0000xray-lake\\u0001",'
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_UTC_Z
+
+
+def pack(items: Sequence[object]) -> bytes | None:
+    """One JSON blob of `items` with sentinels between them; None if orjson cannot encode them
+    (cycles, huge ints, odd keys): the caller then falls back to shallow copies."""
+    n = len(items)
+    if n == 0:
+        return b"[]"
+    spaced: list[object] = [_SENTINEL] * (2 * n - 1)
+    spaced[::2] = items
+    try:
+        return orjson.dumps(spaced, default=_convert, option=_OPTIONS)
+    except Exception:
+        return None
+
+
+def unpack(blob: bytes, n: int, cap: int | None) -> tuple[pa.LargeStringArray, list[object], int]:
+    """(one JSON text per item, the decoded items, how many texts were cut to `cap` bytes)."""
+    items = orjson.loads(blob)[::2] if n else []
+    if n == 0:
+        return pa.array([], pa.large_string()), [], 0
+    body = blob[1:-1]
+    if n == 1:
+        texts = pa.array([body], pa.large_binary())
+    elif body.count(_SEPARATOR) == n - 1:
+        texts = pc.split_pattern(pa.array([body], pa.large_binary()), pattern=_SEPARATOR)
+        texts = texts.flatten()
+    else:  # a candidate's own data contains the separator: encode each item again
+        texts = pa.array([orjson.dumps(x, option=_OPTIONS) for x in items], pa.large_binary())
+    texts = texts.cast(pa.large_string())
+    n_cut = 0
+    if cap is not None:
+        too_long = pc.greater(pc.binary_length(texts), cap)
+        n_cut = pc.sum(too_long).as_py() or 0
+        if n_cut:
+            texts = _cut(texts, too_long, cap)
+    return texts, items, n_cut
+
+
+def _cut(texts: pa.LargeStringArray, too_long: pa.BooleanArray, cap: int) -> pa.LargeStringArray:
+    values = texts.to_pylist()
+    for i, flag in enumerate(too_long.to_pylist()):
+        if flag:
+            raw = values[i].encode()
+            values[i] = orjson.dumps({
+                TRUNCATED_KEY: len(raw),
+                HEAD_KEY: raw[:cap].decode("utf-8", errors="ignore"),
+            }).decode()
+    return pa.array(values, pa.large_string())
