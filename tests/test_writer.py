@@ -124,26 +124,46 @@ def test_forked_child_lands_its_rows_and_never_the_parents(root: Path) -> None:
         {"label": "child", "len": 7}, {"label": "parent", "len": 5}]
 
 
-def test_unwritable_root_keeps_records_and_flush_says_false(tmp_path: Path) -> None:
+def test_unwritable_root_spools_and_replays_exactly_once_when_the_lake_is_back(
+    tmp_path: Path,
+) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the lake folder should be")
-    xr.configure(root=str(blocker / "lake"), fsync=False)
+    lake = blocker / "lake"
+    xr.configure(root=str(lake), spool_dir=str(tmp_path / "spool"), fsync=False)
     record_runs(2)  # must not raise into the pipeline
-    assert xr.flush(10) is False
+    assert xr.flush(10) is True  # durable: in the spool
     stats = xr.stats()
     assert stats["write_failures"] >= 1
-    assert stats["buffered_records"] > 0
-    # the lake comes back (same root): the buffered records land, none lost or doubled
-    blocker.unlink()
+    assert stats["spooled_rows"] == {"candidates": 20, "stages": 2, "runs": 2}
+    blocker.unlink()  # the lake comes back
+    time.sleep(1.1)  # past the first backoff
+    record_runs(1, tag="after")
     assert xr.flush(10) is True
-    assert count(blocker / "lake", "runs") == 2
-    assert count(blocker / "lake", "candidates") == 20
+    assert count(lake, "runs") == 3
+    assert count(lake, "candidates") == 30
+    assert xr.stats()["replayed_rows"] == 24
+    assert not list((tmp_path / "spool").rglob("*.parquet"))
+
+
+def test_lake_and_spool_both_unwritable_keep_records_buffered_and_flush_false(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    xr.configure(root=str(blocker / "lake"), spool_dir=str(blocker / "spool"), fsync=False)
+    record_runs(2)
+    assert xr.flush(10) is False
+    stats = xr.stats()
+    assert stats["buffered_records"] > 0
+    assert stats["dropped_total"] == 0
 
 
 def test_memory_bound_drops_and_counts_instead_of_growing(tmp_path: Path) -> None:
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
-    xr.configure(root=str(blocker / "lake"), fsync=False, max_buffer_bytes=300_000)
+    xr.configure(root=str(blocker / "lake"), spool_dir=str(blocker / "spool"), fsync=False,
+                 max_buffer_bytes=300_000)
     record_runs(50, candidates=200)
     assert xr.flush(10) is False
     stats = xr.stats()

@@ -55,6 +55,32 @@ class Lake:
     def sql_arrow(self, sql: str, params: Any = None) -> pa.Table:
         return self._fetch(sql, params)
 
+    # --- front ends (each lives in its own module) ---------------------------------------
+
+    def find(self, query: dict[str, Any], *, per: str = "stage") -> pl.DataFrame:
+        """The original design's JSON query language; one row per matching stage (or run)."""
+        from xray_lake.query.jsonql import find
+
+        return find(self, query, per=per)
+
+    def query(self) -> Any:
+        """A typed query builder: `lake.query().where(stage.fail_ratio > 0.9).to_polars()`."""
+        from xray_lake.query.builder import Query
+
+        return Query(self)
+
+    def journey(self, run_id: str, candidate_id: str) -> Any:
+        """One candidate's path through a run's stages, with a one-line verdict."""
+        from xray_lake.query.journey import journey
+
+        return journey(self, run_id, candidate_id)
+
+    def funnel(self, run_id: str) -> pl.DataFrame:
+        """Per stage of a run: n_in -> n_out, fail ratio, top reasons, duration."""
+        from xray_lake.query.journey import funnel
+
+        return funnel(self, run_id)
+
     def close(self) -> None:
         self.connection.close()
 

@@ -50,10 +50,10 @@ def publish(
     try:
         write_parquet(table, temp, table_name, compression_level)
         if fsync:
-            _fsync(temp)
+            fsync_file(temp)
         os.replace(temp, final)
         if fsync:
-            _fsync_dir(folder)
+            fsync_dir(folder)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)
@@ -61,7 +61,8 @@ def publish(
     return final
 
 
-def _fsync(path: str) -> None:
+def fsync_file(path: str) -> None:
+    """Durability of the bytes before the rename makes them visible."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -69,9 +70,9 @@ def _fsync(path: str) -> None:
         os.close(fd)
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
     with contextlib.suppress(OSError):
-        _fsync(path)
+        fsync_file(path)
 
 
 def iter_files(root: str, table_name: str) -> Iterator[str]:

@@ -32,6 +32,10 @@ class Counters:
     bytes_written: int = 0
     flushes: int = 0
     write_failures: int = 0
+    spooled_rows: Counter[str] = field(default_factory=Counter)
+    spooled_files: int = 0
+    replayed_rows: int = 0
+    replayed_files: int = 0
     truncated_values: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
 
@@ -67,6 +71,9 @@ class Writer:
         self._last_write = time.monotonic()
         self._failed_since_flush = False
         self._warned: set[str] = set()
+        self._retry_at = 0.0  # lake backoff: no lake attempt before this monotonic time
+        self._backoff = 1.0
+        self._spool_pending: bool | None = None  # None: not checked yet
 
     # --- caller's thread -----------------------------------------------------------------
 
@@ -148,6 +155,8 @@ class Writer:
                 tickets = self._drain()
                 due = bool(tickets) or self._closed or self._due()
                 ok = self._write_all() if due else True
+                if not due and self._spool_pending and self._lake_ready():
+                    self._drain_spool()
             except Exception as exc:  # the worker must survive anything
                 logger.exception("xray-lake: writer error: %s", exc)
                 tickets, ok = [], False
@@ -235,26 +244,47 @@ class Writer:
             logger.exception("xray-lake: could not encode a record")
 
     def _write_all(self) -> bool:
-        """Publish every buffered partition; what fails stays buffered for the next attempt."""
+        """Publish every buffered partition to the lake, or to the spool when the lake fails.
+
+        True when everything is durable in one or the other; what neither takes stays
+        buffered for the next attempt.
+        """
         ok = True
+        lake_ok = self._lake_ready()
         for key, buf in list(self._buffers.items()):
             for name in WRITE_ORDER:
                 table = buf.table(name)
                 if table is None:
                     continue
+                if lake_ok:
+                    try:
+                        nbytes = self.sink.write(name, buf.label, buf.date, table)
+                    except Exception as exc:
+                        lake_ok = False
+                        self._lake_failed(exc)
+                    else:
+                        self._lake_succeeded()
+                        self.counters.rows_written[name] += table.num_rows
+                        self.counters.files_written += 1
+                        self.counters.bytes_written += nbytes
+                        buf.clear(name)
+                        continue
                 try:
-                    nbytes = self.sink.write(name, buf.label, buf.date, table)
+                    self.sink.write_spool(name, buf.label, buf.date, table)
                 except Exception as exc:
                     ok = False
-                    self.counters.write_failures += 1
-                    self._warn_write(exc)
+                    self._warn("spool", exc, "cannot write to the spool at %s either (%s: %s); "
+                               "records stay in memory, up to max_buffer_bytes",
+                               self.settings.spool_dir)
                     break
-                self.counters.rows_written[name] += table.num_rows
-                self.counters.files_written += 1
-                self.counters.bytes_written += nbytes
+                self.counters.spooled_rows[name] += table.num_rows
+                self.counters.spooled_files += 1
+                self._spool_pending = True
                 buf.clear(name)
             if buf.is_empty():
                 del self._buffers[key]
+        if lake_ok:
+            self._drain_spool()
         with self._lock:
             self._buffered_bytes = sum(b.nbytes for b in self._buffers.values())
             if not ok:
@@ -263,16 +293,47 @@ class Writer:
         self.counters.flushes += 1
         return ok
 
-    def _warn_write(self, exc: Exception) -> None:
-        cause = f"{type(exc).__name__}:{getattr(exc, 'errno', '')}"
+    def _lake_ready(self) -> bool:
+        return time.monotonic() >= self._retry_at
+
+    def _lake_failed(self, exc: Exception) -> None:
+        self.counters.write_failures += 1
+        self._retry_at = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, 60.0)
+        self._warn("lake", exc, "cannot write to the lake at %s (%s: %s); records go to the "
+                   "local spool and reach the lake when it is back (or `xray-lake replay`)",
+                   self.settings.root)
+
+    def _lake_succeeded(self) -> None:
+        self._retry_at = 0.0
+        self._backoff = 1.0
+
+    def _drain_spool(self) -> None:
+        """After a lake success, move what was spooled (by us or an earlier process) in."""
+        if self._spool_pending is None:
+            self._spool_pending = self.sink.spool_pending()
+        if not self._spool_pending:
+            return
+        try:
+            result = self.sink.drain_spool()
+        except Exception as exc:
+            self._lake_failed(exc)
+            return
+        self.counters.replayed_files += result.files
+        self.counters.replayed_rows += result.rows
+        if result.failed:
+            self._retry_at = time.monotonic() + self._backoff
+        else:
+            self._spool_pending = False
+
+    def _warn(self, where: str, exc: Exception, message: str, *args: object) -> None:
+        """Log once per cause (where, exception type, errno), never once per batch."""
+        cause = f"{where}:{type(exc).__name__}:{getattr(exc, 'errno', '')}"
         if cause in self._warned:
             return
         self._warned.add(cause)
-        logger.warning(
-            "xray-lake: cannot write to the lake at %s (%s: %s); records stay buffered and "
-            "are retried at the next flush. The pipeline is unaffected.",
-            self.settings.root, type(exc).__name__, exc,
-        )
+        logger.warning("xray-lake: " + message + ". The pipeline is unaffected.", *args,
+                       type(exc).__name__, exc)
 
     def stats(self) -> dict[str, Any]:
         waiting, nbytes = self.buffered()
@@ -288,6 +349,10 @@ class Writer:
             "bytes_written": c.bytes_written,
             "flushes": c.flushes,
             "write_failures": c.write_failures,
+            "spooled_rows": dict(c.spooled_rows),
+            "spooled_files": c.spooled_files,
+            "replayed_rows": c.replayed_rows,
+            "replayed_files": c.replayed_files,
             "truncated_values": c.truncated_values,
             "dropped": dict(c.dropped),
             "dropped_total": sum(c.dropped.values()),

@@ -1,0 +1,116 @@
+"""The local spool: where batches go when the lake cannot be written, and how they reach it later.
+
+The spool mirrors the lake layout under a folder per lake root, and each file keeps the
+name it will have in the lake. Replay copies a file to that same name (temp + rename) and only
+then deletes it from the spool, so a replay killed at any instant and run again rewrites
+identical bytes under the same name: nothing is lost and no row is ever doubled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pyarrow.parquet as pq
+
+from xray_lake.storage.fs import fsync_dir, fsync_file
+from xray_lake.storage.layout import TABLES, temp_file_name
+
+MARKER = "LAKE_ROOT"
+
+
+def spool_root(spool_dir: str, lake_root: str) -> str:
+    """The spool folder of one lake root (created with a marker naming the root)."""
+    key = hashlib.sha256(os.path.abspath(lake_root).encode()).hexdigest()[:16]
+    folder = os.path.join(spool_dir, key)
+    marker = os.path.join(folder, MARKER)
+    if not os.path.exists(marker):
+        os.makedirs(folder, exist_ok=True)
+        temp = marker + f".{os.getpid()}.tmp"
+        with open(temp, "w", encoding="utf-8") as fh:
+            fh.write(os.path.abspath(lake_root))
+        os.replace(temp, marker)
+    return folder
+
+
+def spooled_roots(spool_dir: str) -> Iterator[tuple[str, str]]:
+    """(spool folder, lake root it belongs to) for every lake with spooled files."""
+    if not os.path.isdir(spool_dir):
+        return
+    for entry in sorted(os.listdir(spool_dir)):
+        marker = os.path.join(spool_dir, entry, MARKER)
+        if os.path.isfile(marker):
+            with open(marker, encoding="utf-8") as fh:
+                yield os.path.join(spool_dir, entry), fh.read().strip()
+
+
+def pending(folder: str) -> list[str]:
+    """Relative paths (`<table>/label=../date=../part-….parquet`) of spooled files."""
+    found: list[str] = []
+    for table in TABLES:
+        base = os.path.join(folder, table)
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                if name.endswith(".parquet") and not name.startswith("."):
+                    found.append(os.path.relpath(os.path.join(dirpath, name), folder))
+    # candidates first, runs last: a reader who sees a run also sees its stages
+    order = {"candidates": 0, "stages": 1, "runs": 2}
+    return sorted(found, key=lambda rel: (order.get(rel.split(os.sep)[0], 3), rel))
+
+
+@dataclass
+class ReplayResult:
+    files: int = 0
+    rows: int = 0
+    bytes: int = 0
+    failed: int = 0
+    error: str | None = None
+
+
+def replay_folder(folder: str, lake_root: str, *, fsync: bool = True,
+                  progress: Callable[[int, int], None] | None = None) -> ReplayResult:
+    """Move every spooled file of `folder` into `lake_root`; stops at the first failure."""
+    result = ReplayResult()
+    files = pending(folder)
+    for i, rel in enumerate(files):
+        source = os.path.join(folder, rel)
+        target = os.path.join(lake_root, rel)
+        try:
+            rows = pq.ParquetFile(source).metadata.num_rows
+            size = os.path.getsize(source)
+            _copy_atomically(source, target, fsync)
+        except FileNotFoundError:
+            continue  # another replayer moved it first
+        except OSError as exc:
+            result.failed += 1
+            result.error = f"{type(exc).__name__}: {exc}"
+            break
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(source)
+        result.files += 1
+        result.rows += rows
+        result.bytes += size
+        if progress is not None:
+            progress(i + 1, len(files))
+    return result
+
+
+def _copy_atomically(source: str, target: str, fsync: bool) -> None:
+    folder = os.path.dirname(target)
+    os.makedirs(folder, exist_ok=True)
+    temp = os.path.join(folder, temp_file_name(os.path.basename(target)))
+    try:
+        shutil.copyfile(source, temp)
+        if fsync:
+            fsync_file(temp)
+        os.replace(temp, target)
+        if fsync:
+            fsync_dir(folder)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
