@@ -21,11 +21,12 @@ from xray_lake.writer import process
 
 def record_runs(n: int, label: str = "p", candidates: int = 10, tag: str = "") -> None:
     for i in range(n):
-        with xr.run(label, run_id=f"{label}-{os.getpid()}-{tag}-{i}") as run:
-            with run.stage("f", type="filtering", passed="ok") as st:
-                items = [{"id": j, "ok": j % 2 == 0} for j in range(candidates)]
-                st.input(items)
-                st.output(items)
+        run_id = f"{label}-{os.getpid()}-{tag}-{i}"
+        with xr.run(label, run_id=run_id) as run, \
+                run.stage("f", type="filtering", passed="ok") as st:
+            items = [{"id": j, "ok": j % 2 == 0} for j in range(candidates)]
+            st.input(items)
+            st.output(items)
 
 
 def count(root: Path, table: str) -> int:

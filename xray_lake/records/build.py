@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Hashable, Sequence
 from datetime import UTC, datetime
 from operator import methodcaller
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 
@@ -14,7 +13,8 @@ from xray_lake.config import Settings
 from xray_lake.records import metrics as m
 from xray_lake.records.encode import cap_text, encode_many, to_json
 from xray_lake.records.events import RunEvent, StageEvent
-from xray_lake.records.results import Filtered, Generated, Scored
+from xray_lake.records.packed import unpack
+from xray_lake.records.results import RESULT_HELPERS, Filtered, Generated, Scored
 from xray_lake.records.schema import CANDIDATES
 
 Row = dict[str, Any]
@@ -135,6 +135,8 @@ class _Candidates:
         self.score: list[object] = []
         self.reason: list[object] = []
         self.payload: list[object] = []
+        # (start, end, JSON texts already made by unpack() or None) per extend() call
+        self.segments: list[tuple[int, int, pa.Array | None]] = []
 
     def extend(
         self,
@@ -148,8 +150,12 @@ class _Candidates:
         reason_text: Sequence[object] | None = None,
         score: Sequence[object] | None = None,
         reason: Sequence[object] | None = None,
+        texts: pa.Array | None = None,
     ) -> None:
         n = len(payload)
+        start = len(self.payload)
+        self.segments.append((start, start + n, texts if texts is not None and len(texts) == n
+                              else None))
         self.payload.extend(payload)
         self.ids.extend(ids)
         self.in_pos.extend(in_pos)
@@ -167,7 +173,7 @@ class _Candidates:
 class StageBuild:
     """The stage row and candidate batch of one stage event."""
 
-    __slots__ = ("batch", "row", "n_truncated")
+    __slots__ = ("batch", "n_truncated", "row")
 
     def __init__(self, row: Row, batch: pa.RecordBatch | None, n_truncated: int) -> None:
         self.row = row
@@ -207,12 +213,13 @@ def build_stage(ev: StageEvent, settings: Settings) -> StageBuild:
         "validation_error": ev.validation_error,
     }
     problems: list[str] = [ev.validation_error] if ev.validation_error else []
+    thaw_cut = _thaw(ev, settings)
     cands: _Candidates | None = None
     if spec.type != "raw" and (ev.out_snap is not None or ev.in_snap is not None
                                or ev.in_refs is not None):
         cands = _Candidates()
         _BUILDERS[spec.type](ev, settings, row, cands, problems)
-    n_truncated = cut_in + cut_out
+    n_truncated = cut_in + cut_out + thaw_cut
     batch = None
     if cands is not None and cands.payload:
         batch, cut = _candidate_batch(ev, settings, cands)
@@ -232,7 +239,7 @@ def _candidate_batch(
     ev: StageEvent, settings: Settings, c: _Candidates
 ) -> tuple[pa.RecordBatch, int]:
     n = len(c.payload)
-    payload, cut = encode_many(c.payload, settings.payload_cap_bytes)
+    payload, cut = _payload_texts(c, settings.payload_cap_bytes)
     texts: list[object] = []
     for text in c.reason_text:
         if text is None or (type(text) is str and len(text) <= settings.reason_cap_chars):
@@ -261,6 +268,66 @@ def _candidate_batch(
     return pa.RecordBatch.from_arrays(arrays, schema=CANDIDATES), cut
 
 
+def _payload_texts(c: _Candidates, cap: int) -> tuple[pa.Array, int]:
+    """JSON text per row: reuse what unpack() split from the blobs, encode the rest."""
+    parts: list[pa.Array] = []
+    cut = 0
+    for start, end, texts in c.segments:
+        if texts is None:
+            texts, n_cut = encode_many(c.payload[start:end], cap)
+            cut += n_cut
+        parts.append(texts)
+    if len(parts) == 1:
+        return parts[0], cut
+    return pa.concat_arrays(parts), cut
+
+
+def _thaw(ev: StageEvent, settings: Settings) -> int:
+    """Unpack the blobs the caller packed into `*_snap` lists (+ their JSON texts)."""
+    cap = settings.payload_cap_bytes
+    cut = 0
+    # Parsing a blob costs more than packing it: skip it when the ids (captured on the
+    # caller's thread) are all the writer needs from those items.
+    f = ev.spec.fields
+    ids_only = not (f.passed or f.reason_label or f.reason_text or f.score or f.reason)
+    if ev.in_blob is not None:
+        ev.in_texts, ev.in_snap, n_cut = unpack(
+            ev.in_blob, cap, len(ev.in_keys) if ev.in_keys is not None else None,
+            decode=not (ids_only and ev.in_keys is not None))
+        cut += n_cut
+    if ev.out_blob is not None:
+        texts, items, n_cut = unpack(
+            ev.out_blob, cap, len(ev.out_keys) if ev.out_keys is not None else None,
+            decode=ev.helpers or not (ids_only and ev.out_keys is not None))
+        if ev.helpers:  # packed as dicts of their fields: rebuild them, re-encode `.item`
+            ev.out_snap = [_rebuild_helper(x) for x in items]
+        else:
+            ev.out_texts, ev.out_snap = texts, items
+            cut += n_cut
+    if ev.dropped_blob is not None and ev.dropped_idx is not None and ev.in_refs is not None:
+        _, dropped, _ = unpack(ev.dropped_blob, None)
+        merged = [x.item if isinstance(x, RESULT_HELPERS) else x for x in ev.in_refs]
+        for i, item in zip(ev.dropped_idx, dropped, strict=False):
+            merged[i] = item
+        ev.in_snap = merged
+    return cut
+
+
+_HELPER_FIELDS = {frozenset(h.__dataclass_fields__): h for h in RESULT_HELPERS}
+
+
+def _rebuild_helper(value: object) -> object:
+    if isinstance(value, dict):
+        helper = _HELPER_FIELDS.get(frozenset(value))
+        if helper is not None:
+            return helper(**value)
+    return value
+
+
+def _out_texts(ev: StageEvent, helpers: list[object] | None) -> pa.Array | None:
+    return ev.out_texts if helpers is None else None
+
+
 def _text_or_none(values: Sequence[object]) -> list[str | None]:
     return [v if v is None or type(v) is str else str(v) for v in values]
 
@@ -270,18 +337,31 @@ def _text_or_none(values: Sequence[object]) -> list[str | None]:
 Builder = Callable[[StageEvent, Settings, Row, _Candidates, list[str]], None]
 
 
-def _input_ids(ev: StageEvent) -> list[str | None] | None:
+def _input_items(ev: StageEvent) -> list[object] | None:
+    """The input candidates, unwrapped from result helpers (a ranking stage may take the
+    `xr.Scored` list a scoring stage returned)."""
     source = ev.in_snap if ev.in_snap is not None else ev.in_refs
     if source is None:
         return None
-    return _id_strings(column(_unwrap(source, Filtered)[0], ev.spec.fields.id))
+    if source and isinstance(source[0], RESULT_HELPERS):
+        return [x.item if isinstance(x, RESULT_HELPERS) else x for x in source]
+    return source
+
+
+def _input_ids(ev: StageEvent) -> list[str | None] | None:
+    if ev.in_keys is not None and ev.in_refs is not None and len(ev.in_keys) == len(ev.in_refs):
+        return _id_strings(ev.in_keys)
+    source = _input_items(ev)
+    if source is None:
+        return None
+    return _id_strings(column(source, ev.spec.fields.id))
 
 
 def _append_unmatched_inputs(
     ev: StageEvent, c: _Candidates, in_ids: list[str | None], matched: set[int]
 ) -> None:
     """Input candidates the stage did not return: rows with no out_position."""
-    source = ev.in_snap if ev.in_snap is not None else ev.in_refs
+    source = _input_items(ev)
     assert source is not None
     missing = [i for i in range(len(in_ids)) if i not in matched]
     if missing:
@@ -300,7 +380,10 @@ def _output_rows(
     """Output candidates with their ids and input positions (matched by id)."""
     items = ev.out_snap or []
     payload, helpers = _unwrap(items, helper)
-    ids = _id_strings(column(payload, ev.spec.fields.id))
+    if helpers is None and ev.out_keys is not None and len(ev.out_keys) == len(payload):
+        ids = _id_strings(ev.out_keys)
+    else:
+        ids = _id_strings(column(payload, ev.spec.fields.id))
     in_ids = _input_ids(ev)
     in_pos: list[int | None] = [None] * len(ids)
     matched: set[int] = set()
@@ -312,8 +395,8 @@ def _output_rows(
 
 
 def _retrieval(ev: StageEvent, s: Settings, row: Row, c: _Candidates, problems: list[str]) -> None:
-    payload, _, ids, in_pos, matched = _output_rows(ev, Generated)
-    c.extend(payload, ids, in_pos, list(range(len(payload))))
+    payload, helpers, ids, in_pos, _ = _output_rows(ev, Generated)
+    c.extend(payload, ids, in_pos, list(range(len(payload))), texts=_out_texts(ev, helpers))
     row["n_in"] = len(ev.in_refs) if ev.in_refs is not None else None
     row["n_out"] = len(payload)
     row.update(m.retrieval_metrics(ids))
@@ -325,7 +408,8 @@ def _generation(ev: StageEvent, s: Settings, row: Row, c: _Candidates, problems:
         _helper_field(helpers, "reason") if helpers is not None
         else column(payload, ev.spec.fields.reason)
     )
-    c.extend(payload, ids, in_pos, list(range(len(payload))), reason=reasons)
+    c.extend(payload, ids, in_pos, list(range(len(payload))), reason=reasons,
+             texts=_out_texts(ev, helpers))
     row["n_in"] = len(ev.in_refs) if ev.in_refs is not None else None
     row["n_out"] = len(payload)
     row.update(m.generation_metrics(len(payload), _text_or_none(reasons)))
@@ -340,7 +424,8 @@ def _scoring(ev: StageEvent, s: Settings, row: Row, c: _Candidates, problems: li
     else:
         scores = [None] * len(payload)
         problems.append("no score: map one with score='field' or return xr.Scored(item, score)")
-    c.extend(payload, ids, in_pos, list(range(len(payload))), score=scores)
+    c.extend(payload, ids, in_pos, list(range(len(payload))), score=scores,
+             texts=_out_texts(ev, helpers))
     in_ids = _input_ids(ev)
     if in_ids is not None:
         _append_unmatched_inputs(ev, c, in_ids, matched)
@@ -355,7 +440,8 @@ def _ranking(ev: StageEvent, s: Settings, row: Row, c: _Candidates, problems: li
         _helper_field(helpers, "score") if helpers is not None
         else column(payload, ev.spec.fields.score) if ev.spec.fields.score else None
     )
-    c.extend(payload, ids, in_pos, list(range(len(payload))), score=scores)
+    c.extend(payload, ids, in_pos, list(range(len(payload))), score=scores,
+             texts=_out_texts(ev, helpers))
     in_ids = _input_ids(ev)
     if in_ids is not None:
         _append_unmatched_inputs(ev, c, in_ids, matched)
@@ -389,37 +475,46 @@ def _filtering(ev: StageEvent, s: Settings, row: Row, c: _Candidates, problems: 
             out_pos.append(k if p else None)
             k += bool(p)
         c.extend(payload, ids, in_pos, out_pos, passed=passed, reason_label=labels,
-                 reason_text=texts)
+                 reason_text=texts, texts=_out_texts(ev, helpers))
         in_ids = _input_ids(ev)
         if in_ids is not None:
             _append_unmatched_inputs(ev, c, in_ids, matched)
-    else:  # survivors only: failed = input candidates missing from the output
+    elif ev.out_refs is not None:  # survivors only: failed = input candidates missing from the output
         _filter_survivors(ev, c)
+    else:  # the stage raised or returned no list: its inputs are known, no verdict is
+        source = _input_items(ev) or []
+        c.extend(source, _input_ids(ev) or [], list(range(len(source))), [None] * len(source))
+        row["n_in"] = len(source)
+        return
     n_in = len(ev.in_refs) if ev.in_refs is not None else len(c.payload)
     row["n_in"] = n_in
-    row.update(m.filtering_metrics(n_in, c.passed, _text_or_none(c.reason_label)))
+    verdicts = cast("list[bool | None]", c.passed)  # read by truthiness
+    # over every candidate row: inputs, plus any the stage returned that it was not given
+    row.update(m.filtering_metrics(len(verdicts), verdicts, _text_or_none(c.reason_label)))
     row["n_out"] = row["n_passed"]
 
 
 def _filter_survivors(ev: StageEvent, c: _Candidates) -> None:
     f = ev.spec.fields
-    snap = ev.in_snap or []
+    snap = _input_items(ev) or []
     refs = ev.in_refs or snap
     out = ev.out_refs or []
-    in_ids = _id_strings(column(snap, f.id))
+    in_ids = _input_ids(ev) or _id_strings(column(snap, f.id))
     by_identity = {id(obj): j for j, obj in enumerate(out)}
-    out_ids = _id_strings(column(out, f.id))
-    by_key = _first_index(out_ids)
-    out_pos: list[int | None] = []
-    for obj, key in zip(refs, in_ids, strict=False):
-        j = by_identity.get(id(obj))
-        if j is None and key is not None:
-            j = by_key.get(key)
-        out_pos.append(j)
-    matched_out = {j for j in out_pos if j is not None}
+    out_pos: list[int | None] = list(map(by_identity.get, map(id, refs)))
+    matched_out = set(out_pos)
+    matched_out.discard(None)
+    out_ids: list[str | None] = []
+    if len(matched_out) < len(out):  # some survivors are new objects: match them by id
+        out_ids = _id_strings(column(out, f.id))
+        by_key = _first_index(out_ids)
+        out_pos = [j if j is not None or key is None else by_key.get(key)
+                   for j, key in zip(out_pos, in_ids, strict=False)]
+        matched_out = {j for j in out_pos if j is not None}
     c.extend(snap, in_ids, list(range(len(snap))), out_pos,
              passed=[j is not None for j in out_pos],
-             reason_label=column(snap, f.reason_label), reason_text=column(snap, f.reason_text))
+             reason_label=column(snap, f.reason_label), reason_text=column(snap, f.reason_text),
+             texts=ev.in_texts)
     extra = [j for j in range(len(out)) if j not in matched_out]
     if extra:  # returned candidates that were not in the input
         c.extend([out[j] for j in extra], [out_ids[j] for j in extra], [None] * len(extra),
@@ -434,6 +529,3 @@ _BUILDERS: dict[str, Builder] = {
     "filtering": _filtering,
 }
 
-
-def is_finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)

@@ -47,6 +47,8 @@ class RunEvent:
     __slots__ = (
         "attributes",
         "date",
+        "dropped_blob",
+        "dropped_idx",
         "duration_ms",
         "error_code",
         "error_message",
@@ -94,21 +96,33 @@ class RunEvent:
 class StageEvent:
     """A finished stage with its candidate lists.
 
-    Exactly one list supplies payloads and is a snapshot (`*_snap`, shallow copies taken when
-    the stage returned); the other is kept as references (`*_refs`) and only its ids are read.
+    The list that supplies payloads is frozen when the stage returns: packed into one JSON
+    blob (`*_blob`, see records/packed.py) or, when orjson cannot encode it, shallow-copied
+    (`*_snap`). The writer unpacks blobs into `*_snap`. `*_refs` are the caller's own objects:
+    only their count, identity and ids are read. Inputs a stage dropped are packed separately
+    (`dropped_blob`, with their input positions in `dropped_idx`).
     """
 
     __slots__ = (
         "date",
+        "dropped_blob",
+        "dropped_idx",
         "duration_ms",
         "error_code",
         "error_message",
         "finished_at",
+        "helpers",
+        "in_blob",
+        "in_keys",
         "in_refs",
         "in_snap",
+        "in_texts",
         "label",
+        "out_blob",
+        "out_keys",
         "out_refs",
         "out_snap",
+        "out_texts",
         "parent_stage_id",
         "raw_inputs",
         "raw_output",
@@ -141,6 +155,15 @@ class StageEvent:
         self.in_snap: list[object] | None = None
         self.out_refs: list[object] | None = None
         self.out_snap: list[object] | None = None
+        self.in_blob: bytes | None = None
+        self.out_blob: bytes | None = None
+        self.dropped_blob: bytes | None = None
+        self.dropped_idx: list[int] | None = None
+        self.in_keys: list[object] | None = None  # input ids read when the stage returned
+        self.out_keys: list[object] | None = None
+        self.helpers = False  # the packed output holds Filtered/Scored/Generated
+        self.in_texts: object = None  # writer-side: JSON text per unpacked item (pa.Array)
+        self.out_texts: object = None
         self.validation_error: str | None = None
 
     def n_items(self) -> int:
@@ -149,3 +172,9 @@ class StageEvent:
             if items is not None:
                 n = max(n, len(items))
         return n
+
+    def estimate_bytes(self, row_bytes: float) -> int:
+        """Memory this event holds until the writer encodes it (for the buffer bound)."""
+        packed = sum(len(b) for b in (self.in_blob, self.out_blob, self.dropped_blob) if b)
+        copies = sum(len(x) for x in (self.in_snap, self.out_snap) if x is not None)
+        return int(1024 + max(2 * packed, self.n_items() * row_bytes) + copies * row_bytes)

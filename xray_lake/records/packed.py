@@ -39,19 +39,31 @@ def pack(items: Sequence[object]) -> bytes | None:
         return None
 
 
-def unpack(blob: bytes, n: int, cap: int | None) -> tuple[pa.LargeStringArray, list[object], int]:
-    """(one JSON text per item, the decoded items, how many texts were cut to `cap` bytes)."""
-    items = orjson.loads(blob)[::2] if n else []
+def unpack(blob: bytes, cap: int | None, n: int | None = None, *, decode: bool = True,
+           ) -> tuple[pa.LargeStringArray, list[object], int]:
+    """(one JSON text per item, the decoded items, how many texts were cut to `cap` bytes).
+
+    With `decode=False` (the writer needs only the ids, captured on the caller's thread) the
+    blob is split without parsing it, and the items come back as None placeholders; `n` is
+    then required.
+    """
+    if decode or n is None:
+        items: list[object] = orjson.loads(blob)[::2]
+        n = len(items)
+    else:
+        items = [None] * n
     if n == 0:
         return pa.array([], pa.large_string()), [], 0
     body = blob[1:-1]
     if n == 1:
         texts = pa.array([body], pa.large_binary())
-    elif body.count(_SEPARATOR) == n - 1:
+    else:
         texts = pc.split_pattern(pa.array([body], pa.large_binary()), pattern=_SEPARATOR)
         texts = texts.flatten()
-    else:  # a candidate's own data contains the separator: encode each item again
-        texts = pa.array([orjson.dumps(x, option=_OPTIONS) for x in items], pa.large_binary())
+        if len(texts) != n:  # a candidate's own data contains the separator: encode again
+            if not decode:
+                items = orjson.loads(blob)[::2]
+            texts = pa.array([orjson.dumps(x, option=_OPTIONS) for x in items], pa.large_binary())
     texts = texts.cast(pa.large_string())
     n_cut = 0
     if cap is not None:

@@ -9,6 +9,11 @@ from xray_lake.records.metrics import METRIC_COLUMNS
 TS = pa.timestamp("us", tz="UTC")
 JSON = pa.large_string()
 
+# Bumped whenever a table gains columns. Files carry it in their name (`part-v1-…`), so the
+# views read each version with one uniform schema (no per-file footer reads at planning,
+# which would defeat partition pruning) and union versions by name.
+SCHEMA_VERSION = 1
+
 # Columns that come from the folder names (label=/date=), not from the files.
 PARTITION_COLUMNS = ("label", "date")
 

@@ -1,9 +1,7 @@
-"""Shallow copies of candidate lists, taken on the caller's thread when a stage returns.
+"""Shallow copies of candidate lists: the fallback snapshot when a list cannot be packed as JSON.
 
-This is the cheapest way we found to honour snapshot semantics: one `dict.copy` per
-candidate (~100 ns for a 300-byte product dict, about half of what encoding it as JSON
-costs). Top-level fields are frozen at return; nested containers are shared, so a pipeline
-that mutates a nested list after the stage returned may see that change recorded.
+Top-level fields are frozen at return; nested containers are shared. The normal path is
+records/packed.py, which freezes everything and costs the GC nothing.
 """
 
 from __future__ import annotations

@@ -7,16 +7,17 @@ one shallow copy of the candidate list that supplies payloads, and queue an even
 from __future__ import annotations
 
 import itertools
+import operator
 import os
 import secrets
 import time
-import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar, Token
 
 from xray_lake.config import get_settings
 from xray_lake.records.events import RunEvent, StageEvent, StageSpec
-from xray_lake.records.results import Filtered
+from xray_lake.records.packed import pack
+from xray_lake.records.results import RESULT_HELPERS
 from xray_lake.records.snapshot import snapshot
 from xray_lake.sdk._guard import report
 from xray_lake.writer.process import get_writer
@@ -48,13 +49,17 @@ class RunState:
 _RUN: ContextVar[RunState | None] = ContextVar("xray_lake_run", default=None)
 _STAGE: ContextVar[str | None] = ContextVar("xray_lake_stage", default=None)
 
+# Ids are a random per-process prefix plus a counter: unique across processes and hosts,
+# and no os.urandom call per run (measured at milliseconds per call on some VMs).
 _prefix = secrets.token_hex(4)
+_run_prefix = secrets.token_hex(8)
 _counter = itertools.count(1)
 
 
 def _reseed_after_fork() -> None:
-    global _prefix, _counter
+    global _prefix, _run_prefix, _counter
     _prefix = secrets.token_hex(4)
+    _run_prefix = secrets.token_hex(8)
     _counter = itertools.count(1)
 
 
@@ -66,7 +71,7 @@ def new_stage_id() -> str:
 
 
 def new_run_id() -> str:
-    return uuid.uuid4().hex
+    return f"{_run_prefix}{next(_counter):016x}"
 
 
 def current_run() -> RunState | None:
@@ -119,7 +124,7 @@ def end_run(run: RunState, exc: BaseException | None, output: object = None) -> 
 class StageCall:
     """One execution of a stage, from begin() to end(); holds what end() needs."""
 
-    __slots__ = ("active_ms", "event", "in_list", "run", "t0", "token")
+    __slots__ = ("active_ms", "event", "in_list", "run", "run_token", "t0", "token")
 
     def __init__(self, spec: StageSpec, run: RunState, in_list: list[object] | None,
                  raw_inputs: dict[str, object] | None) -> None:
@@ -134,13 +139,26 @@ class StageCall:
         self.in_list = in_list
         self.active_ms = 0.0
         self.token: Token[str | None] | None = None
+        self.run_token: Token[RunState | None] | None = None
         self.t0 = _perf()
 
     def enter(self) -> None:
-        """Make this the current stage (for nested stages' parent id); paired with leave()."""
+        """Make this the current stage (for nested stages' parent id); paired with leave().
+
+        A run of the stage's own (implicit) is current only while the stage is, so the
+        consumer of a generator stage does not record its own stages into that run.
+        """
         self.token = _STAGE.set(self.event.stage_id)
+        if self.run.implicit:
+            self.run_token = _RUN.set(self.run)
 
     def leave(self) -> None:
+        if self.run_token is not None:
+            try:
+                _RUN.reset(self.run_token)
+            except ValueError:
+                _RUN.set(None)
+            self.run_token = None
         if self.token is not None:
             try:
                 _STAGE.reset(self.token)
@@ -157,8 +175,8 @@ def begin_stage(spec: StageSpec, label_hint: str | None, in_list: Sequence[objec
         if not get_settings().enabled:
             return None
         run = run or _RUN.get()
-        if run is None:
-            run = begin_run(label_hint or spec.name, None, implicit=True)
+        if run is None:  # made current by call.enter(), only while the stage body runs
+            run = RunState(label_hint or spec.name, new_run_id(), None, None, implicit=True)
         items = list(in_list) if isinstance(in_list, list | tuple) else None
         call = StageCall(spec, run, items, raw_inputs)
         call.enter()
@@ -170,7 +188,7 @@ def begin_stage(spec: StageSpec, label_hint: str | None, in_list: Sequence[objec
 
 def end_stage(call: StageCall, result: object, exc: BaseException | None,
               active_ms: float | None = None) -> None:
-    """Finish the stage: snapshot candidates, queue the event; never raises (unless strict)."""
+    """Finish the stage: freeze candidates, queue the event; never raises (unless strict)."""
     ev = call.event
     try:
         call.leave()
@@ -179,7 +197,7 @@ def end_stage(call: StageCall, result: object, exc: BaseException | None,
         if exc is not None:
             ev.status = "failure"
             ev.error_message, ev.error_code = error_fields(exc)
-            ev.in_refs = call.in_list
+            _freeze_inputs(ev, call.in_list)
         else:
             _capture_output(ev, call.in_list, result)
         get_writer().submit(ev)
@@ -190,7 +208,24 @@ def end_stage(call: StageCall, result: object, exc: BaseException | None,
             end_run(call.run, exc)
 
 
+def _freeze_inputs(ev: StageEvent, in_list: list[object] | None) -> None:
+    ev.in_refs = in_list
+    if in_list is not None and get_settings().snapshot == "reference":
+        ev.in_snap = in_list
+    elif in_list is not None:
+        ev.in_blob = pack(in_list)
+        if ev.in_blob is None:
+            ev.in_snap = snapshot(in_list)
+        elif in_list:
+            ev.in_keys = _keys(in_list, ev.spec.fields.id)
+
+
 def _capture_output(ev: StageEvent, in_list: list[object] | None, result: object) -> None:
+    """Freeze the list that supplies payloads, once; keep the other by reference.
+
+    One `orjson.dumps` of the list is the whole cost on the caller's thread for the common
+    cases (see records/packed.py for the measurements behind this choice).
+    """
     spec = ev.spec
     if spec.type == "raw":
         ev.raw_output = result
@@ -202,18 +237,74 @@ def _capture_output(ev: StageEvent, in_list: list[object] | None, result: object
         )
         ev.raw_output = result if result is None or not hasattr(result, "__next__") else repr(
             result)
+        _freeze_inputs(ev, in_list)
+        return
+    helpers = bool(result) and isinstance(result[0], RESULT_HELPERS)
+    survivors_only = spec.type == "filtering" and spec.fields.passed is None and not helpers
+    if survivors_only:
+        _freeze_inputs(ev, in_list if in_list is not None else [])
+        ev.out_refs = list(result)
+        return
+    if get_settings().snapshot == "reference":  # the writer reads the caller's objects
+        ev.out_snap = list(result)
         ev.in_refs = in_list
         return
-    survivors_only = (
-        spec.type == "filtering"
-        and spec.fields.passed is None
-        and not (result and isinstance(result[0], Filtered))
-    )
-    if survivors_only:
-        source = in_list or []
-        ev.in_snap = snapshot(source)
-        ev.in_refs = source
-        ev.out_refs = list(result)
-    else:
+    ev.helpers = helpers
+    ev.out_blob = pack(result)
+    if ev.out_blob is None:
         ev.out_snap = snapshot(result)
-        ev.in_refs = in_list
+    elif result and not helpers:
+        ev.out_keys = _keys(list(result), spec.fields.id)
+    ev.in_refs = in_list
+    if in_list:
+        ev.in_keys = _keys(in_list, spec.fields.id)
+        if len(result) < len(in_list):
+            _freeze_dropped(ev, in_list, result, helpers)
+
+
+def _keys(items: list[object], key: str | None) -> list[object] | None:
+    """The candidates' ids as they are now (one C-level pass for dicts that all have the key)."""
+    if key is None:
+        return None
+    if not isinstance(items[0], RESULT_HELPERS):
+        try:
+            getter: Callable[[object], object] = operator.itemgetter(key)  # type: ignore[assignment]
+            return list(map(getter, items))
+        except (KeyError, TypeError, IndexError):
+            pass
+    return [_key(_unwrap(x), key) for x in items]
+
+
+def _freeze_dropped(ev: StageEvent, in_list: list[object], result: Sequence[object],
+                    helpers: bool) -> None:
+    """Pack the inputs the stage did not return (matched by identity, then id): only they
+    are recorded from the input side. Skipped when nothing can have been dropped."""
+    out_items = [x.item for x in result] if helpers else result  # type: ignore[attr-defined]
+    returned = set(map(id, out_items))
+    same = set(itertools.compress(range(len(in_list)),
+                                  map(returned.__contains__, map(id, map(_unwrap, in_list)))))
+    maybe = [i for i in range(len(in_list)) if i not in same] if len(same) < len(in_list) else []
+    key = ev.spec.fields.id
+    if maybe and key is not None:
+        out_keys = {_key(x, key) for x in out_items}
+        out_keys.discard(None)
+        maybe = [i for i in maybe if _key(_unwrap(in_list[i]), key) not in out_keys]
+    if maybe:
+        dropped = [_unwrap(in_list[i]) for i in maybe]
+        ev.dropped_blob = pack(dropped)
+        ev.dropped_idx = maybe
+        if ev.dropped_blob is None:
+            ev.in_snap = snapshot(in_list)
+
+
+def _unwrap(item: object) -> object:
+    return item.item if isinstance(item, RESULT_HELPERS) else item
+
+
+def _key(item: object, key: str) -> object:
+    if isinstance(item, dict):
+        return item.get(key)
+    try:
+        return getattr(item, key, None)
+    except Exception:
+        return None

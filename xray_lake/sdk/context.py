@@ -22,9 +22,12 @@ class Stage:
         self._run = run
         self._call: StageCall | None = None
         self._result: object = None
+        self._stage_id: str | None = None
 
     def __enter__(self) -> Stage:
         self._call = begin_stage(self._spec, None, None, None, self._run)
+        if self._call is not None:
+            self._stage_id = self._call.event.stage_id
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -43,7 +46,8 @@ class Stage:
 
     @property
     def stage_id(self) -> str | None:
-        return self._call.event.stage_id if self._call is not None else None
+        """The recorded stage's id (also after the block); None when nothing is recorded."""
+        return self._stage_id
 
     def input(self, candidates: Sequence[object] | None = None, /, **raw: object) -> None:
         """The candidate list the stage received, and any raw inputs by name."""
@@ -70,12 +74,14 @@ class Run:
                  input: object) -> None:
         self._args = (label, run_id, attributes, input)
         self._state: RunState | None = None
+        self._run_id = run_id
         self.output: object = None
 
     def __enter__(self) -> Run:
         label, run_id, attributes, input = self._args
         try:
             self._state = begin_run(label, run_id, attributes, input)
+            self._run_id = self._state.run_id
         except Exception as err:
             report("run.begin", err)
         return self
@@ -96,7 +102,8 @@ class Run:
 
     @property
     def run_id(self) -> str | None:
-        return self._state.run_id if self._state is not None else self._args[1]
+        """The run's id: the one given, else the one generated on entry (kept after the block)."""
+        return self._run_id
 
     def set_output(self, value: object) -> None:
         self.output = value

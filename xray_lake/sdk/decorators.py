@@ -12,7 +12,7 @@ from xray_lake.errors import DecorationError
 from xray_lake.records.events import STAGE_TYPES, FieldMap, StageSpec
 from xray_lake.sdk._current import begin_run, end_run
 from xray_lake.sdk._guard import report
-from xray_lake.sdk.signature import fail, plan_call
+from xray_lake.sdk.signature import check_plain, fail, plan_call
 from xray_lake.sdk.wrappers import wrap_stage
 
 P = ParamSpec("P")
@@ -32,6 +32,7 @@ def _stage(stage_type: str, name_or_func: str | Callable[..., Any] | None,
         raise DecorationError(f"unknown stage type {stage_type!r}; use one of {STAGE_TYPES}")
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        check_plain(func, f"xr.{stage_type}_stage")
         if not callable(func):
             raise DecorationError(
                 f"@{stage_type}_stage decorates a function, got {type(func).__name__}"
@@ -121,7 +122,7 @@ class PipelineInfo:
 
 
 def _run_id(info: PipelineInfo | None, args: tuple[Any, ...], kwargs: dict[str, Any],
-            params: list[str]) -> str | None:
+            params: list[str], defaults: dict[str, object]) -> str | None:
     if info is None or info.id is None:
         return None
     if args and params and params[0] in {"self", "cls"}:
@@ -131,14 +132,17 @@ def _run_id(info: PipelineInfo | None, args: tuple[Any, ...], kwargs: dict[str, 
     elif info.id in params and params.index(info.id) < len(args):
         value = args[params.index(info.id)]
     else:
-        value = None
+        value = defaults.get(info.id)
     return None if value is None else str(value)
 
 
 def _wrap_entry(func: Callable[..., Any], info: PipelineInfo | None) -> Callable[..., Any]:
     """Each call of `func` is one run: label and run id from the pipeline, inputs and result kept."""
     plan = plan_call(func, None, None)
-    params = list(inspect.signature(func).parameters)
+    signature = inspect.signature(func)
+    params = list(signature.parameters)
+    defaults = {name: p.default for name, p in signature.parameters.items()
+                if p.default is not inspect.Parameter.empty}
 
     def start(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         try:
@@ -147,7 +151,7 @@ def _wrap_entry(func: Callable[..., Any], info: PipelineInfo | None) -> Callable
                 owner = args[0] if isinstance(args[0], type) else type(args[0])
                 owner_info = getattr(owner, "__xray_pipeline__", None)
             label = owner_info.label if owner_info else func.__name__
-            return begin_run(label, _run_id(owner_info, args, kwargs, params),
+            return begin_run(label, _run_id(owner_info, args, kwargs, params, defaults),
                              input=plan.raw_inputs(args, kwargs))
         except Exception as err:
             report("run.begin", err)
@@ -187,6 +191,7 @@ def _wrap_entry(func: Callable[..., Any], info: PipelineInfo | None) -> Callable
 
 def entrypoint(func: Callable[P, R], /) -> Callable[P, R]:
     """Marks the method whose each call is one run of the enclosing `@pipeline` class."""
+    check_plain(func, "xr.entrypoint")
     if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
         raise fail(func, "an entrypoint cannot be a generator",
                    "return a list from the entrypoint, or make the generator a stage")

@@ -72,6 +72,14 @@ def fail(func: Callable[..., Any], problem: str, fix: str) -> DecorationError:
     return DecorationError(f"{problem} in {qualname} ({where}). Fix: {fix}")
 
 
+def check_plain(func: object, decorator: str) -> None:
+    """Reject `@classmethod`/`@staticmethod` applied under an xray-lake decorator, naming the fix."""
+    if isinstance(func, classmethod | staticmethod):
+        kind = type(func).__name__
+        raise fail(func.__func__, f"@{decorator} is applied to a {kind} object",
+                   f"put @{kind} above @{decorator}, so that @{decorator} sees the function")
+
+
 def _markers(func: Callable[..., Any], name: str, annotation: object) -> list[object]:
     """The metadata of an `Annotated[...]` annotation, even when annotations are strings."""
     if isinstance(annotation, str):

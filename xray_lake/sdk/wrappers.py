@@ -139,22 +139,23 @@ def _wrap_gen(func: AnyFunc, spec: StageSpec, plan: CallPlan) -> AnyFunc:
 
 
 def _wrap_async_gen(func: AnyFunc, spec: StageSpec, plan: CallPlan) -> AnyFunc:
+    """Like `_wrap_gen`; without `yield from`, the send/throw/close protocol is forwarded by hand,
+    also when nothing is recorded (`call is None`), so the body sees exactly what it would."""
+
     @functools.wraps(func)
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         call = _begin(spec, plan, args, kwargs)
         agen = func(*args, **kwargs)
-        if call is None:
-            async for item in agen:
-                yield item
-            return
-        call.leave()
+        if call is not None:
+            call.leave()
         items: list[Any] = []
         timer = _Timer()
         sent: Any = None
         thrown: BaseException | None = None
         try:
             while True:
-                call.enter()
+                if call is not None:
+                    call.enter()
                 timer.start()
                 try:
                     if thrown is not None:
@@ -164,22 +165,27 @@ def _wrap_async_gen(func: AnyFunc, spec: StageSpec, plan: CallPlan) -> AnyFunc:
                         item = await agen.asend(sent)
                 finally:
                     timer.stop()
-                    call.leave()
-                items.append(item)
+                    if call is not None:
+                        call.leave()
+                if call is not None:
+                    items.append(item)
                 try:
                     sent = yield item
                 except GeneratorExit:
                     await agen.aclose()
-                    end_stage(call, items, None, timer.ms)
+                    if call is not None:
+                        end_stage(call, items, None, timer.ms)
                     raise
                 except BaseException as exc:
                     thrown, sent = exc, None
         except StopAsyncIteration:
-            end_stage(call, items, None, timer.ms)
+            if call is not None:
+                end_stage(call, items, None, timer.ms)
         except GeneratorExit:
             raise
         except BaseException as exc:
-            end_stage(call, None, exc, timer.ms)
+            if call is not None:
+                end_stage(call, None, exc, timer.ms)
             raise
 
     return wrapper

@@ -79,8 +79,11 @@ class Writer:
 
     def submit(self, event: RunEvent | StageEvent) -> None:
         """Queue a record; O(1), no I/O. Drops (and counts) it when the memory bound is hit."""
-        n = event.n_items() if isinstance(event, StageEvent) else 0
-        estimate = int(_STAGE_ROW_BYTES + n * self._avg_row_bytes)
+        if isinstance(event, StageEvent):
+            n = event.n_items()
+            estimate = event.estimate_bytes(self._avg_row_bytes)
+        else:
+            n, estimate = 0, _STAGE_ROW_BYTES
         with self._lock:
             if self._closed:
                 self._drop("closed", event, n)
@@ -199,18 +202,24 @@ class Writer:
                 self._buffered_bytes += added
 
     def _add(self, event: object) -> int:
+        """Encode one record into its partition buffer; returns the bytes it now holds.
+
+        The memory bound holds on encoded bytes too: a record that would take the buffer
+        past `max_buffer_bytes` (lake and spool both refusing writes) is dropped and counted.
+        """
         if isinstance(event, StageEvent):
             built = build_stage(event, self.settings)
+            added = _STAGE_ROW_BYTES + (built.batch.nbytes if built.batch is not None else 0)
+            if self._over_bound(added, event, event.n_items()):
+                return 0
             buf = self._buffer(event.label, event.date)
             buf.stages.append(built.row)
             self.counters.stages_recorded += 1
             self.counters.truncated_values += built.n_truncated
-            added = _STAGE_ROW_BYTES
             if built.batch is not None:
                 buf.candidates.append(built.batch)
                 buf.n_candidates += built.batch.num_rows
                 self.counters.candidates_recorded += built.batch.num_rows
-                added += built.batch.nbytes
                 self._avg_row_bytes = 0.9 * self._avg_row_bytes + 0.1 * (
                     built.batch.nbytes / max(built.batch.num_rows, 1)
                 )
@@ -218,12 +227,21 @@ class Writer:
             return added
         if isinstance(event, RunEvent):
             row = build_run(event, self.settings, self._host, self._pid, self._version)
+            if self._over_bound(_STAGE_ROW_BYTES, event, 0):
+                return 0
             buf = self._buffer(event.label, event.date)
             buf.runs.append(row)
             buf.nbytes += _STAGE_ROW_BYTES
             self.counters.runs_recorded += 1
             return _STAGE_ROW_BYTES
         raise TypeError(f"not a record: {type(event).__name__}")
+
+    def _over_bound(self, added: int, event: object, n: int) -> bool:
+        with self._lock:
+            if self._buffered_bytes + added <= self.settings.max_buffer_bytes:
+                return False
+            self._drop("buffer_full", event, n)
+            return True
 
     def _buffer(self, label: str, date: str) -> PartitionBuffer:
         key = (label, date)
@@ -282,7 +300,7 @@ class Writer:
                 self._spool_pending = True
                 buf.clear(name)
             if buf.is_empty():
-                del self._buffers[key]
+                self._buffers.pop(key, None)
         if lake_ok:
             self._drain_spool()
         with self._lock:
