@@ -276,9 +276,10 @@ def test_table_glob() -> None:
 
 
 def test_data_file_name() -> None:
-    assert data_file_name("w1", 7) == "part-w1-00000007.parquet"
+    assert data_file_name("w1", 7) == "part-v1-w1-00000007.parquet"
+    assert data_file_name("w1", 7, 2) == "part-v2-w1-00000007.parquet"
     assert (
-        data_file_name("3f2b-c0de_host.1", 123456789) == "part-3f2b-c0de_host.1-123456789.parquet"
+        data_file_name("3f2b-c0de_host.1", 123456789) == "part-v1-3f2b-c0de_host.1-123456789.parquet"
     )
 
 
@@ -297,7 +298,7 @@ def test_data_file_name_rejects_bad_sequence_numbers(seq: int) -> None:
 def test_temp_file_names_are_hidden_and_never_match_parquet_globs() -> None:
     final = data_file_name("w1", 1)
     temp = temp_file_name(final)
-    assert temp == ".part-w1-00000001.parquet.tmp"
+    assert temp == ".part-v1-w1-00000001.parquet.tmp"
     assert temp.startswith(".")
     assert not temp.endswith(".parquet")
     assert is_temp_file(temp)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from xray_lake.records.schema import DICTIONARY_COLUMNS
+from xray_lake.records.schema import DICTIONARY_COLUMNS, SCHEMA_VERSION
 from xray_lake.storage.layout import data_file_name, partition_dir, temp_file_name
 
 
@@ -44,7 +44,7 @@ def publish(
     """
     folder = partition_dir(root, table_name, label, date)
     os.makedirs(folder, exist_ok=True)
-    name = data_file_name(writer_id, seq)
+    name = data_file_name(writer_id, seq, SCHEMA_VERSION)
     final = os.path.join(folder, name)
     temp = os.path.join(folder, temp_file_name(name))
     try:

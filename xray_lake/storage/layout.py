@@ -174,8 +174,8 @@ def partition_dir(root: str, table: str, label: str, date: str) -> str:
     return f"{_base(root)}/{table}/{_LABEL_KEY}{escape_label(label)}/date={date}"
 
 
-def data_file_name(writer_id: str, seq: int) -> str:
-    """Return ``part-<writer_id>-<seq:08d>.parquet``, unique per writer and sorting by sequence.
+def data_file_name(writer_id: str, seq: int, schema_version: int = 1) -> str:
+    """Return ``part-v<schema>-<writer_id>-<seq:08d>.parquet``, unique per writer.
 
     ``writer_id`` must be 1-128 of ``[A-Za-z0-9_.-]`` starting with a letter or digit, so the
     name is a single path component that no reader treats as hidden.
@@ -187,7 +187,12 @@ def data_file_name(writer_id: str, seq: int) -> str:
         )
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
         raise ValueError(f"seq must be a non-negative int, got {seq!r}")
-    return f"part-{writer_id}-{seq:08d}.parquet"
+    return f"part-v{schema_version}-{writer_id}-{seq:08d}.parquet"
+
+
+def version_glob(root: str, table: str, schema_version: int) -> str:
+    """The files of one schema version of a table."""
+    return table_glob(root, table).removesuffix("*.parquet") + f"part-v{schema_version}-*.parquet"
 
 
 def temp_file_name(final_name: str) -> str:

@@ -1,0 +1,26 @@
+"""Type-checker only (never run): builder misuse mypy must reject, because columns are typed.
+
+Each rejected line carries the error code tests/test_query_typing.py expects on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from xray_lake.query import Query, candidate, run, stage
+
+stage.fail_ratio > "x"  # expect: operator
+stage.n_in <= "100"  # expect: operator
+"0.9" < stage.fail_ratio  # expect: operator
+stage.fail_ratio < dt.datetime(2024, 5, 1)  # expect: operator
+run.started_at > "2024-05-01"  # expect: operator
+stage.type.gt(3)  # expect: arg-type
+stage.type.eq(3)  # expect: arg-type
+stage.fail_ratio.eq("0.9")  # expect: arg-type
+stage.metrics["ndcg"].ge("high")  # expect: arg-type
+stage.name.isin([1, 2])  # expect: list-item
+stage.type.regex(3)  # expect: arg-type
+candidate.passed > True  # expect: operator
+stage.fial_ratio  # expect: attr-defined
+Query().where(stage.type)  # expect: arg-type
+Query().limit("10")  # expect: arg-type

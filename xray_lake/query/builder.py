@@ -1,0 +1,427 @@
+"""The typed query builder: column namespaces `run`, `stage`, `candidate` and an immutable `Query`.
+
+    from xray_lake.query import run, stage, candidate
+    lake.query().where(stage.type == "filtering", stage.fail_ratio > 0.9,
+                       run.label == "competitor_discovery").per_run().to_polars()
+
+Columns are typed (`NumCol`, `StrCol`, `BoolCol`, `TimeCol`, `DateCol`, `MapCol`), so a type
+checker rejects `stage.fail_ratio > "x"` or `stage.type.gt(3)`. Comparisons build the same
+condition nodes the JSON language builds, and the same compiler turns them into SQL. Every
+`Query` method returns a new query; the original is never changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from xray_lake.errors import QueryError
+from xray_lake.query import nodes as n
+from xray_lake.query.nodes import Order, Predicate, Table, TimeLike
+
+if TYPE_CHECKING:
+    import polars as pl
+    import pyarrow as pa
+
+    from xray_lake.query.compiler import CompiledQuery
+    from xray_lake.query.lake import Lake
+
+__all__ = [
+    "BoolCol",
+    "CandidateColumns",
+    "Col",
+    "DateCol",
+    "MapCol",
+    "NumCol",
+    "Query",
+    "RunColumns",
+    "StageColumns",
+    "StrCol",
+    "TimeCol",
+    "candidate",
+    "has_candidate",
+    "run",
+    "stage",
+]
+
+T = TypeVar("T")
+
+
+class Col(Generic[T]):
+    """A column (or map entry) holding values of type `T`; comparing it builds a condition.
+
+    `==` / `!=` with None test for null. Use `&`, `|`, `~` to combine conditions.
+    """
+
+    __slots__ = ("node",)
+
+    def __init__(self, node: n.Expr) -> None:
+        self.node = node
+
+    def _cmp(self, op: n.CmpOp, value: object) -> Predicate:
+        return n.Compare(self.node, op, n.Param(value))
+
+    def eq(self, value: T) -> Predicate:
+        return self._cmp("=", value)
+
+    def ne(self, value: T) -> Predicate:
+        """Not equal; a null column counts as not equal (two-valued, like MongoDB's $ne)."""
+        return self._cmp("!=", value)
+
+    def __eq__(self, value: T | None) -> Predicate:  # type: ignore[override]
+        return n.IsNull(self.node) if value is None else self._cmp("=", value)
+
+    def __ne__(self, value: T | None) -> Predicate:  # type: ignore[override]
+        return n.IsNull(self.node, negated=True) if value is None else self._cmp("!=", value)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def isin(self, values: Iterable[T]) -> Predicate:
+        return n.InList(self.node, tuple(n.Param(v) for v in values))
+
+    def notin(self, values: Iterable[T]) -> Predicate:
+        return n.InList(self.node, tuple(n.Param(v) for v in values), negated=True)
+
+    def is_null(self) -> Predicate:
+        return n.IsNull(self.node)
+
+    def is_not_null(self) -> Predicate:
+        return n.IsNull(self.node, negated=True)
+
+    exists = is_not_null
+
+    def asc(self) -> Order:
+        return Order(self.node)
+
+    def desc(self) -> Order:
+        return Order(self.node, descending=True)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.node})"
+
+
+class _Ordered(Col[T]):
+    """A column whose values have an order: `> >= < <=`, `between`."""
+
+    __slots__ = ()
+
+    def gt(self, value: T) -> Predicate:
+        return self._cmp(">", value)
+
+    def ge(self, value: T) -> Predicate:
+        return self._cmp(">=", value)
+
+    def lt(self, value: T) -> Predicate:
+        return self._cmp("<", value)
+
+    def le(self, value: T) -> Predicate:
+        return self._cmp("<=", value)
+
+    def __gt__(self, value: T) -> Predicate:
+        return self._cmp(">", value)
+
+    def __ge__(self, value: T) -> Predicate:
+        return self._cmp(">=", value)
+
+    def __lt__(self, value: T) -> Predicate:
+        return self._cmp("<", value)
+
+    def __le__(self, value: T) -> Predicate:
+        return self._cmp("<=", value)
+
+    def between(self, low: T, high: T) -> Predicate:
+        """`low <= column <= high`."""
+        return n.And((self._cmp(">=", low), self._cmp("<=", high)))
+
+
+class NumCol(_Ordered[float]):
+    """A numeric column (ints are accepted wherever a float is)."""
+
+    __slots__ = ()
+
+
+class StrCol(_Ordered[str]):
+    """A string column; `regex` matches anywhere in the value (RE2 syntax, `(?i)` for case)."""
+
+    __slots__ = ()
+
+    def regex(self, pattern: str) -> Predicate:
+        return n.Regex(self.node, n.Param(pattern))
+
+
+class DateCol(_Ordered[str | dt.date]):
+    """The `date` partition column: 'YYYY-MM-DD' strings (a `datetime.date` is converted)."""
+
+    __slots__ = ()
+
+
+class BoolCol(Col[bool]):
+    """A boolean column."""
+
+    __slots__ = ()
+
+    def is_true(self) -> Predicate:
+        return self._cmp("=", True)
+
+    def is_false(self) -> Predicate:
+        return self._cmp("=", False)
+
+
+class TimeCol(_Ordered[dt.date]):
+    """A UTC timestamp column; naive datetimes are taken as UTC, a date as its midnight."""
+
+    __slots__ = ()
+
+    def _bound(self, since: TimeLike | None, until: TimeLike | None) -> Predicate:
+        col = self.node
+        assert isinstance(col, n.Column)
+        if col.name == "started_at" and col.table in (Table.RUN, Table.STAGE):
+            return n.TimeBound.of(col.table, since=since, until=until)
+        parts: list[Predicate] = []
+        if since is not None:
+            parts.append(self._cmp(">=", n.parse_time(since)))
+        if until is not None:
+            parts.append(self._cmp("<", n.parse_time(until, end_of_day=True)))
+        return parts[0] if len(parts) == 1 else n.And(tuple(parts))
+
+    def since(self, value: TimeLike) -> Predicate:
+        """At or after `value` (ISO text, date, datetime, or relative '7d' / timedelta ago)."""
+        return self._bound(value, None)
+
+    def until(self, value: TimeLike) -> Predicate:
+        """Before `value`; a bare date includes that whole day."""
+        return self._bound(None, value)
+
+
+class MapCol:
+    """A map column; `stage.metrics["ndcg"]` / `stage.reason_counts["price"]` is a `NumCol`."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node: n.Column) -> None:
+        self.node = node
+
+    def __getitem__(self, key: str) -> NumCol:
+        return NumCol(n.MapItem(self.node, key))
+
+    def __repr__(self) -> str:
+        return f"MapCol({self.node})"
+
+
+def _col(table: Table, name: str) -> Any:
+    """The typed column object for one column of `table` (by its kind)."""
+    node = n.Column(table, name)
+    if name == "date":
+        return DateCol(node)
+    return {n.Kind.NUM: NumCol, n.Kind.STR: StrCol, n.Kind.BOOL: BoolCol,
+            n.Kind.TIME: TimeCol, n.Kind.MAP: MapCol}[node.kind](node)
+
+
+class _Columns:
+    """Shared by the three namespaces: `col(name)` for a column named at run time."""
+
+    table: Table
+
+    def col(self, name: str) -> Any:
+        """The column called `name` (QueryError with the nearest name if there is none)."""
+        return _col(self.table, name)
+
+    def __repr__(self) -> str:
+        return f"<{self.table.view} columns: {', '.join(n.COLUMNS[self.table])}>"
+
+
+class RunColumns(_Columns):
+    """Columns of `runs`."""
+
+    table = Table.RUN
+
+    def __init__(self) -> None:
+        c = Table.RUN
+        self.run_id: StrCol = _col(c, "run_id")
+        self.label: StrCol = _col(c, "label")
+        self.date: DateCol = _col(c, "date")
+        self.started_at: TimeCol = _col(c, "started_at")
+        self.finished_at: TimeCol = _col(c, "finished_at")
+        self.duration_ms: NumCol = _col(c, "duration_ms")
+        self.status: StrCol = _col(c, "status")
+        self.error_message: StrCol = _col(c, "error_message")
+        self.error_code: StrCol = _col(c, "error_code")
+        self.n_stages: NumCol = _col(c, "n_stages")
+        self.attributes: StrCol = _col(c, "attributes")
+        self.input_json: StrCol = _col(c, "input_json")
+        self.output_json: StrCol = _col(c, "output_json")
+        self.sdk_version: StrCol = _col(c, "sdk_version")
+        self.host: StrCol = _col(c, "host")
+        self.pid: NumCol = _col(c, "pid")
+
+
+class StageColumns(_Columns):
+    """Columns of `stages`, metrics included."""
+
+    table = Table.STAGE
+
+    def __init__(self) -> None:
+        c = Table.STAGE
+        self.run_id: StrCol = _col(c, "run_id")
+        self.stage_id: StrCol = _col(c, "stage_id")
+        self.label: StrCol = _col(c, "label")
+        self.date: DateCol = _col(c, "date")
+        self.name: StrCol = _col(c, "name")
+        self.type: StrCol = _col(c, "type")
+        self.seq: NumCol = _col(c, "seq")
+        self.parent_stage_id: StrCol = _col(c, "parent_stage_id")
+        self.started_at: TimeCol = _col(c, "started_at")
+        self.finished_at: TimeCol = _col(c, "finished_at")
+        self.duration_ms: NumCol = _col(c, "duration_ms")
+        self.status: StrCol = _col(c, "status")
+        self.error_message: StrCol = _col(c, "error_message")
+        self.error_code: StrCol = _col(c, "error_code")
+        self.input_json: StrCol = _col(c, "input_json")
+        self.output_json: StrCol = _col(c, "output_json")
+        self.n_in: NumCol = _col(c, "n_in")
+        self.n_out: NumCol = _col(c, "n_out")
+        self.n_passed: NumCol = _col(c, "n_passed")
+        self.n_failed: NumCol = _col(c, "n_failed")
+        self.fail_ratio: NumCol = _col(c, "fail_ratio")
+        self.pass_ratio: NumCol = _col(c, "pass_ratio")
+        self.score_min: NumCol = _col(c, "score_min")
+        self.score_max: NumCol = _col(c, "score_max")
+        self.score_mean: NumCol = _col(c, "score_mean")
+        self.score_std: NumCol = _col(c, "score_std")
+        self.score_p50: NumCol = _col(c, "score_p50")
+        self.score_p90: NumCol = _col(c, "score_p90")
+        self.n_score_null: NumCol = _col(c, "n_score_null")
+        self.rank_kendall_tau: NumCol = _col(c, "rank_kendall_tau")
+        self.rank_mean_displacement: NumCol = _col(c, "rank_mean_displacement")
+        self.topk_overlap: NumCol = _col(c, "topk_overlap")
+        self.n_unique: NumCol = _col(c, "n_unique")
+        self.duplicate_ratio: NumCol = _col(c, "duplicate_ratio")
+        self.n_generated: NumCol = _col(c, "n_generated")
+        self.n_empty_reason: NumCol = _col(c, "n_empty_reason")
+        self.reason_counts: MapCol = _col(c, "reason_counts")
+        self.metrics: MapCol = _col(c, "metrics")
+        self.sampled: BoolCol = _col(c, "sampled")
+        self.sample_rate: NumCol = _col(c, "sample_rate")
+        self.n_candidates_stored: NumCol = _col(c, "n_candidates_stored")
+        self.n_truncated: NumCol = _col(c, "n_truncated")
+        self.validation_error: StrCol = _col(c, "validation_error")
+
+
+class CandidateColumns(_Columns):
+    """Columns of `candidates`; conditions on them match stages having such a candidate."""
+
+    table = Table.CANDIDATE
+
+    def __init__(self) -> None:
+        c = Table.CANDIDATE
+        self.run_id: StrCol = _col(c, "run_id")
+        self.stage_id: StrCol = _col(c, "stage_id")
+        self.label: StrCol = _col(c, "label")
+        self.date: DateCol = _col(c, "date")
+        self.stage_name: StrCol = _col(c, "stage_name")
+        self.stage_type: StrCol = _col(c, "stage_type")
+        self.candidate_id: StrCol = _col(c, "candidate_id")
+        self.in_position: NumCol = _col(c, "in_position")
+        self.out_position: NumCol = _col(c, "out_position")
+        self.passed: BoolCol = _col(c, "passed")
+        self.reason_label: StrCol = _col(c, "reason_label")
+        self.reason_text: StrCol = _col(c, "reason_text")
+        self.score: NumCol = _col(c, "score")
+        self.reason: StrCol = _col(c, "reason")
+        self.payload: StrCol = _col(c, "payload")
+
+
+run = RunColumns()
+stage = StageColumns()
+candidate = CandidateColumns()
+
+
+def has_candidate(*conditions: Predicate) -> Predicate:
+    """The stage has one candidate meeting every condition (negate with `~`)."""
+    return n.HasCandidate(n.And(conditions) if len(conditions) != 1 else conditions[0])
+
+
+def _candidate_only(pred: Predicate) -> bool:
+    tables = {c.table for c in n.columns_of(pred, into_candidates=False)}
+    return tables == {Table.CANDIDATE}
+
+
+@dataclass(frozen=True)
+class Query:
+    """An immutable query over a lake; every method returns a new Query."""
+
+    lake: Lake | None = field(default=None, compare=False, repr=False)
+    node: n.Query = field(default_factory=n.Query)
+
+    def _with(self, **changes: Any) -> Query:
+        return dataclasses.replace(self, node=dataclasses.replace(self.node, **changes))
+
+    def where(self, *conditions: Predicate) -> Query:
+        """Add conditions, all of which must hold.
+
+        Conditions on candidate columns given in one call are one candidate clause: the stage
+        must have a single candidate meeting all of them (use `has_candidate` to group
+        differently).
+        """
+        for cond in conditions:
+            if not isinstance(cond, Predicate):
+                raise QueryError(f"where() takes conditions such as stage.fail_ratio > 0.9, "
+                                 f"got {cond!r}")
+        on_candidates = [c for c in conditions if _candidate_only(c)]
+        rest = [c for c in conditions if not _candidate_only(c)]
+        if on_candidates:
+            rest.append(has_candidate(*on_candidates))
+        return self._with(where=(*self.node.where, *rest))
+
+    def since(self, value: TimeLike) -> Query:
+        """Runs started at or after `value` (also prunes older date partitions)."""
+        return self.where(n.TimeBound.of(Table.RUN, since=value))
+
+    def until(self, value: TimeLike) -> Query:
+        """Runs started before `value` (a bare date: up to the end of that day)."""
+        return self.where(n.TimeBound.of(Table.RUN, until=value))
+
+    def per_run(self) -> Query:
+        """One row per run: run columns and `n_matching_stages`."""
+        return self._with(per="run")
+
+    def per_stage(self) -> Query:
+        """One row per stage (the default): stage columns and the run's as `run_<name>`."""
+        return self._with(per="stage")
+
+    def select(self, *columns: Col[Any]) -> Query:
+        """Only these result columns (run columns per stage are named `run_<name>`)."""
+        return self._with(select=tuple(c.node for c in columns))
+
+    def order_by(self, *keys: Order | Col[Any]) -> Query:
+        """Sort keys: a column (ascending) or `col.desc()`; nulls come last."""
+        return self._with(order_by=tuple(k if isinstance(k, Order) else k.asc() for k in keys))
+
+    def limit(self, count: int) -> Query:
+        return self._with(limit=count)
+
+    def compile(self) -> CompiledQuery:
+        from xray_lake.query.compiler import compile_query
+
+        return compile_query(self.node)
+
+    def sql(self) -> tuple[str, list[object]]:
+        """The DuckDB SQL and its parameters (`$1` is `params[0]`)."""
+        compiled = self.compile()
+        return compiled.sql, list(compiled.params)
+
+    def _lake(self) -> Lake:
+        if self.lake is None:
+            raise QueryError("this query has no lake: build it with lake.query()")
+        return self.lake
+
+    def to_polars(self) -> pl.DataFrame:
+        text, params = self.sql()
+        return self._lake().sql(text, params)
+
+    def to_arrow(self) -> pa.Table:
+        text, params = self.sql()
+        return self._lake().sql_arrow(text, params)
