@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 import pydantic
 import pytest
@@ -228,3 +228,29 @@ def test_classmethod_and_staticmethod_above_stage_decorators_work(
         {"run_id": "cls-run", "label": "cm", "n_stages": 2}]
     assert db.sql("select name from stages order by seq").to_series().to_list() == [
         "keep", "flip"]
+
+
+class _Product(TypedDict):
+    id: str
+    price: float
+
+
+class _ScoredProduct(TypedDict):
+    id: str
+    price: float
+    score: float
+
+
+def test_a_mapped_field_that_only_the_output_type_has_is_accepted() -> None:
+    @xr.scoring_stage("s", score="score")
+    def score(items: Annotated[list[_Product], xr.Candidates()]) -> list[_ScoredProduct]:
+        return [{"id": p["id"], "price": p["price"], "score": 1.0} for p in items]
+
+    assert score([{"id": "a", "price": 1.0}])[0]["score"] == 1.0
+
+
+def test_a_mapped_field_that_neither_declared_type_has_is_rejected() -> None:
+    with pytest.raises(xr.DecorationError, match="did you mean 'price'"):
+        @xr.scoring_stage("s", score="prize")
+        def score(items: Annotated[list[_Product], xr.Candidates()]) -> list[_Product]:
+            return items

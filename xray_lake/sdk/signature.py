@@ -132,11 +132,14 @@ def _known_fields(element: object) -> list[str] | None:
     return None
 
 
-def check_fields(func: Callable[..., Any], fields: FieldMap, element: object) -> None:
-    """When the candidate type declares its fields, every mapping must name one of them."""
-    known = _known_fields(element)
-    if known is None:
+def check_fields(func: Callable[..., Any], fields: FieldMap, *elements: object) -> None:
+    """When the candidate types (input and output) declare their fields, every mapping must
+    name a field of one of them; an undeclared type (dict, Any) can hold anything."""
+    declared = [_known_fields(e) for e in elements if e is not None]
+    if not declared or any(k is None for k in declared):
         return
+    known = list(dict.fromkeys(name for k in declared if k for name in k))
+    element = next(e for e in elements if e is not None)
     for role, field_name in fields.named().items():
         if field_name in known or (role == "id" and field_name == "id"):
             continue  # the default id mapping is only a guess; absent ids are reported per run
@@ -208,10 +211,10 @@ def plan_call(func: Callable[..., Any], stage_type: str | None, fields: FieldMap
                 "annotate the list parameter as `Annotated[list[...], xr.Candidates()]`",
             )
     if fields is not None:
-        element = _element_type(hints.get("return", sig.return_annotation))
-        if stage_type in INPUT_LIST_TYPES and candidates_annotation is not None:
-            element = _element_type(candidates_annotation) or element
-        check_fields(func, fields, element)
+        returned = _element_type(hints.get("return", sig.return_annotation))
+        given = (_element_type(candidates_annotation)
+                 if stage_type in INPUT_LIST_TYPES and candidates_annotation is not None else None)
+        check_fields(func, fields, returned, given)
 
     if raw:
         captured = tuple(raw)
