@@ -1,0 +1,300 @@
+"""Shared options of the data commands: output format and file, and time windows."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import polars as pl
+import typer
+from rich.console import Console, RenderableType
+from rich.markup import escape
+from rich.table import Table
+
+import xray_lake as xr
+from xray_lake.cli import resolve_root, stderr, stdout
+from xray_lake.errors import XrayLakeError
+
+MAX_TABLE_ROWS = 1000  # a terminal table past this is unreadable anyway; csv/json have no cap
+MAX_TABLE_COLUMNS = 14
+MAX_CELL_CHARS = 60
+OFFLINE_WIDTH = 200  # table width when stdout is not a terminal
+
+
+class Format(StrEnum):
+    """Output formats; `table` is for people, the others for programs."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+    ndjson = "ndjson"
+    parquet = "parquet"
+
+
+FormatOption = Annotated[
+    Format,
+    typer.Option("--format", "-f", case_sensitive=False,
+                 help="table (default, for people), csv, json (one array), ndjson (a row a "
+                      "line) or parquet (needs --output)."),
+]
+OutputOption = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", metavar="FILE", dir_okay=False,
+                 help="Write to FILE instead of stdout."),
+]
+
+
+def check_output(fmt: Format, output: Path | None) -> None:
+    """Fail before any work on a combination that cannot be written (parquet to a terminal)."""
+    if fmt is Format.parquet and output is None:
+        raise typer.BadParameter("parquet is a binary format: add --output FILE",
+                                 param_hint="'--format'")
+
+
+def open_lake(root: str | None) -> xr.Lake:
+    """The lake at `--root`; a local root that does not exist is an error, not an empty lake."""
+    lake_root = resolve_root(root)
+    if "://" not in lake_root and not os.path.isdir(lake_root):
+        raise XrayLakeError(f"no lake at {lake_root}: the folder does not exist (pass --root "
+                            "or set XRAY_LAKE_ROOT; `xray-lake demo` creates one)")
+    return xr.Lake(lake_root)
+
+
+def emit(frame: pl.DataFrame, fmt: Format, output: Path | None, *,
+         table: RenderableType | None = None, hide: Sequence[str] = ()) -> None:
+    """Write `frame` as `fmt` to `output` or stdout.
+
+    `table` replaces the generic rich table; `hide` names columns the generic table may
+    leave out when the frame is too wide for a terminal.
+    """
+    check_output(fmt, output)
+    if fmt is Format.parquet:
+        assert output is not None
+        frame.write_parquet(output)
+        _wrote(frame, output)
+        return
+    if fmt is Format.table:
+        if output is None:
+            _print_table(_table_console(), frame, table, hide)
+        else:
+            with output.open("w", encoding="utf-8") as f:
+                console = Console(file=f, width=OFFLINE_WIDTH, highlight=False, no_color=True)
+                _print_table(console, frame, table, hide)
+            _wrote(frame, output)
+        return
+    if fmt is Format.csv:
+        text = _flat(frame).write_csv()
+    elif fmt is Format.json:
+        text = frame.write_json() + "\n"
+    else:
+        text = frame.write_ndjson()
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        output.write_text(text, encoding="utf-8")
+        _wrote(frame, output)
+
+
+def _table_console() -> Console:
+    """stdout; when it is a pipe or file (80 columns by default), wide enough not to wrap."""
+    console = stdout()
+    if console.is_terminal or os.environ.get("COLUMNS"):
+        return console
+    return Console(highlight=False, width=OFFLINE_WIDTH)
+
+
+def _print_table(console: Console, frame: pl.DataFrame, table: RenderableType | None,
+                 hide: Sequence[str]) -> None:
+    if table is not None:
+        console.print(table)
+        return
+    generic, shown = frame_table(frame, columns=table_columns(frame, hide), width=console.width)
+    console.print(generic)
+    _note_cut(frame, shown)
+    if frame.is_empty():
+        stderr().print("(no rows)", markup=False)
+
+
+def _note_cut(frame: pl.DataFrame, shown: list[str]) -> None:
+    cut = []
+    if frame.height > MAX_TABLE_ROWS:
+        cut.append(f"{MAX_TABLE_ROWS} of {frame.height} rows")
+    if len(shown) < frame.width:
+        cut.append(f"{len(shown)} of {frame.width} columns")
+    if cut:
+        stderr().print(f"(the table shows {' and '.join(cut)}; --format csv or json has all)",
+                       markup=False, soft_wrap=True)
+
+
+def _wrote(frame: pl.DataFrame, output: Path) -> None:
+    stderr().print(f"wrote {frame.height} rows to {output}", markup=False, soft_wrap=True)
+
+
+def _flat(frame: pl.DataFrame) -> pl.DataFrame:
+    """Nested columns (maps, lists, structs) as JSON text, which CSV can hold."""
+    nested = [name for name, dtype in frame.schema.items() if dtype.is_nested()
+              or isinstance(dtype, getattr(pl, "Map", ()))]
+    if not nested:
+        return frame
+    return frame.with_columns(
+        pl.Series(name, [None if v is None else orjson.dumps(v, default=str).decode()
+                         for v in frame[name].to_list()], dtype=pl.String())
+        for name in nested
+    )
+
+
+def cell(value: Any) -> str:
+    """One value as table text: short floats, seconds-precision times, '' for null."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        if value.is_integer() and abs(value) < 1e15:
+            return f"{int(value):,}"
+        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.4g}"
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, dict):  # maps such as reason_counts: `price_too_high 412, ...`
+        return ", ".join(f"{k} {cell(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return orjson.dumps(value, default=str).decode()
+    return str(value)
+
+
+def table_columns(frame: pl.DataFrame, hide: Sequence[str] = ()) -> list[str]:
+    """The columns worth a terminal table; all of them unless there are too many.
+
+    Past MAX_TABLE_COLUMNS, drops the `hide` columns, JSON blobs and all-null columns, then
+    keeps the first MAX_TABLE_COLUMNS (csv/json always have every column).
+    """
+    names = list(frame.columns)
+    if len(names) <= MAX_TABLE_COLUMNS:
+        return names
+    blobs = {"payload", "attributes", "run_attributes", *hide}
+    names = [n for n in names if n not in blobs and not n.endswith("_json")]
+    if frame.height:
+        names = [n for n in names if frame[n].null_count() < frame.height]
+    front = [n for n in ("run_id", "label") if n in names]
+    return [*front, *(n for n in names if n not in front)][:MAX_TABLE_COLUMNS]
+
+
+def frame_table(frame: pl.DataFrame, *, columns: Sequence[str] | None = None,
+                width: int | None = None) -> tuple[Table, list[str]]:
+    """A plain rich table of a frame, and the columns it shows.
+
+    Numbers are right-aligned, long text is cut, at most MAX_TABLE_ROWS rows. Given a
+    `width`, columns are kept from the left while they fit (at least two), so a narrow
+    terminal shows fewer whole columns rather than many unreadable slivers.
+    """
+    names = list(columns or frame.columns)
+    rows = [[_cut(cell(v)) for v in row]
+            for row in frame.select(names).head(MAX_TABLE_ROWS).iter_rows()]
+    widths = [max([len(name), *(len(r[i]) for r in rows)]) for i, name in enumerate(names)]
+    keep = len(names)
+    if width is not None:
+        used, keep = 0, 0
+        for w in widths:
+            if used + w + 3 > width and keep >= 2:
+                break
+            used, keep = used + w + 3, keep + 1
+    table = Table(show_edge=False, pad_edge=False, header_style="bold")
+    for name in names[:keep]:
+        numeric = frame.schema[name].is_numeric()
+        table.add_column(escape(name), justify="right" if numeric else "left",
+                         no_wrap=True, overflow="ellipsis")
+    for r in rows:
+        table.add_row(*(escape(v) for v in r[:keep]))
+    return table, names[:keep]
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_CELL_CHARS else text[:MAX_CELL_CHARS - 1] + "…"
+
+
+# --- time windows ------------------------------------------------------------------------
+
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+WHEN_HELP = "a date (2024-05-01), a UTC time (2024-05-01T12:00) or an age (30m, 12h, 7d, 2w)"
+
+
+def parse_when(text: str, *, end: bool = False, now: datetime | None = None) -> datetime:
+    """`7d`, `12h`, `2024-05-01` or an ISO time as an aware UTC datetime.
+
+    With `end=True` a bare date means the end of that day, so `--until 2024-05-01`
+    includes the runs of May 1st.
+    """
+    now = now or datetime.now(UTC)
+    if match := _AGE.match(text):
+        amount, unit = float(match.group(1)), match.group(2).lower()
+        return now - timedelta(**{_UNITS[unit]: amount})
+    value = text.strip()
+    if value.lower() in {"now", "today"}:
+        return now if value.lower() == "now" else now.replace(hour=0, minute=0, second=0,
+                                                               microsecond=0)
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            day = datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
+            return day + timedelta(days=1) if end else day
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not {WHEN_HELP}") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def window(since: str | None, until: str | None) -> tuple[list[str], list[Any]]:
+    """SQL conditions (and their parameters) for `since <= started_at < until`.
+
+    Each bound is written twice: on the `date` partition (a string, so DuckDB skips the
+    folders outside the window) and on `started_at` (exact).
+    """
+    clauses: list[str] = []
+    params: list[Any] = []
+    if since and since.strip().lower() != "all":
+        start = parse_when(since)
+        clauses += ["date >= ?", "started_at >= ?"]
+        params += [start.date().isoformat(), start]
+    if until:
+        stop = parse_when(until, end=True)
+        if since and since.strip().lower() != "all" and stop <= parse_when(since):
+            raise typer.BadParameter(f"{until} is not after --since {since}",
+                                     param_hint="'--until'")
+        clauses += ["date <= ?", "started_at < ?"]
+        params += [(stop - timedelta(microseconds=1)).date().isoformat(), stop]
+    return clauses, params
+
+
+def _check_when(value: str | None) -> str | None:
+    if value is not None and value.strip().lower() != "all":
+        parse_when(value)
+    return value
+
+
+SinceOption = Annotated[
+    str | None,
+    typer.Option("--since", metavar="WHEN", callback=_check_when,
+                 help=f"Runs started at or after WHEN: {WHEN_HELP}; 'all' for no bound."),
+]
+UntilOption = Annotated[
+    str | None,
+    typer.Option("--until", metavar="WHEN", callback=_check_when,
+                 help=f"Runs started before WHEN ({WHEN_HELP}); a date includes that day."),
+]
+
+__all__ = ["Format", "FormatOption", "OutputOption", "SinceOption", "UntilOption", "cell",
+           "check_output", "emit", "frame_table", "open_lake", "parse_when", "table_columns",
+           "window"]

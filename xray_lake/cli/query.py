@@ -1,0 +1,103 @@
+"""`xray-lake query`: SQL over the lake's views, or the JSON query language with --where."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from xray_lake.cli import RootOption
+from xray_lake.cli.output import Format, FormatOption, OutputOption, check_output, emit, open_lake
+
+HELP = (
+    "Answer a question with SQL over the views runs, stages and candidates (DuckDB), or with "
+    "the JSON query language (--where): keys pipeline, stage, candidate; $camelCase keys are "
+    "metrics; operators $eq $ne $gt $gte $lt $lte $in $nin $exists $and $or $not. Give "
+    "exactly one of SQL and --where. SQL '-' reads the query from stdin; --where @FILE "
+    "reads the JSON from a file.\n\n"
+    "Examples:\n\n"
+    "  xray-lake query \"select label, count(*) from runs group by 1\"\n"
+    "  xray-lake query \"select * from stages where type = 'filtering' and fail_ratio > 0.9\" "
+    "--format csv\n"
+    "  xray-lake query --where '{\"stage\": {\"type\": \"filtering\", "
+    "\"$failRatio\": {\"$gt\": 0.9}}}' --per run\n"
+    "  xray-lake query - --format parquet -o out.parquet < question.sql"
+)
+
+
+# Columns of a wide `--where` result that the terminal table leaves out first.
+TABLE_HIDES = ("stage_id", "parent_stage_id", "finished_at", "error_message", "sampled",
+               "sample_rate", "n_candidates_stored", "n_truncated", "validation_error",
+               "run_started_at", "run_finished_at", "run_error_message", "run_sdk_version",
+               "run_host", "run_pid", "sdk_version", "host", "pid", "started_at",
+               "n_passed", "pass_ratio", "run_duration_ms", "run_n_stages", "seq",
+               "duration_ms", "n_failed", "date")
+
+
+class Per(StrEnum):
+    stage = "stage"
+    run = "run"
+
+
+def parse_where(text: str) -> dict[str, Any]:
+    """--where as a JSON object (`@file.json` reads a file); a usage error otherwise."""
+    source = "--where"
+    if text.startswith("@"):
+        source = text[1:]
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot read {source}: {exc.strerror or exc}",
+                                     param_hint="'--where'") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"{source} is not valid JSON: {exc}",
+                                 param_hint="'--where'") from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter(f"{source} must be a JSON object like "
+                                 '{"stage": {"type": "filtering"}}, '
+                                 f"not {type(value).__name__}", param_hint="'--where'")
+    return value
+
+
+def query(
+    sql: Annotated[str | None, typer.Argument(
+        metavar="[SQL]", help="A DuckDB SQL query over runs, stages, candidates; '-' = stdin.",
+        show_default=False)] = None,
+    where: Annotated[str | None, typer.Option(
+        "--where", "-w", metavar="JSON", help="A JSON-language query (or @FILE).")] = None,
+    per: Annotated[Per | None, typer.Option(
+        "--per", case_sensitive=False,
+        help="With --where: one row per matching stage (default) or per run.")] = None,
+    root: RootOption = None,
+    fmt: FormatOption = Format.table,
+    output: OutputOption = None,
+) -> None:
+    if (sql is None) == (where is None):
+        raise typer.BadParameter("give exactly one of SQL and --where", param_hint="'[SQL]'")
+    if per is not None and where is None:
+        raise typer.BadParameter("--per applies to --where queries only",
+                                 param_hint="'--per'")
+    check_output(fmt, output)
+    spec = parse_where(where) if where is not None else None
+    if sql == "-":
+        sql = sys.stdin.read()
+    if sql is not None and not sql.strip():
+        raise typer.BadParameter("the SQL query is empty", param_hint="'[SQL]'")
+    with open_lake(root) as lake:
+        if spec is not None:
+            found = lake.find(spec, per=(per or Per.stage).value)
+        else:
+            assert sql is not None
+            found = lake.sql(sql)
+    emit(found, fmt, output, hide=TABLE_HIDES)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `query` to the app."""
+    app.command("query", help=HELP, no_args_is_help=False)(query)

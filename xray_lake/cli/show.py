@@ -1,0 +1,142 @@
+"""`xray-lake show RUN_ID`: one run's header and its funnel, stage by stage."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import polars as pl
+import typer
+from rich.console import Group
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from xray_lake.cli import RootOption, resolve_root
+from xray_lake.cli.output import (
+    Format,
+    FormatOption,
+    OutputOption,
+    cell,
+    check_output,
+    emit,
+    open_lake,
+)
+from xray_lake.errors import XrayLakeError
+from xray_lake.query.journey import RunInfo, find_runs, funnel
+
+BAR_WIDTH = 12
+
+HELP = (
+    "Show a run's funnel: each stage in order with its candidates in -> out, a bar of the "
+    "share kept, the fail ratio, the top drop reasons and the duration; the header has the "
+    "run's label, status, duration and error. Other formats write the funnel rows.\n\n"
+    "Examples:\n\n"
+    "  xray-lake show fs-3f2a-0017\n"
+    "  xray-lake show fs-3f2a-0017 --format json\n"
+    "  xray-lake show fs-3f2a-0017 --root s3://bucket/lake"
+)
+
+
+def not_found(run_id: str, root: str) -> XrayLakeError:
+    return XrayLakeError(f"no run {run_id!r} in the lake at {root} "
+                         "(`xray-lake runs` lists the recent ones)")
+
+
+def human_ms(ms: float | None) -> str:
+    """5.7 ms, 1.24 s, 3 min 05 s."""
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms:.3g} ms" if ms < 10 else f"{ms:.0f} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.3g} s"
+    minutes, seconds = divmod(round(ms / 1000), 60)
+    return f"{minutes} min {seconds:02d} s"
+
+
+def bar(n_in: int | None, n_out: int | None, width: int = BAR_WIDTH) -> Text:
+    """A bar proportional to n_out / n_in and the percentage kept; empty without an input count."""
+    if not n_in or n_out is None:
+        return Text("")
+    share = n_out / n_in
+    filled = max(0, min(width, round(share * width)))
+    style = "red" if share < 0.1 else "yellow" if share < 0.5 else "green"
+    text = Text("█" * filled, style=style)
+    text.append("·" * (width - filled), style="dim")
+    text.append(f" {share:>4.0%}")
+    return text
+
+
+def header(run: RunInfo) -> Text:
+    """`fs-3f2a-0017  fashion_search  failure  5.7 ms  2024-05-01 12:00:03 UTC  4 stages`."""
+    status_style = "green" if run.status == "success" else "bold red"
+    text = Text.assemble((run.run_id, "bold"), "  ", (run.label or "''", "cyan"), "  ",
+                         (run.status or "unknown status", status_style), "  ",
+                         human_ms(run.duration_ms))
+    if run.started_at is not None:
+        text.append(f"  started {cell(run.started_at)} UTC")
+    if run.n_stages is not None:
+        text.append(f"  {run.n_stages} stages")
+    if run.status is None:
+        text.append("  (no run row: the process may have died mid-run)", style="yellow")
+    return text
+
+
+def error(run: RunInfo, stages: pl.DataFrame) -> Text | None:
+    """`error at catalog-query: CatalogTimeout:CATALOG_TIMEOUT: catalog did not answer`."""
+    if run.status != "failure" and not run.error_code:
+        return None
+    failed = stages.filter(pl.col("status") == "failure")
+    where = f" at {failed['name'][0]}" if failed.height else ""
+    what = ": ".join(v for v in (run.error_code, run.error_message) if v) or "no message"
+    return Text(f"error{where}: {what}", style="red")
+
+
+def funnel_table(stages: pl.DataFrame) -> Table:
+    table = Table(show_edge=False, pad_edge=False, header_style="bold")
+    for name, justify in (("#", "right"), ("stage", "left"), ("type", "left"),
+                          ("status", "left"), ("in", "right"), ("out", "right"),
+                          ("kept", "left"), ("fail", "right"), ("top reasons", "left"),
+                          ("duration", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row in stages.iter_rows(named=True):
+        failed = row["status"] == "failure"
+        table.add_row(
+            str(row["seq"]), escape(row["name"] or ""), row["type"] or "",
+            Text(row["status"] or "", style="bold red" if failed else ""),
+            cell(row["n_in"]), cell(row["n_out"]), bar(row["n_in"], row["n_out"]),
+            "" if row["fail_ratio"] is None else f"{row['fail_ratio']:.1%}",
+            escape(row["top_reasons"] or ""), human_ms(row["duration_ms"]),
+        )
+    return table
+
+
+def show(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run to show.")],
+    root: RootOption = None,
+    fmt: FormatOption = Format.table,
+    output: OutputOption = None,
+) -> None:
+    check_output(fmt, output)
+    lake_root = resolve_root(root)
+    with open_lake(lake_root) as lake:
+        found = find_runs(lake, run_id)
+        if not found:
+            raise not_found(run_id, lake_root)
+        stages = funnel(lake, run_id, runs=found)
+    renderable: Any = None
+    if fmt is Format.table:
+        parts: list[Any] = [header(found[0])]
+        if (err := error(found[0], stages)) is not None:
+            parts.append(err)
+        if len(found) > 1:
+            parts.append(Text(f"({len(found)} runs share this id; their stages are merged)",
+                              style="yellow"))
+        parts += [Text(""), funnel_table(stages)]
+        renderable = Group(*parts)
+    emit(stages, fmt, output, table=renderable)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `show` to the app."""
+    app.command("show", help=HELP, no_args_is_help=False)(show)
