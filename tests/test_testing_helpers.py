@@ -29,7 +29,9 @@ def test_capture_records_holds_runs_stages_and_candidates_in_memory(tmp_path: Pa
     assert not (tmp_path / "lake").exists()  # nothing reached the lake
 
 
-def test_the_pytest_fixture_captures_the_tests_records(xray_records: CapturedRecords) -> None:
+def test_the_pytest_fixture_captures_the_tests_records(
+    xray_records: CapturedRecords,  # noqa: F811 - the fixture imported above
+) -> None:
     price_filter([{"id": 1, "price": 99}])
     assert xray_records.stage("price-filter")["reason_counts"] == {"price_too_high": 1}
 
