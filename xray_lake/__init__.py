@@ -27,6 +27,7 @@ from xray_lake.sdk.decorators import (
     scoring_stage,
 )
 from xray_lake.sdk.markers import Candidates, RawInput
+from xray_lake.storage.compact import compact
 from xray_lake.writer import process as _process
 
 
@@ -64,6 +65,7 @@ __all__ = [
     "Stage",
     "XrayLakeError",
     "__version__",
+    "compact",
     "configure",
     "entrypoint",
     "filtering_stage",

@@ -20,7 +20,7 @@ import typer
 from typer.core import TyperGroup
 
 from xray_lake import __version__
-from xray_lake.cli import demo, error_line, query, runs, show, stats, stderr, why
+from xray_lake.cli import compact, demo, error_line, query, runs, show, stats, stderr, why
 from xray_lake.errors import ConfigError, QueryError, XrayLakeError
 
 USAGE_ERRORS: tuple[type[Exception], ...] = (QueryError, ConfigError)
@@ -100,7 +100,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-COMMANDS = (demo, runs, show, why, query, stats)
+COMMANDS = (demo, runs, show, why, query, stats, compact)
 for _module in COMMANDS:
     _module.register(app)
 

@@ -11,9 +11,14 @@ import pyarrow as pa
 
 from xray_lake.config import get_settings
 from xray_lake.errors import LakeReadError, QueryError
-from xray_lake.storage.catalog import attach
+from xray_lake.storage.catalog import VANISHED, Views, attach_views
+from xray_lake.storage.compact import compaction_epoch, marker_names, wait_until_idle
 
 _FILE_IN_ERROR = re.compile(r"""(?:file|File)\s*['"]?([^'"\s]+\.parquet)""")
+# A query whose files a compaction deleted under it is re-run on fresh views this many times,
+# each time after waiting (up to 50, 200, 800 ms) for the merges under way to finish.
+_RETRIES = 3
+_BACKOFF_S = 0.05
 
 
 class Lake:
@@ -25,19 +30,59 @@ class Lake:
         if threads:
             self.connection.execute(f"SET threads = {int(threads)}")
         self.connection.execute("SET TimeZone = 'UTC'")
-        self._present = attach(self.connection, self.root)
+        self._views: Views = attach_views(self.connection, self.root)
 
     def refresh(self) -> None:
         """Re-create the views (needed only when a table had no file when the lake was opened)."""
-        self._present = attach(self.connection, self.root)
+        self._views = attach_views(self.connection, self.root)
+
+    def _prepare(self, explicit: bool) -> Views:
+        """Views fit for the next query: kept while no compaction runs, else rebuilt.
+
+        While markers exist the views are rebuilt for every query (one listing of the lake),
+        so they also see files published since the last one.
+        """
+        epoch = compaction_epoch(self.root)
+        views = self._views
+        if explicit or views.explicit or marker_names(self.root) or not all(
+                views.present.values()):
+            self._views = attach_views(self.connection, self.root, explicit=explicit)
+            return self._views
+        return Views(views.present, False, views.markers, epoch)
 
     def _fetch(self, sql: str, params: Any) -> pa.Table:
-        if not all(self._present.values()):
-            self.refresh()
+        """Run a query; re-run it when a concurrent compaction may have changed its files.
+
+        Only the views built here are protected: SQL run on `self.connection` directly reads
+        whatever the views held when last rebuilt.
+        """
+        explicit = False
+        vanished = 0
+        while True:
+            views = self._prepare(explicit)
+            try:
+                result = self._run(sql, params)
+            except duckdb.IOException as exc:
+                if not any(text in str(exc) for text in VANISHED):
+                    raise _read_error(exc) from None
+                if vanished == _RETRIES:
+                    raise LakeReadError(
+                        f"files of the lake at {self.root} were deleted under the query "
+                        f"{vanished + 1} times in a row ({_first_line(exc)}): compaction is "
+                        "merging faster than this query runs; retry it, or compact less often"
+                    ) from None
+                vanished += 1  # a file was merged away under the query: list them again once
+                explicit = True  # the merges under way are done (or 50, 200, 800 ms passed)
+                wait_until_idle(self.root, _BACKOFF_S * 4 ** (vanished - 1))
+                continue
+            if views.explicit or compaction_epoch(self.root) == views.epoch:
+                return result
+            explicit = True  # a merge became visible while the globs were read: maybe twice
+
+    def _run(self, sql: str, params: Any) -> pa.Table:
+        """One query; DuckDB's IOException is left to `_fetch` (it may mean a vanished file)."""
         try:
             return self.connection.sql(sql, params=params).to_arrow_table()
-        except duckdb.IOException as exc:
-            raise _read_error(exc) from None
         except duckdb.InvalidInputException as exc:
             if ".parquet" in str(exc):
                 raise _read_error(exc) from None
