@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from datetime import UTC, datetime
 from operator import methodcaller
 from typing import Any, cast
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from xray_lake.config import Settings
 from xray_lake.records import metrics as m
@@ -105,6 +107,28 @@ def _first_index(keys: Sequence[Hashable | None]) -> dict[Hashable, int]:
     return index
 
 
+def _match_in_order(keys: Sequence[str | None], targets: Sequence[str | None]) -> list[int | None]:
+    """For each key, the position of its next unused occurrence in `targets` (None if none is left).
+
+    One-to-one: with duplicate ids the k-th copy of an id in `keys` is matched to its k-th copy
+    in `targets`, so no target position is claimed twice.
+    """
+    index = _first_index(targets)
+    pos = [index.get(x) if x is not None else None for x in keys]
+    claimed = [p for p in pos if p is not None]
+    if len(set(claimed)) == len(claimed):  # no id repeats among the matches: already in order
+        return pos
+    free: dict[str, deque[int]] = {}
+    for i, key in enumerate(targets):
+        if key is not None:
+            free.setdefault(key, deque()).append(i)
+    result: list[int | None] = []
+    for key in keys:
+        queue = free.get(key) if key is not None else None
+        result.append(queue.popleft() if queue else None)
+    return result
+
+
 def _float(value: object) -> float | None:
     if value is None or isinstance(value, bool | str | bytes):
         return None
@@ -116,10 +140,16 @@ def _float(value: object) -> float | None:
 
 
 def _scores(values: Sequence[object]) -> pa.Array:
+    """The score column. NaN and +-inf become null, as in the JSON payload, whichever snapshot
+    path supplied the value (the metrics skip them and count them in n_score_null)."""
     try:
-        return pa.array(values, pa.float64())
+        scores = pa.array(values, pa.float64())
     except Exception:
-        return pa.array([_float(v) for v in values], pa.float64())
+        scores = pa.array([_float(v) for v in values], pa.float64())
+    finite = pc.is_finite(scores)
+    if pc.all(finite).as_py() is False:
+        scores = pc.if_else(finite, scores, pa.scalar(None, pa.float64()))
+    return scores
 
 
 class _Candidates:
@@ -388,10 +418,29 @@ def _output_rows(
     in_pos: list[int | None] = [None] * len(ids)
     matched: set[int] = set()
     if in_ids is not None:
-        index = _first_index(in_ids)
-        in_pos = [index.get(x) if x is not None else None for x in ids]
+        in_pos = _match_in_order(ids, in_ids)
+        if None in ids:
+            _match_by_identity(ev, ids, in_pos)
         matched = {p for p in in_pos if p is not None}
     return payload, helpers, ids, in_pos, matched
+
+
+def _match_by_identity(ev: StageEvent, ids: list[str | None], in_pos: list[int | None]) -> None:
+    """Outputs without an id: the input that is the very same object, if any (in place)."""
+    outs, ins = ev.out_objs, ev.in_refs
+    if outs is None or ins is None or len(outs) != len(ids):
+        return
+    claimed = {p for p in in_pos if p is not None}
+    by_identity: dict[int, int] = {}
+    for i, item in enumerate(ins):
+        by_identity.setdefault(id(item.item if isinstance(item, RESULT_HELPERS) else item), i)
+    for j, key in enumerate(ids):
+        if key is None and in_pos[j] is None:
+            out = outs[j]
+            match = by_identity.get(id(out.item if isinstance(out, RESULT_HELPERS) else out))
+            if match is not None and match not in claimed:
+                in_pos[j] = match
+                claimed.add(match)
 
 
 def _retrieval(ev: StageEvent, s: Settings, row: Row, c: _Candidates, problems: list[str]) -> None:
@@ -507,9 +556,12 @@ def _filter_survivors(ev: StageEvent, c: _Candidates) -> None:
     out_ids: list[str | None] = []
     if len(matched_out) < len(out):  # some survivors are new objects: match them by id
         out_ids = _id_strings(column(out, f.id))
-        by_key = _first_index(out_ids)
-        out_pos = [j if j is not None or key is None else by_key.get(key)
-                   for j, key in zip(out_pos, in_ids, strict=False)]
+        free = [j for j in range(len(out)) if j not in matched_out]  # not matched by identity
+        todo = [i for i, j in enumerate(out_pos) if j is None and i < len(in_ids)]
+        picks = _match_in_order([in_ids[i] for i in todo], [out_ids[j] for j in free])
+        for i, k in zip(todo, picks, strict=True):
+            if k is not None:
+                out_pos[i] = free[k]
         matched_out = {j for j in out_pos if j is not None}
     c.extend(snap, in_ids, list(range(len(snap))), out_pos,
              passed=[j is not None for j in out_pos],

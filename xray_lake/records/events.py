@@ -98,8 +98,8 @@ class StageEvent:
 
     The list that supplies payloads is frozen when the stage returns: packed into one JSON
     blob (`*_blob`, see records/packed.py) or, when orjson cannot encode it, shallow-copied
-    (`*_snap`). The writer unpacks blobs into `*_snap`. `*_refs` are the caller's own objects:
-    only their count, identity and ids are read. Inputs a stage dropped are packed separately
+    (`*_snap`). The writer unpacks blobs into `*_snap`. `*_refs` and `out_objs` are the caller's
+    own objects: only their count, identity and ids are read. Inputs a stage dropped are packed separately
     (`dropped_blob`, with their input positions in `dropped_idx`).
     """
 
@@ -120,6 +120,7 @@ class StageEvent:
         "label",
         "out_blob",
         "out_keys",
+        "out_objs",
         "out_refs",
         "out_snap",
         "out_texts",
@@ -161,6 +162,9 @@ class StageEvent:
         self.dropped_idx: list[int] | None = None
         self.in_keys: list[object] | None = None  # input ids read when the stage returned
         self.out_keys: list[object] | None = None
+        # the caller's returned objects, only to match candidates without an id to their
+        # inputs by identity (a copy of the returned list, so later appends do not count)
+        self.out_objs: list[object] | None = None
         self.helpers = False  # the packed output holds Filtered/Scored/Generated
         self.in_texts: object = None  # writer-side: JSON text per unpacked item (pa.Array)
         self.out_texts: object = None

@@ -11,6 +11,7 @@ import operator
 import os
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar, Token
 
@@ -19,7 +20,7 @@ from xray_lake.records.events import RunEvent, StageEvent, StageSpec
 from xray_lake.records.packed import pack
 from xray_lake.records.results import RESULT_HELPERS
 from xray_lake.records.snapshot import snapshot
-from xray_lake.sdk._guard import report
+from xray_lake.sdk._guard import report, warn_once
 from xray_lake.writer.process import get_writer
 
 _clock = time.time
@@ -41,8 +42,8 @@ class RunState:
         self.implicit = implicit
         self.n_stages = 0
         self.started_at = _clock()
+        self.t0 = _perf()  # right after the wall clock: finished_at = started_at + duration
         self.date = time.strftime("%Y-%m-%d", time.gmtime(self.started_at))
-        self.t0 = _perf()
         self.token: Token[RunState | None] | None = None
 
 
@@ -235,6 +236,8 @@ def _capture_output(ev: StageEvent, in_list: list[object] | None, result: object
             f"{spec.type} stage {spec.name!r} returned {type(result).__name__}, expected a "
             "list of candidates; the value is kept in output_json"
         )
+        warn_once(f"shape:{spec.name}", "xray-lake: %s (recorded as the stage's "
+                  "validation_error; logged once per stage name)", ev.validation_error)
         ev.raw_output = result if result is None or not hasattr(result, "__next__") else repr(
             result)
         _freeze_inputs(ev, in_list)
@@ -245,8 +248,9 @@ def _capture_output(ev: StageEvent, in_list: list[object] | None, result: object
         _freeze_inputs(ev, in_list if in_list is not None else [])
         ev.out_refs = list(result)
         return
+    ev.out_objs = list(result)
     if get_settings().snapshot == "reference":  # the writer reads the caller's objects
-        ev.out_snap = list(result)
+        ev.out_snap = ev.out_objs
         ev.in_refs = in_list
         return
     ev.helpers = helpers
@@ -254,7 +258,7 @@ def _capture_output(ev: StageEvent, in_list: list[object] | None, result: object
     if ev.out_blob is None:
         ev.out_snap = snapshot(result)
     elif result and not helpers:
-        ev.out_keys = _keys(list(result), spec.fields.id)
+        ev.out_keys = _keys(ev.out_objs, spec.fields.id)
     ev.in_refs = in_list
     if in_list:
         ev.in_keys = _keys(in_list, spec.fields.id)
@@ -286,9 +290,16 @@ def _freeze_dropped(ev: StageEvent, in_list: list[object], result: Sequence[obje
     maybe = [i for i in range(len(in_list)) if i not in same] if len(same) < len(in_list) else []
     key = ev.spec.fields.id
     if maybe and key is not None:
-        out_keys = {_key(x, key) for x in out_items}
-        out_keys.discard(None)
-        maybe = [i for i in maybe if _key(_unwrap(in_list[i]), key) not in out_keys]
+        # The writer matches ids one to one, in order (as text): an input is surely matched only
+        # when its id has no more copies in the input than in the output.
+        in_keys = ev.in_keys
+        if in_keys is None or len(in_keys) != len(in_list):
+            in_keys = [_key(_unwrap(x), key) for x in in_list]
+        in_ids = list(map(_id_text, in_keys))
+        in_counts = Counter(in_ids)
+        out_counts = Counter(_id_text(_key(x, key)) for x in out_items)
+        maybe = [i for i in maybe
+                 if in_ids[i] is None or in_counts[in_ids[i]] > out_counts[in_ids[i]]]
     if maybe:
         dropped = [_unwrap(in_list[i]) for i in maybe]
         ev.dropped_blob = pack(dropped)
@@ -299,6 +310,16 @@ def _freeze_dropped(ev: StageEvent, in_list: list[object], result: Sequence[obje
 
 def _unwrap(item: object) -> object:
     return item.item if isinstance(item, RESULT_HELPERS) else item
+
+
+def _id_text(value: object) -> str | None:
+    """A candidate id as the writer stores it (text), so unhashable ids compare too."""
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        return str(value)
+    except Exception:
+        return None
 
 
 def _key(item: object, key: str) -> object:
