@@ -9,7 +9,7 @@ import pytest
 
 import xray_lake as xr
 import xray_lake.config
-from xray_lake.sdk import _guard
+from xray_lake import _guard
 
 
 @pytest.fixture(autouse=True)

@@ -595,3 +595,33 @@ def test_any_json_like_candidate_list_lands_with_payloads_equal_to_the_input(
     ranks = list(itertools.accumulate(keep))
     assert [r["out_position"] for r in filtered] == [
         ranks[i] - 1 if k else None for i, k in enumerate(keep)]
+
+
+def test_a_label_too_long_for_a_folder_is_kept_whole_in_the_run_attributes(
+    lake: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    label = "pipeline-" + "x" * 1000
+    with xr.run(label, run_id="long"):
+        pass
+    with xr.run(label, run_id="long-2"):
+        pass
+    rows = lake().sql("select label, attributes from runs order by run_id").to_dicts()
+    assert all(len(r["label"].encode()) < 255 for r in rows)
+    assert [orjson.loads(r["attributes"])["xray.label"] for r in rows] == [label, label]
+    assert sum("too long for a folder name" in r.message for r in caplog.records) == 1
+
+
+def test_truncated_values_are_warned_about_once_per_stage_name(
+    lake: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    xr.configure(payload_cap_bytes=64)
+
+    @xr.retrieval_stage("wide")
+    def wide() -> list[dict[str, Any]]:
+        return [{"id": i, "text": "y" * 500} for i in range(3)]
+
+    wide()
+    wide()
+    assert xr.flush(10)
+    assert lake().sql("select sum(n_truncated) as n from stages")["n"][0] == 6
+    assert sum("longer than the size caps" in r.message for r in caplog.records) == 1

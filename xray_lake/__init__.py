@@ -42,7 +42,7 @@ def flush(timeout: float | None = None) -> bool:
 
 def stats() -> dict[str, Any]:
     """Counters of this process: records buffered, written, dropped (by reason), bytes."""
-    from xray_lake.sdk._guard import internal_errors
+    from xray_lake._guard import internal_errors
 
     result = _process.stats()
     result["internal_errors"] = dict(internal_errors)

@@ -15,13 +15,16 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar, Token
 
+from xray_lake._guard import report, warn_once
 from xray_lake.config import get_settings
 from xray_lake.records.events import RunEvent, StageEvent, StageSpec
 from xray_lake.records.packed import pack
 from xray_lake.records.results import RESULT_HELPERS
 from xray_lake.records.snapshot import snapshot
-from xray_lake.sdk._guard import report, warn_once
+from xray_lake.storage.layout import label_is_shortened
 from xray_lake.writer.process import get_writer
+
+FULL_LABEL_ATTRIBUTE = "xray.label"
 
 _clock = time.time
 _perf = time.perf_counter
@@ -92,6 +95,12 @@ def error_fields(exc: BaseException) -> tuple[str, str]:
 
 def begin_run(label: str, run_id: str | None, attributes: dict[str, object] | None = None,
               input: object = None, implicit: bool = False) -> RunState:
+    if label_is_shortened(label):  # the folder holds a prefix + hash: keep the whole label
+        attributes = {**(attributes or {}), FULL_LABEL_ATTRIBUTE: label}
+        warn_once(f"long-label:{label}",
+                  "xray-lake: label %.60r… is too long for a folder name; it is stored "
+                  "shortened (prefix + '~' + hash) and whole in runs.attributes[%r]",
+                  label, FULL_LABEL_ATTRIBUTE)
     run = RunState(label, run_id or new_run_id(), attributes, input, implicit)
     run.token = _RUN.set(run)
     return run

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Literal
 
+from xray_lake._guard import report
 from xray_lake.errors import XrayLakeError
 from xray_lake.records.events import STAGE_TYPES, FieldMap, StageSpec
 from xray_lake.sdk._current import RunState, StageCall, begin_run, begin_stage, end_run, end_stage
-from xray_lake.sdk._guard import report
 
 StageType = Literal["retrieval", "scoring", "filtering", "generation", "ranking", "raw"]
 

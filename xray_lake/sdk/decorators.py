@@ -8,10 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
+from xray_lake._guard import report
 from xray_lake.errors import DecorationError
 from xray_lake.records.events import STAGE_TYPES, FieldMap, StageSpec
 from xray_lake.sdk._current import begin_run, end_run
-from xray_lake.sdk._guard import report
 from xray_lake.sdk.signature import check_plain, fail, plan_call
 from xray_lake.sdk.wrappers import wrap_stage
 

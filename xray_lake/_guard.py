@@ -1,4 +1,7 @@
-"""Keeps instrumentation faults out of user code: log once per cause, count, re-raise only when strict."""
+"""Keeps instrumentation faults out of user code: log once per cause, count, re-raise only when strict.
+
+Below every layer (sdk, records, writer) so each can report through it.
+"""
 
 from __future__ import annotations
 
