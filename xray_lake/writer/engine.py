@@ -9,6 +9,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from xray_lake._guard import report, warn_once
 from xray_lake.config import Settings
 from xray_lake.records.build import build_run, build_stage
 from xray_lake.records.events import RunEvent, StageEvent
@@ -183,12 +184,17 @@ class Writer:
         )
 
     def _drain(self) -> list[_Ticket]:
+        """Encode what is queued now, for at most drain_interval_s: under sustained load the
+        queue never empties, and the worker must still write files on time and answer flush()."""
         tickets: list[_Ticket] = []
-        while True:
+        stop_at = time.monotonic() + self.settings.drain_interval_s
+        for _ in range(len(self._queue)):
+            if time.monotonic() >= stop_at:
+                break
             try:
                 item, estimate = self._queue.popleft()
             except IndexError:
-                return tickets
+                break
             if isinstance(item, _Ticket):
                 tickets.append(item)
                 continue
@@ -200,6 +206,9 @@ class Writer:
             with self._lock:
                 self._queued_bytes -= estimate
                 self._buffered_bytes += added
+        if self._queue:
+            self._wake.set()  # more waits: no idle pause before the next round
+        return tickets
 
     def _add(self, event: object) -> int:
         """Encode one record into its partition buffer; returns the bytes it now holds.
@@ -216,6 +225,15 @@ class Writer:
             buf.stages.append(built.row)
             self.counters.stages_recorded += 1
             self.counters.truncated_values += built.n_truncated
+            if built.n_truncated:
+                warn_once(
+                    f"truncated:{event.spec.name}",
+                    "xray-lake: stage %r had %d values longer than the size caps; they are "
+                    "recorded cut, marked {\"$truncated\": bytes, \"$head\": ...}, and counted "
+                    "in stages.n_truncated (raise payload_cap_bytes / raw_cap_bytes / "
+                    "reason_cap_chars to keep more). Warned once per stage name.",
+                    event.spec.name, built.n_truncated,
+                )
             if built.batch is not None:
                 buf.candidates.append(built.batch)
                 buf.n_candidates += built.batch.num_rows
@@ -251,8 +269,6 @@ class Writer:
         return buf
 
     def _fail_record(self, reason: str, item: object, exc: Exception) -> None:
-        from xray_lake.sdk._guard import report
-
         n = item.n_items() if isinstance(item, StageEvent) else 0
         with self._lock:
             self._drop(reason, item, n)
