@@ -20,7 +20,19 @@ import typer
 from typer.core import TyperGroup
 
 from xray_lake import __version__
-from xray_lake.cli import compact, demo, error_line, query, runs, show, stats, stderr, why
+from xray_lake.cli import (
+    compact,
+    demo,
+    doctor,
+    error_line,
+    query,
+    replay,
+    runs,
+    show,
+    stats,
+    stderr,
+    why,
+)
 from xray_lake.errors import ConfigError, QueryError, XrayLakeError
 
 USAGE_ERRORS: tuple[type[Exception], ...] = (QueryError, ConfigError)
@@ -100,7 +112,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-COMMANDS = (demo, runs, show, why, query, stats, compact)
+COMMANDS = (demo, runs, show, why, query, stats, compact, replay, doctor)
 for _module in COMMANDS:
     _module.register(app)
 

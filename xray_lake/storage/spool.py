@@ -11,16 +11,25 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
+import secrets
 import shutil
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from xray_lake.storage.fs import fsync_dir, fsync_file
 from xray_lake.storage.layout import TABLES, temp_file_name
 
 MARKER = "LAKE_ROOT"
+
+
+def host_tag() -> str:
+    """This host's name as it appears in file names (the same rule as the writer ids)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())[:32] or "host"
 
 
 def spool_root(spool_dir: str, lake_root: str) -> str:
@@ -68,13 +77,23 @@ class ReplayResult:
     rows: int = 0
     bytes: int = 0
     failed: int = 0
+    quarantined: int = 0
     error: str | None = None
 
 
 def replay_folder(folder: str, lake_root: str, *, fsync: bool = True,
                   progress: Callable[[int, int], None] | None = None) -> ReplayResult:
-    """Move every spooled file of `folder` into `lake_root`; stops at the first failure."""
+    """Move every spooled file of `folder` into `lake_root`; stops at the first write failure.
+
+    A spooled file that is not readable Parquet can never be replayed: it is moved to
+    `<folder>/_quarantine/` (counted) instead of blocking the files behind it forever.
+    Temp files of killed replayers or writers are removed first.
+    """
+    from xray_lake.storage.doctor import clean_stale_temps  # doctor imports this module
+
     result = ReplayResult()
+    with contextlib.suppress(OSError):
+        clean_stale_temps(folder)
     files = pending(folder)
     for i, rel in enumerate(files):
         source = os.path.join(folder, rel)
@@ -89,6 +108,10 @@ def replay_folder(folder: str, lake_root: str, *, fsync: bool = True,
             result.failed += 1
             result.error = f"{type(exc).__name__}: {exc}"
             break
+        except pa.ArrowException:
+            _quarantine(folder, rel)
+            result.quarantined += 1
+            continue
         with contextlib.suppress(FileNotFoundError):
             os.unlink(source)
         result.files += 1
@@ -99,10 +122,20 @@ def replay_folder(folder: str, lake_root: str, *, fsync: bool = True,
     return result
 
 
+def _quarantine(folder: str, rel: str) -> None:
+    target = os.path.join(folder, "_quarantine", rel)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(os.path.join(folder, rel), target)
+
+
 def _copy_atomically(source: str, target: str, fsync: bool) -> None:
     folder = os.path.dirname(target)
     os.makedirs(folder, exist_ok=True)
-    temp = os.path.join(folder, temp_file_name(os.path.basename(target)))
+    # A temp name of our own: two replayers of one file sharing one temp would write one inode,
+    # and the first rename could publish it while the other has just truncated it.
+    owner = f"{host_tag()}-{os.getpid()}-{secrets.token_hex(4)}"
+    temp = os.path.join(folder, temp_file_name(f"{os.path.basename(target)}.{owner}"))
     try:
         shutil.copyfile(source, temp)
         if fsync:

@@ -1,0 +1,112 @@
+"""Exit-safety: a process whose lake write hangs for real still exits within exit_timeout_s.
+
+The hang is real, not mocked: before recording, the child puts a FIFO where its writer will
+create its first temp file (`<partition>/.part-v1-<writer id>-00000001.parquet.tmp`). Opening
+a FIFO for writing blocks until a reader comes, and none ever does, so the writer thread is
+stuck inside the Parquet write exactly as on a dead NFS mount or a stalled FUSE disk.
+(That a process exiting without flush() still lands its records is in test_writer.py.)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+EXIT_TIMEOUT_S = 1.0
+MARGIN_S = 3.0  # interpreter start-up is measured separately; this covers teardown on a busy box
+
+CHILD = textwrap.dedent("""
+    import atexit, datetime, os, sys, time
+
+    def report():  # registered before xray_lake's own handler, so it runs after it
+        from xray_lake.writer import process
+        writer = process.current_writer()
+        print("CLOSED", writer.stats()["buffered_records"] if writer else -1, flush=True)
+
+    atexit.register(report)
+
+    import xray_lake as xr
+    from xray_lake.storage.layout import data_file_name, partition_dir, temp_file_name
+    from xray_lake.writer import process
+
+    root, exit_timeout, mode = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+    xr.configure(root=root, exit_timeout_s=exit_timeout, flush_interval_s=3600, fsync=False,
+                 drain_interval_s=0.01)
+    first_temp = temp_file_name(data_file_name(process.get_writer().sink.writer_id, 1))
+    today = datetime.datetime.now(datetime.UTC).date()
+    for day in (today - datetime.timedelta(days=1), today, today + datetime.timedelta(days=1)):
+        for table in ("candidates", "stages", "runs"):
+            folder = partition_dir(root, table, "hang", day.isoformat())
+            os.makedirs(folder, exist_ok=True)
+            os.mkfifo(os.path.join(folder, first_temp))
+
+    def record(run_id):
+        with xr.run("hang", run_id=run_id) as run:
+            with run.stage("search", type="retrieval") as st:
+                st.output([{"id": j} for j in range(5)])
+
+    record("r1")
+    if mode == "flush":
+        started = time.monotonic()
+        ok = xr.flush(0.5)
+        print("FLUSH", ok, round(time.monotonic() - started, 3), flush=True)
+        started = time.monotonic()
+        record("r2")  # the pipeline goes on: recording never waits for the stuck writer
+        print("RECORD", round(time.monotonic() - started, 3), flush=True)
+    print("RECORDED", flush=True)
+""")
+
+
+def run_child(root: Path, mode: str) -> tuple[list[str], float]:
+    """Run the child; returns its output as words and the seconds from RECORDED to its exit."""
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(root), str(EXIT_TIMEOUT_S), mode],
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    lines = []
+    try:
+        while True:
+            line = child.stdout.readline()
+            assert line, f"child ended early: {lines}"
+            lines.append(line.strip())
+            if line.startswith("RECORDED"):
+                break
+        recorded = time.monotonic()
+        rest, _ = child.communicate(timeout=EXIT_TIMEOUT_S + 30)
+        elapsed = time.monotonic() - recorded
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0
+    return " ".join([*lines, rest]).split(), elapsed
+
+
+def fifos(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*.tmp") if p.is_fifo()]
+
+
+def test_exit_with_a_hung_lake_write_is_bounded_by_exit_timeout(tmp_path: Path) -> None:
+    root = tmp_path / "lake"
+    lines, elapsed = run_child(root, "exit")
+    assert elapsed < EXIT_TIMEOUT_S + MARGIN_S, f"exit took {elapsed:.2f}s"
+    assert elapsed >= EXIT_TIMEOUT_S * 0.9  # it did wait for the stuck write, as long as allowed
+    closed = int(lines[lines.index("CLOSED") + 1])
+    assert closed > 0  # the records were still stuck behind the hung write: a real hang
+    assert not list(root.rglob("*.parquet"))
+    assert len(fifos(root)) == 9  # nobody ever managed to write through a FIFO
+
+
+def test_flush_with_a_hung_lake_write_returns_false_on_time_and_recording_goes_on(
+    tmp_path: Path,
+) -> None:
+    lines, elapsed = run_child(tmp_path / "lake", "flush")
+    flush = lines[lines.index("FLUSH") + 1: lines.index("FLUSH") + 3]
+    assert flush[0] == "False"
+    assert float(flush[1]) == pytest.approx(0.5, abs=0.4)
+    assert float(lines[lines.index("RECORD") + 1]) < 0.2
+    assert elapsed < EXIT_TIMEOUT_S + MARGIN_S, f"exit took {elapsed:.2f}s"

@@ -1,0 +1,275 @@
+"""Lake health check: finds files readers would choke on and stale temp files; quarantines with fix.
+
+Readers glob `<table>/*/*/*.parquet`, so one unreadable footer, one file whose columns have
+other types, or one folder that is not `label=…/date=YYYY-MM-DD` breaks every query of its
+table. `scan(root, fix=True)` moves such files to `<root>/_quarantine/<same relative path>`
+(out of every glob, nothing deleted) and deletes temp files whose writer is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from xray_lake.records.schema import SCHEMA_VERSION, SCHEMAS
+from xray_lake.storage.layout import TABLES, is_temp_file, unescape_label
+from xray_lake.storage.spool import host_tag
+
+QUARANTINE = "_quarantine"
+STALE_AFTER_S = 3600.0  # a temp file of another host (or of a live pid) this old is abandoned
+
+UNREADABLE = "unreadable"
+FOREIGN_SCHEMA = "foreign_schema"
+BAD_PARTITION = "bad_partition"
+STALE_TEMP = "stale_temp"
+
+_VERSION = re.compile(r"part-v([0-9]+)-")
+_DATE = re.compile(r"date=([0-9]{4}-[0-9]{2}-[0-9]{2})")
+# Writer temps: `.part-v<N>-<host>-<pid>-<rand>-<seq>.parquet.tmp`; replay temps add the
+# replayer's own `.<host>-<pid>-<rand>` before `.tmp`. The last one names the owner.
+_OWNER = r"{host}-([0-9]+)-[0-9a-f]{{8}}"
+
+
+@dataclass
+class Problem:
+    """One file a reader would trip on (or a temp file nobody will finish), and what fix did."""
+
+    kind: str
+    path: str  # relative to the root, '/'-joined
+    detail: str
+    fixed: bool = False
+    action: str = ""
+
+
+@dataclass
+class DoctorReport:
+    """What `scan` found: files checked, problems (fixed or not), temp files still being written."""
+
+    root: str
+    files_checked: int = 0
+    temps_in_use: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def remaining(self) -> list[Problem]:
+        return [p for p in self.problems if not p.fixed]
+
+    @property
+    def ok(self) -> bool:
+        return not self.remaining
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "root": self.root,
+            "ok": self.ok,
+            "files_checked": self.files_checked,
+            "temps_in_use": self.temps_in_use,
+            "problems": [asdict(p) for p in self.problems],
+        }
+
+
+def scan(root: str, *, fix: bool = False,
+         progress: Callable[[int, int], None] | None = None) -> DoctorReport:
+    """Check every file under `<root>/{runs,stages,candidates}`; with `fix`, repair what it can.
+
+    `progress(done, total)` is called after each file. Only local roots are supported.
+    """
+    if "://" in root:
+        raise ValueError(f"doctor checks local lakes only, not {root}")
+    report = DoctorReport(root=root)
+    files = list(_files(root))
+    now = time.time()
+    for done, (table, rel) in enumerate(files, 1):
+        path = os.path.join(root, rel)
+        name = os.path.basename(rel)
+        if is_temp_file(name):
+            reason = stale_reason(path, now=now)
+            if reason is not None:
+                problem = Problem(STALE_TEMP, _slashed(rel), reason)
+                if fix:
+                    _delete(path, problem)
+                report.problems.append(problem)
+            else:
+                report.temps_in_use += 1
+        elif name.endswith(".parquet"):
+            report.files_checked += 1
+            found = check_file(root, table, rel)
+            if found is not None:
+                if fix:
+                    _quarantine(root, rel, found)
+                report.problems.append(found)
+        if progress is not None:
+            progress(done, len(files))
+    return report
+
+
+def check_file(root: str, table: str, rel: str) -> Problem | None:
+    """The first problem of one data file (partition folders, footer, schema), or None."""
+    where = _slashed(rel)
+    bad_folder = partition_problem(rel)
+    if bad_folder is not None:
+        return Problem(BAD_PARTITION, where, bad_folder)
+    try:
+        schema = pq.ParquetFile(os.path.join(root, rel)).schema_arrow
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for broken footers
+        return Problem(UNREADABLE, where, _first_line(exc))
+    version = _VERSION.match(os.path.basename(rel))
+    current = version is None or int(version.group(1)) >= SCHEMA_VERSION
+    mismatch = schema_problem(schema, table, current=current)
+    if mismatch is not None:
+        return Problem(FOREIGN_SCHEMA, where, mismatch)
+    return None
+
+
+def partition_problem(rel: str) -> str | None:
+    """Why `<table>/<a>/<b>/<file>` is not `label=<escaped>/date=<YYYY-MM-DD>`, or None."""
+    parts = rel.split(os.sep)
+    if len(parts) != 4:
+        return f"not in a label=…/date=… folder ({len(parts) - 2} folder levels instead of 2)"
+    label, date = parts[1], parts[2]
+    if not label.startswith("label="):
+        return f"folder {label!r} is not label=…"
+    try:
+        unescape_label(label.removeprefix("label="))
+    except ValueError as exc:
+        return f"folder {label!r}: {exc}"
+    match = _DATE.fullmatch(date)
+    if match is None:
+        return f"folder {date!r} is not date=YYYY-MM-DD"
+    try:
+        dt.date.fromisoformat(match.group(1))
+    except ValueError:
+        return f"folder {date!r} is not a calendar date"
+    return None
+
+
+def schema_problem(schema: pa.Schema, table: str, *, current: bool = True) -> str | None:
+    """Why a file's columns cannot be read as `table`, or None.
+
+    Every column of the table must be there with its type (a reader binds the whole glob to
+    one file's columns, so one file without a column fails the query); more columns are
+    allowed (added later). Files of an older schema version (`current=False`) may lack
+    columns added since, but not run_id.
+    """
+    expected = SCHEMAS[table]
+    if "run_id" not in schema.names:
+        return f"no run_id column: not a {table} file (columns: {', '.join(schema.names[:6])})"
+    for want in expected:
+        index = schema.get_field_index(want.name)
+        if index < 0:
+            if current:
+                return f"column {want.name!r} is missing"
+            continue
+        got = schema.field(index).type
+        if not got.equals(want.type):
+            return f"column {want.name!r} is {got}, expected {want.type}"
+    return None
+
+
+def stale_reason(path: str, *, now: float | None = None) -> str | None:
+    """Why nobody will finish a temp file (its writer on this host is dead, or it is over an
+    hour old), or None while it may still be written."""
+    owner = _owner_pid(os.path.basename(path))
+    if owner is not None and not _pid_alive(owner):
+        return f"temp file of pid {owner} on this host, which is gone (killed mid-write)"
+    try:
+        age = (time.time() if now is None else now) - os.stat(path).st_mtime
+    except FileNotFoundError:
+        return None  # renamed into place meanwhile
+    if age > STALE_AFTER_S:
+        return f"temp file untouched for {age / 3600:.1f} hours"
+    return None
+
+
+def is_stale_temp(path: str, *, now: float | None = None) -> bool:
+    """A temp file nobody will finish: its writer (on this host) is dead, or it is over an hour old."""
+    return stale_reason(path, now=now) is not None
+
+
+def clean_stale_temps(folder: str) -> list[str]:
+    """Delete the stale temp files under `folder` (recursively); returns the paths removed."""
+    removed: list[str] = []
+    now = time.time()
+    for dirpath, _dirs, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            if is_temp_file(name) and is_stale_temp(path, now=now):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                    removed.append(path)
+    return removed
+
+
+def _owner_pid(name: str) -> int | None:
+    """The pid of the process writing a temp file, if that process runs on this host."""
+    found = re.findall(_OWNER.format(host=re.escape(host_tag())), name)
+    return int(found[-1]) if found else None
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _files(root: str) -> Iterator[tuple[str, str]]:
+    """(table, path relative to root) of every file under the table folders, sorted."""
+    for table in TABLES:
+        base = os.path.join(root, table)
+        for dirpath, dirs, names in os.walk(base):
+            dirs.sort()
+            for name in sorted(names):
+                yield table, os.path.relpath(os.path.join(dirpath, name), root)
+
+
+def _quarantine(root: str, rel: str, problem: Problem) -> None:
+    """Move a bad file under `_quarantine/`, keeping its relative path (never overwriting)."""
+    target = os.path.join(root, QUARANTINE, rel)
+    n = 0
+    while os.path.lexists(target):
+        n += 1
+        target = os.path.join(root, QUARANTINE, f"{rel}.{n}")
+    try:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(os.path.join(root, rel), target)
+    except OSError as exc:
+        problem.action = f"could not quarantine: {exc.strerror or exc}"
+        return
+    problem.fixed = True
+    problem.action = f"moved to {_slashed(os.path.relpath(target, root))}"
+
+
+def _delete(path: str, problem: Problem) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass  # its writer finished or another doctor removed it
+    except OSError as exc:
+        problem.action = f"could not delete: {exc.strerror or exc}"
+        return
+    problem.fixed = True
+    problem.action = "deleted"
+
+
+def _slashed(rel: str) -> str:
+    return rel.replace(os.sep, "/")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
