@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import statistics
@@ -57,41 +58,55 @@ def instrumented_filter(
     return [p for p in products if p["price"] < 100 and p["in_stock"]]
 
 
-def median_us(fn: Any, arg: Any, calls: int, pause_s: float = 0.0) -> float:
-    """Median CPU time of the calling thread per call (other threads' work is not counted)."""
+def cpu_us(fn: Any, arg: Any, calls: int, pause_s: float) -> list[float]:
+    """CPU time of the calling thread per call, µs (other threads' work is not counted)."""
     times = []
     for _ in range(calls):
         t0 = time.thread_time()
         fn(arg)
-        times.append(time.thread_time() - t0)
+        times.append((time.thread_time() - t0) * 1e6)
         if pause_s:
             time.sleep(pause_s)  # a pipeline does other work between stage calls
-    return statistics.median(times) * 1e6
+    return times
+
+
+def interleaved(products: list[dict[str, Any]], tmp: str, rounds: int, calls: int,
+                worker_running: bool) -> dict[str, float]:
+    """Medians over `rounds` rounds, each timing every variant for `calls` calls, so load
+    changes on a shared machine hit all variants alike."""
+    samples: dict[str, list[float]] = {"plain": [], "freeze": [], "reference": [], "orjson": []}
+    drain = 0.5 if worker_running else 60.0  # 60 s: the worker sleeps through the timing
+    for r in range(rounds):
+        samples["plain"] += cpu_us(plain_filter, products, calls, 0.002)
+        samples["orjson"] += cpu_us(orjson.dumps, products, calls, 0.002)
+        for mode in ("freeze", "reference"):
+            xr.configure(root=f"{tmp}/lake-{mode}-{worker_running}-{r}", snapshot=mode,
+                         drain_interval_s=drain, flush_interval_s=3600 if not worker_running
+                         else 10.0, max_buffer_bytes=8 * 1024**3)
+            samples[mode] += cpu_us(instrumented_filter, products, calls, 0.002)
+    return {k: statistics.median(v) for k, v in samples.items()}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidates", type=int, default=5000)
-    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args()
     products = make_products(args.candidates)
     payload_bytes = len(orjson.dumps(products)) / len(products)
     with tempfile.TemporaryDirectory() as tmp:
         big = 8 * 1024**3  # no drops while we measure: the worker may lag behind the loop
-        xr.configure(root=f"{tmp}/lake", max_buffer_bytes=big)
+        xr.configure(root=f"{tmp}/warm", max_buffer_bytes=big)
         with xr.run("bench"):
             instrumented_filter(products)  # warm-up
-        uninstrumented = median_us(plain_filter, products, args.calls, 0.002)
-        caller = median_us(instrumented_filter, products, args.calls, 0.002)
-        encode = median_us(orjson.dumps, products, args.calls, 0.002)
-        xr.configure(root=f"{tmp}/lake-ref", max_buffer_bytes=big, snapshot="reference")
-        caller_ref = median_us(instrumented_filter, products, args.calls, 0.002)
-        xr.flush()
+        idle = interleaved(products, tmp, args.rounds, args.calls // args.rounds, False)
+        busy = interleaved(products, tmp, args.rounds, args.calls // args.rounds, True)
         xr.flush()
 
         # Total CPU: caller + background encode + Parquet write, flush included.
-        xr.configure(root=f"{tmp}/lake2", max_buffer_bytes=big)
+        xr.configure(root=f"{tmp}/total", max_buffer_bytes=big, snapshot="freeze")
         n_total = max(args.calls // 2, 20)
         t0 = time.process_time()
         w0 = time.perf_counter()
@@ -105,26 +120,28 @@ def main() -> int:
             plain_filter(products)
         plain_cpu = (time.process_time() - t0) / n_total * 1e6
 
-    overhead = caller - uninstrumented
-    total_overhead = total_cpu - plain_cpu
-    result = {
+    encode = idle["orjson"]
+    result: dict[str, Any] = {
         "candidates": args.candidates,
         "bytes_per_candidate": round(payload_bytes, 1),
-        "uninstrumented_us": round(uninstrumented, 1),
-        "instrumented_caller_us": round(caller, 1),
-        "caller_overhead_us": round(overhead, 1),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "uninstrumented_us": round(idle["plain"], 1),
         "orjson_dumps_us": round(encode, 1),
-        "caller_overhead_vs_orjson": round(overhead / encode, 3),
-        "caller_overhead_reference_us": round(caller_ref - uninstrumented, 1),
-        "caller_overhead_reference_vs_orjson": round((caller_ref - uninstrumented) / encode, 3),
-        "total_cpu_us": round(total_cpu, 1),
+    }
+    for name, m in (("worker_idle", idle), ("worker_running", busy)):
+        for mode in ("freeze", "reference"):
+            overhead = m[mode] - m["plain"]
+            result[f"caller_overhead_{mode}_{name}_us"] = round(overhead, 1)
+            result[f"caller_overhead_{mode}_{name}_vs_orjson"] = round(overhead / m["orjson"], 3)
+    total_overhead = total_cpu - plain_cpu
+    result.update({
         "total_overhead_cpu_us": round(total_overhead, 1),
         "total_overhead_vs_orjson": round(total_overhead / encode, 3),
         "end_to_end_candidate_rows_per_s": round(rows_per_s),
         "python": sys.version.split()[0],
         "machine": platform.machine(),
         "xray_lake": xr.__version__,
-    }
+    })
     for key, value in result.items():
         print(f"{key:28s} {value}")
     if args.json_path:
