@@ -14,6 +14,7 @@ from xray_lake.errors import (
     XrayLakeError,
 )
 from xray_lake.query.lake import Lake
+from xray_lake.records.options import Caps, Sample
 from xray_lake.records.results import Filtered, Generated, Scored
 from xray_lake.sdk.context import Run, Stage, run, stage
 from xray_lake.sdk.decorators import (
@@ -51,6 +52,7 @@ def stats() -> dict[str, Any]:
 
 __all__ = [
     "Candidates",
+    "Caps",
     "ConfigError",
     "DecorationError",
     "Filtered",
@@ -60,6 +62,7 @@ __all__ = [
     "QueryError",
     "RawInput",
     "Run",
+    "Sample",
     "Scored",
     "Settings",
     "Stage",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from datetime import UTC, datetime
+from itertools import compress
 from operator import methodcaller
 from typing import Any, cast
 
@@ -15,6 +16,7 @@ from xray_lake.config import Settings
 from xray_lake.records import metrics as m
 from xray_lake.records.encode import cap_text, encode_many, to_json
 from xray_lake.records.events import RunEvent, StageEvent
+from xray_lake.records.options import Caps
 from xray_lake.records.packed import unpack
 from xray_lake.records.results import RESULT_HELPERS, Filtered, Generated, Scored
 from xray_lake.records.schema import CANDIDATES
@@ -199,6 +201,23 @@ class _Candidates:
         ):
             target.extend(values if values is not None else [None] * n)
 
+    def take(self, keep: Sequence[bool]) -> _Candidates:
+        """The rows where `keep` is true, in order (segments and their JSON texts too)."""
+        out = _Candidates()
+        for name in ("ids", "in_pos", "out_pos", "passed", "reason_label", "reason_text",
+                     "score", "reason", "payload"):
+            setattr(out, name, list(compress(getattr(self, name), keep)))
+        start = 0
+        for begin, end, texts in self.segments:
+            part = keep[begin:end]
+            n = sum(part)
+            if texts is not None and n:
+                texts = texts.filter(pa.array(part, pa.bool_()))
+            if n:
+                out.segments.append((start, start + n, texts))
+            start += n
+        return out
+
 
 class StageBuild:
     """The stage row and candidate batch of one stage event."""
@@ -211,10 +230,27 @@ class StageBuild:
         self.n_truncated = n_truncated
 
 
+class _Caps:
+    """The size caps in force for one stage: its own `Caps`, else the global settings."""
+
+    __slots__ = ("payload", "raw", "reason")
+
+    def __init__(self, settings: Settings, caps: Caps | None) -> None:
+        self.payload = settings.payload_cap_bytes
+        self.raw = settings.raw_cap_bytes
+        self.reason = settings.reason_cap_chars
+        if caps is not None:
+            self.payload = caps.payload_bytes or self.payload
+            self.raw = caps.raw_bytes or self.raw
+            self.reason = caps.reason_chars or self.reason
+
+
 def build_stage(ev: StageEvent, settings: Settings) -> StageBuild:
-    """One `stages` row and the stage's `candidates` rows; metrics on the full lists."""
+    """One `stages` row and the stage's `candidates` rows; metrics on the full lists, rows
+    sampled afterwards (when the stage asks for it)."""
     spec = ev.spec
-    cap = settings.raw_cap_bytes
+    caps = _Caps(settings, spec.caps)
+    cap = caps.raw
     input_json, cut_in = _json(ev.raw_inputs or None, cap)
     output_json, cut_out = _json(ev.raw_output, cap)
     row: Row = {
@@ -243,7 +279,7 @@ def build_stage(ev: StageEvent, settings: Settings) -> StageBuild:
         "validation_error": ev.validation_error,
     }
     problems: list[str] = [ev.validation_error] if ev.validation_error else []
-    thaw_cut = _thaw(ev, settings)
+    thaw_cut = _thaw(ev, caps.payload)
     cands: _Candidates | None = None
     if spec.type != "raw" and (ev.out_snap is not None or ev.in_snap is not None
                                or ev.in_refs is not None):
@@ -252,31 +288,39 @@ def build_stage(ev: StageEvent, settings: Settings) -> StageBuild:
     n_truncated = cut_in + cut_out + thaw_cut
     batch = None
     if cands is not None and cands.payload:
-        batch, cut = _candidate_batch(ev, settings, cands)
-        n_truncated += cut
-        row["n_candidates_stored"] = batch.num_rows
         missing = sum(1 for x in cands.ids if x is None)
+        n_before = len(cands.payload)
+        if spec.sample is not None:
+            keep = spec.sample.keep(cands.ids, cands.passed, cands.out_pos, cands.score,
+                                    spec.type, ev.run_id)
+            if keep is not None:
+                cands = cands.take(keep)
+        if cands.payload:
+            batch, cut = _candidate_batch(ev, caps, cands)
+            n_truncated += cut
+        n_stored = batch.num_rows if batch is not None else 0
+        row["n_candidates_stored"] = n_stored
+        if n_stored < n_before:
+            row["sampled"] = True
+            row["sample_rate"] = n_stored / n_before
         if missing and spec.fields.id is not None:
             problems.append(
-                f"{missing} of {len(cands.ids)} candidates have no id under {spec.fields.id!r}"
+                f"{missing} of {n_before} candidates have no id under {spec.fields.id!r}"
             )
     row["n_truncated"] = n_truncated
     row["validation_error"] = "; ".join(problems) or None
     return StageBuild(row, batch, n_truncated)
 
 
-def _candidate_batch(
-    ev: StageEvent, settings: Settings, c: _Candidates
-) -> tuple[pa.RecordBatch, int]:
+def _candidate_batch(ev: StageEvent, caps: _Caps, c: _Candidates) -> tuple[pa.RecordBatch, int]:
     n = len(c.payload)
-    payload, cut = _payload_texts(c, settings.payload_cap_bytes)
+    payload, cut = _payload_texts(c, caps.payload)
     texts: list[object] = []
     for text in c.reason_text:
-        if text is None or (type(text) is str and len(text) <= settings.reason_cap_chars):
+        if text is None or (type(text) is str and len(text) <= caps.reason):
             texts.append(text)
             continue
-        capped, was_cut = cap_text(text if isinstance(text, str) else str(text),
-                                   settings.reason_cap_chars)
+        capped, was_cut = cap_text(text if isinstance(text, str) else str(text), caps.reason)
         cut += was_cut
         texts.append(capped)
     spec = ev.spec
@@ -312,9 +356,8 @@ def _payload_texts(c: _Candidates, cap: int) -> tuple[pa.Array, int]:
     return pa.concat_arrays(parts), cut
 
 
-def _thaw(ev: StageEvent, settings: Settings) -> int:
+def _thaw(ev: StageEvent, cap: int) -> int:
     """Unpack the blobs the caller packed into `*_snap` lists (+ their JSON texts)."""
-    cap = settings.payload_cap_bytes
     cut = 0
     # Parsing a blob costs more than packing it: skip it when the ids (captured on the
     # caller's thread) are all the writer needs from those items.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from xray_lake.records.options import Caps, Sample
+
 STAGE_TYPES = ("retrieval", "scoring", "filtering", "generation", "ranking", "raw")
 # Stage types whose function takes the candidate list as input (retrieval and generation
 # produce theirs).
@@ -39,6 +41,8 @@ class StageSpec:
     type: str
     fields: FieldMap = field(default_factory=FieldMap)
     qualname: str | None = None
+    sample: Sample | None = None  # which candidate rows are stored (metrics see them all)
+    caps: Caps | None = None  # size caps overriding the global settings for this stage
 
 
 class RunEvent:

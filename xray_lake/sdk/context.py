@@ -7,8 +7,9 @@ from types import TracebackType
 from typing import Literal
 
 from xray_lake._guard import report
-from xray_lake.errors import XrayLakeError
+from xray_lake.errors import DecorationError, XrayLakeError
 from xray_lake.records.events import STAGE_TYPES, FieldMap, StageSpec
+from xray_lake.records.options import Caps, Sample, resolve
 from xray_lake.sdk._current import RunState, StageCall, begin_run, begin_stage, end_run, end_stage
 
 StageType = Literal["retrieval", "scoring", "filtering", "generation", "ranking", "raw"]
@@ -111,9 +112,13 @@ class Run:
     def stage(self, name: str, *, type: StageType = "raw", id: str | None = "id",
               passed: str | None = None, reason_label: str | None = None,
               reason_text: str | None = None, score: str | None = None,
-              reason: str | None = None) -> Stage:
+              reason: str | None = None, sample: Sample | None = None,
+              max_failed: int | None = None, max_out_of_top: int | None = None,
+              caps: Caps | None = None) -> Stage:
         return stage(name, type=type, id=id, passed=passed, reason_label=reason_label,
-                     reason_text=reason_text, score=score, reason=reason, _run=self._state)
+                     reason_text=reason_text, score=score, reason=reason, sample=sample,
+                     max_failed=max_failed, max_out_of_top=max_out_of_top, caps=caps,
+                     _run=self._state)
 
 
 def run(label: str, *, run_id: str | None = None, attributes: dict[str, object] | None = None,
@@ -127,12 +132,28 @@ def run(label: str, *, run_id: str | None = None, attributes: dict[str, object] 
 def stage(name: str, *, type: StageType = "raw", id: str | None = "id",
           passed: str | None = None, reason_label: str | None = None,
           reason_text: str | None = None, score: str | None = None, reason: str | None = None,
+          sample: Sample | None = None, max_failed: int | None = None,
+          max_out_of_top: int | None = None, caps: Caps | None = None,
           _run: RunState | None = None) -> Stage:
-    """A stage of the current run (or a run of its own when there is none)."""
+    """A stage of the current run (or a run of its own when there is none).
+
+    `sample=`, `max_failed=` (filtering), `max_out_of_top=` (scoring, ranking) store only some
+    candidate rows; `caps=` overrides the global size caps for this stage."""
     if type not in STAGE_TYPES:
         raise XrayLakeError(f"unknown stage type {type!r}; use one of {', '.join(STAGE_TYPES)}")
+    if max_failed is not None and type != "filtering":
+        raise DecorationError(f"max_failed= applies only to filtering stages, not stage {name!r} "
+                              f"of type {type!r}. Fix: use sample=xr.Sample(...) or drop it")
+    if max_out_of_top is not None and type not in {"scoring", "ranking"}:
+        raise DecorationError(f"max_out_of_top= applies only to scoring and ranking stages, not "
+                              f"stage {name!r} of type {type!r}. Fix: drop it")
+    scale_sample, scale_caps, problems = resolve(type, sample, caps, max_failed=max_failed,
+                                                 max_out_of_top=max_out_of_top)
+    if problems:
+        problem, fix = problems[0]
+        raise DecorationError(f"{problem} in stage {name!r}. Fix: {fix}")
     fields = FieldMap(id=id, passed=passed, reason_label=reason_label, reason_text=reason_text,
                       score=score if score is not None else ("score" if type == "scoring"
                                                              else None),
                       reason=reason)
-    return Stage(StageSpec(name, type, fields), _run)
+    return Stage(StageSpec(name, type, fields, None, scale_sample, scale_caps), _run)

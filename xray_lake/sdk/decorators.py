@@ -11,6 +11,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar, overload
 from xray_lake._guard import report
 from xray_lake.errors import DecorationError
 from xray_lake.records.events import STAGE_TYPES, FieldMap, StageSpec
+from xray_lake.records.options import Caps, Sample, resolve
 from xray_lake.sdk._current import begin_run, end_run
 from xray_lake.sdk.signature import check_plain, fail, plan_call
 from xray_lake.sdk.wrappers import wrap_stage
@@ -27,7 +28,8 @@ class Decorator(Protocol):
 
 
 def _stage(stage_type: str, name_or_func: str | Callable[..., Any] | None,
-           fields: FieldMap) -> Any:
+           fields: FieldMap, sample: Sample | None = None, caps: Caps | None = None,
+           **shorthand: int | None) -> Any:
     if stage_type not in STAGE_TYPES:
         raise DecorationError(f"unknown stage type {stage_type!r}; use one of {STAGE_TYPES}")
 
@@ -41,7 +43,10 @@ def _stage(stage_type: str, name_or_func: str | Callable[..., Any] | None,
         if not name.strip():
             raise fail(func, "the stage name is empty", f"@xr.{stage_type}_stage('a-name')")
         plan = plan_call(func, stage_type, fields if stage_type != "raw" else None)
-        spec = StageSpec(name, stage_type, fields, plan.qualname)
+        scale_sample, scale_caps, problems = resolve(stage_type, sample, caps, **shorthand)
+        if problems:
+            raise fail(func, *problems[0])
+        spec = StageSpec(name, stage_type, fields, plan.qualname, scale_sample, scale_caps)
         wrapper = wrap_stage(func, spec, plan)
         wrapper.__xray_stage__ = spec  # type: ignore[attr-defined]
         return wrapper
@@ -54,62 +59,83 @@ def _stage(stage_type: str, name_or_func: str | Callable[..., Any] | None,
 @overload
 def retrieval_stage(func: Callable[P, R], /) -> Callable[P, R]: ...
 @overload
-def retrieval_stage(name: str | None = None, /, *, id: str = "id") -> Decorator: ...
-def retrieval_stage(name: Any = None, /, *, id: str = "id") -> Any:
+def retrieval_stage(name: str | None = None, /, *, id: str = "id", sample: Sample | None = None,
+                    caps: Caps | None = None) -> Decorator: ...
+def retrieval_stage(name: Any = None, /, *, id: str = "id", sample: Sample | None = None,
+                    caps: Caps | None = None) -> Any:
     """A stage that returns candidates (search, lookup): records each with its id."""
-    return _stage("retrieval", name, FieldMap(id=id))
+    return _stage("retrieval", name, FieldMap(id=id), sample, caps)
 
 
 @overload
 def scoring_stage(func: Callable[P, R], /) -> Callable[P, R]: ...
 @overload
-def scoring_stage(name: str | None = None, /, *, id: str = "id",
-                  score: str | None = "score") -> Decorator: ...
-def scoring_stage(name: Any = None, /, *, id: str = "id", score: str | None = "score") -> Any:
-    """A stage that scores its candidates; return dicts with `score` or `xr.Scored(item, s)`."""
-    return _stage("scoring", name, FieldMap(id=id, score=score))
+def scoring_stage(name: str | None = None, /, *, id: str = "id", score: str | None = "score",
+                  sample: Sample | None = None, max_out_of_top: int | None = None,
+                  caps: Caps | None = None) -> Decorator: ...
+def scoring_stage(name: Any = None, /, *, id: str = "id", score: str | None = "score",
+                  sample: Sample | None = None, max_out_of_top: int | None = None,
+                  caps: Caps | None = None) -> Any:
+    """A stage that scores its candidates; return dicts with `score` or `xr.Scored(item, s)`.
+
+    `max_out_of_top=N` stores the 100 best-scored rows and at most N others (by id hash)."""
+    return _stage("scoring", name, FieldMap(id=id, score=score), sample, caps,
+                  max_out_of_top=max_out_of_top)
 
 
 @overload
 def filtering_stage(func: Callable[P, R], /) -> Callable[P, R]: ...
 @overload
 def filtering_stage(name: str | None = None, /, *, id: str = "id", passed: str | None = None,
-                    reason_label: str | None = None,
-                    reason_text: str | None = None) -> Decorator: ...
+                    reason_label: str | None = None, reason_text: str | None = None,
+                    sample: Sample | None = None, max_failed: int | None = None,
+                    caps: Caps | None = None) -> Decorator: ...
 def filtering_stage(name: Any = None, /, *, id: str = "id", passed: str | None = None,
-                    reason_label: str | None = None, reason_text: str | None = None) -> Any:
-    """A stage that keeps some candidates: return all with a pass flag, or only the survivors."""
+                    reason_label: str | None = None, reason_text: str | None = None,
+                    sample: Sample | None = None, max_failed: int | None = None,
+                    caps: Caps | None = None) -> Any:
+    """A stage that keeps some candidates: return all with a pass flag, or only the survivors.
+
+    `max_failed=N` stores every passed row and at most N failed ones (by id hash)."""
     return _stage("filtering", name, FieldMap(id=id, passed=passed, reason_label=reason_label,
-                                              reason_text=reason_text))
+                                              reason_text=reason_text), sample, caps,
+                  max_failed=max_failed)
 
 
 @overload
 def generation_stage(func: Callable[P, R], /) -> Callable[P, R]: ...
 @overload
-def generation_stage(name: str | None = None, /, *, id: str = "id",
-                     reason: str | None = None) -> Decorator: ...
-def generation_stage(name: Any = None, /, *, id: str = "id", reason: str | None = None) -> Any:
+def generation_stage(name: str | None = None, /, *, id: str = "id", reason: str | None = None,
+                     sample: Sample | None = None, caps: Caps | None = None) -> Decorator: ...
+def generation_stage(name: Any = None, /, *, id: str = "id", reason: str | None = None,
+                     sample: Sample | None = None, caps: Caps | None = None) -> Any:
     """A stage that produces candidates (keywords, filters, LLM outputs), each with a reason."""
-    return _stage("generation", name, FieldMap(id=id, reason=reason))
+    return _stage("generation", name, FieldMap(id=id, reason=reason), sample, caps)
 
 
 @overload
 def ranking_stage(func: Callable[P, R], /) -> Callable[P, R]: ...
 @overload
-def ranking_stage(name: str | None = None, /, *, id: str = "id",
-                  score: str | None = None) -> Decorator: ...
-def ranking_stage(name: Any = None, /, *, id: str = "id", score: str | None = None) -> Any:
-    """A stage that reorders its candidates; metrics compare input and output order."""
-    return _stage("ranking", name, FieldMap(id=id, score=score))
+def ranking_stage(name: str | None = None, /, *, id: str = "id", score: str | None = None,
+                  sample: Sample | None = None, max_out_of_top: int | None = None,
+                  caps: Caps | None = None) -> Decorator: ...
+def ranking_stage(name: Any = None, /, *, id: str = "id", score: str | None = None,
+                  sample: Sample | None = None, max_out_of_top: int | None = None,
+                  caps: Caps | None = None) -> Any:
+    """A stage that reorders its candidates; metrics compare input and output order.
+
+    `max_out_of_top=N` stores the first 100 rows and at most N others (by id hash)."""
+    return _stage("ranking", name, FieldMap(id=id, score=score), sample, caps,
+                  max_out_of_top=max_out_of_top)
 
 
 @overload
 def raw_stage(func: Callable[P, R], /) -> Callable[P, R]: ...
 @overload
-def raw_stage(name: str | None = None, /) -> Decorator: ...
-def raw_stage(name: Any = None, /) -> Any:
+def raw_stage(name: str | None = None, /, *, caps: Caps | None = None) -> Decorator: ...
+def raw_stage(name: Any = None, /, *, caps: Caps | None = None) -> Any:
     """Any step: records its arguments and return value, nothing more."""
-    return _stage("raw", name, FieldMap(id=None))
+    return _stage("raw", name, FieldMap(id=None), None, caps)
 
 
 # --- pipelines and entrypoints ----------------------------------------------------------
