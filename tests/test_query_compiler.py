@@ -131,3 +131,14 @@ def test_builder_groups_candidate_conditions_of_one_where_call() -> None:
                           stage.type == "filtering")
     clauses = [n for n in walk(query.node) if isinstance(n, HasCandidate)]
     assert len(clauses) == 1
+
+
+def test_a_stage_only_query_scans_no_runs() -> None:
+    from xray_lake.query import run, stage
+    from xray_lake.query.builder import Query
+
+    lone = Query(None).where(stage.type == "filtering", stage.fail_ratio > 0.9).select(  # type: ignore[arg-type]
+        stage.run_id, stage.fail_ratio)
+    assert "JOIN" not in lone.sql()[0].upper()
+    with_run = lone.select(stage.run_id, run.status)
+    assert "LEFT JOIN RUNS" in " ".join(with_run.sql()[0].upper().split())
