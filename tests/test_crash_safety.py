@@ -19,7 +19,6 @@ import sys
 import textwrap
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import pyarrow.parquet as pq
 import typer
 from typer.testing import CliRunner
 
+from tests._faults import unwritable
 from xray_lake.cli import doctor as doctor_cli
 from xray_lake.cli import replay as replay_cli
 from xray_lake.storage.layout import TABLES, is_temp_file
@@ -125,30 +125,6 @@ class Zygote:
         assert self.proc.stdin is not None
         self.proc.stdin.close()
         self.proc.wait(10)
-
-
-@contextlib.contextmanager
-def unwritable(folder: Path) -> Iterator[None]:
-    """Make `folder` and every folder in it refuse new entries: mode 555, or chattr +i for root."""
-    folders = [folder, *(p for p in folder.rglob("*") if p.is_dir())]
-    root_user = os.geteuid() == 0
-    for path in folders:
-        if root_user:
-            subprocess.run(["chattr", "+i", str(path)], check=True)
-        else:
-            path.chmod(0o555)
-    try:
-        for path in folders:
-            with contextlib.suppress(PermissionError):
-                (path / "probe").mkdir()
-                raise AssertionError(f"{path} is still writable")
-        yield
-    finally:
-        for path in folders:
-            if root_user:
-                subprocess.run(["chattr", "-i", str(path)], check=True)
-            else:
-                path.chmod(0o755)
 
 
 def run_batch(zygote: Zygote, tmp: Path, root: Path, spool: Path, name: str,

@@ -7,7 +7,6 @@ import multiprocessing
 import os
 import random
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -24,37 +23,13 @@ import typer
 from typer.testing import CliRunner
 
 import xray_lake as xr
+from tests._faults import unwritable
 from xray_lake.cli import replay as replay_cli
 from xray_lake.storage import doctor
 from xray_lake.storage.fs import publish
 from xray_lake.storage.spool import pending, replay_folder, spool_root
 
 STAGES, CANDIDATES = 2, 6
-
-
-@contextlib.contextmanager
-def unwritable(folder: Path) -> Iterator[None]:
-    """Make `folder` and every folder in it refuse new entries: mode 555, or chattr +i for root."""
-    folder.mkdir(parents=True, exist_ok=True)
-    folders = [folder, *(p for p in folder.rglob("*") if p.is_dir())]
-    root_user = os.geteuid() == 0
-    for path in folders:
-        if root_user:
-            subprocess.run(["chattr", "+i", str(path)], check=True)
-        else:
-            path.chmod(0o555)
-    try:
-        for path in folders:
-            with contextlib.suppress(PermissionError):
-                (path / "probe").mkdir()
-                raise AssertionError(f"{path} is still writable")
-        yield
-    finally:
-        for path in folders:
-            if root_user:
-                subprocess.run(["chattr", "-i", str(path)], check=True)
-            else:
-                path.chmod(0o755)
 
 
 def record(n: int, label: str, *, flush_each: bool = False) -> None:
