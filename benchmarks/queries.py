@@ -58,6 +58,9 @@ from rich.table import Table
 
 import xray_lake as xr
 from xray_lake.cli.runs import Status, runs_sql
+from xray_lake.query.questions import SCORE_DRIFT as Q5_SQL
+from xray_lake.query.questions import SLOWEST_STAGE_P90 as Q7_SQL
+from xray_lake.query.questions import TOP_DROP_REASONS as Q3_SQL
 from xray_lake.sdk import _current
 
 HERE = Path(__file__).resolve().parent
@@ -373,31 +376,8 @@ def table_rows(root: str) -> dict[str, int]:
 
 # --- the questions ---------------------------------------------------------------------
 
-Q3_SQL = """
-select label, name as stage, e.key as reason, sum(e.value)::bigint as dropped
-from (select label, name, unnest(map_entries(reason_counts)) as e
-      from stages
-      where type = 'filtering' and date >= $day and started_at >= $since)
-group by label, stage, reason
-qualify row_number() over (partition by label, stage order by dropped desc, reason) <= 3
-order by label, stage, dropped desc, reason"""
 
-Q5_SQL = """\
-select label, name as stage,
-       median(score_p50) filter (where started_at >= now() - interval 7 day) as p50_this_week,
-       median(score_p50) filter (where started_at < now() - interval 7 day) as p50_last_week,
-       round(100 * (p50_this_week - p50_last_week) / abs(p50_last_week), 1) as change_pct
-from stages
-where type = 'scoring' and started_at >= now() - interval 14 day
-group by all
-having abs(change_pct) > $pct
-order by abs(change_pct) desc"""
 
-Q7_SQL = """\
-select label, arg_max(name, p90_ms) as slowest_stage, max(p90_ms) as p90_ms
-from (select label, name, quantile_cont(duration_ms, 0.9) as p90_ms from stages group by all)
-group by label
-order by label"""
 
 Q1 = {"stage": {"type": "filtering", "$failRatio": {"$gt": 0.9}}}
 Q2 = {"pipeline": {"label": "product_search"},
