@@ -6,10 +6,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 import xray_lake as xr
 import xray_lake.config
+from tests.s3_server import s3  # noqa: F401  (session fixture: a local S3 server)
 from xray_lake import _guard
+
+# Property tests check behaviour; a per-example deadline would only measure machine load.
+settings.register_profile("xray", deadline=None)
+settings.load_profile("xray")
 
 
 @pytest.fixture(autouse=True)
@@ -38,3 +44,17 @@ def lake(isolated_lake: str) -> Callable[[], xr.Lake]:
         return xr.Lake(isolated_lake)
 
     return open_lake
+
+
+@pytest.fixture
+def plugin_registry() -> Iterator[None]:
+    """Metric plugins and stage types a test registers are forgotten after it; packaged
+    plugins (entry points) are not loaded unless the test asks for them."""
+    from xray_lake.records import plugins
+
+    state = plugins.snapshot()
+    plugins.restore((state[0], state[1], True))
+    try:
+        yield
+    finally:
+        plugins.restore(state)

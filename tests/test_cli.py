@@ -204,6 +204,16 @@ def test_query_where_per_run(root: str, db: xr.Lake) -> None:
         db.sql("select run_id from runs where status = 'failure'")["run_id"])
 
 
+def test_query_where_keeps_only_the_named_columns(root: str, db: xr.Lake) -> None:
+    where = '{"stage": {"type": "filtering", "$failRatio": {"$gt": 0.9}}}'
+    out = ok(invoke(root, "query", "--where", where, "--columns",
+                    "run_id, name,fail_ratio,run_status", "-f", "json")).stdout
+    rows = json.loads(out)
+    assert rows and all(list(r) == ["run_id", "name", "fail_ratio", "run_status"] for r in rows)
+    assert len(rows) == db.sql("select count(*) from stages where type = 'filtering' "
+                               "and fail_ratio > 0.9").item()
+
+
 def test_query_where_reads_a_json_file(root: str, tmp_path: Path) -> None:
     spec = tmp_path / "q.json"
     spec.write_text('{"stage": {"type": "ranking"}}')
@@ -278,6 +288,9 @@ BAD: list[tuple[list[str], int, str]] = [
     (["query", "--where", "@/no/such/file.json"], 2, "cannot read"),
     (["query", "select 1", "--per", "run"], 2, "--per"),
     (["query", "--where", "{}", "--per", "sometimes"], 2, "--per"),
+    (["query", "select 1", "--columns", "run_id"], 2, "--columns"),
+    (["query", "--where", "{}", "--columns", " , "], 2, "--columns"),
+    (["query", "--where", "{}", "--columns", "fail_ration"], 2, "Did you mean 'fail_ratio'"),
     (["stats", "--type", "bogus"], 2, "stage type"),
     (["stats", "--since", "2026-13-45"], 2, "--since"),
     (["stats", "--since", "2021-01-01", "--until", "2020-01-01"], 2, "--until"),

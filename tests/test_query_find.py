@@ -110,6 +110,35 @@ def test_headline_question_finds_the_filtering_stage_that_dropped_over_90_percen
     assert "run_run_id" not in found.columns and "run_label" not in found.columns
 
 
+def test_columns_keep_only_the_named_result_columns_in_that_order(lake: xr.Lake) -> None:
+    q = {"stage": {"type": "filtering", "$failRatio": {"$gt": 0.9}}}
+    found = lake.find(q, columns=["fail_ratio", "stage_id", "run_status",
+                                  "reason_counts.out_of_stock"])
+    assert found.columns == ["fail_ratio", "stage_id", "run_status",
+                             "reason_counts.out_of_stock"]
+    assert sorted(found.rows()) == [(0.92, "s6", "success", 23), (0.95, "s2", "success", 4)]
+    per_run = lake.find(q, per="run", columns=["run_id", "status"])
+    assert sorted(per_run.rows()) == [("r1", "success"), ("r3", "success")]
+
+
+def test_columns_without_a_run_column_never_read_runs(lake: xr.Lake) -> None:
+    q = {"stage": {"type": "filtering"}}
+    assert " runs " not in compile_find(q, columns=["run_id", "fail_ratio"]).sql
+    assert " runs " in compile_find(q, columns=["run_id", "run_status"]).sql
+
+
+@pytest.mark.parametrize(("columns", "message"), [
+    (["fail_ration"], "Did you mean 'fail_ratio'"),
+    (["run_run_id"], "unknown column 'run_run_id'"),
+    ([], "columns is empty"),
+    ("fail_ratio", "a list of column names"),
+    ([3], "is not a column name"),
+])
+def test_bad_columns_say_what_is_valid(lake: xr.Lake, columns: Any, message: str) -> None:
+    with pytest.raises(QueryError, match=message):
+        lake.find({"stage": {"type": "filtering"}}, columns=columns)
+
+
 def test_without_a_label_every_pipeline_answers(lake: xr.Lake) -> None:
     assert stage_ids(lake, {"stage": {"type": "filtering", "$failRatio": {"$gt": 0.9}}}) == \
         ["s2", "s6"]

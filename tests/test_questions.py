@@ -79,6 +79,18 @@ def test_q1_runs_where_a_filter_eliminated_over_90_percent(lake: xr.Lake, root: 
     assert sorted(cli(root, "query", "--where", Q1_WHERE)["run_id"]) == sorted(rows["run_id"])
 
 
+def test_q1_fast_form_gives_the_same_stages(lake: xr.Lake, root: str) -> None:
+    names = ["run_id", "label", "name", "fail_ratio"]
+    documented(f"lake.find({Q1_WHERE}, columns={json.dumps(names)})",
+               f"xray-lake query --where '{Q1_WHERE}' --columns {','.join(names)}")
+    fast = lake.find(json.loads(Q1_WHERE), columns=names)
+    assert fast.columns == names
+    full = lake.find(json.loads(Q1_WHERE)).select(names)
+    assert sorted(fast.rows()) == sorted(full.rows()) and fast.height > 0
+    by_cli = cli(root, "query", "--where", Q1_WHERE, "--columns", ",".join(names))
+    assert sorted(by_cli.rows()) == sorted(fast.rows())
+
+
 def test_q2_the_same_for_one_label(lake: xr.Lake, root: str) -> None:
     documented(f'lake.find({Q2_WHERE}, per="run")',
                f"xray-lake query --where '{Q2_WHERE}' --per run")

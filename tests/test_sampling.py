@@ -224,7 +224,10 @@ def test_caps_apply_to_stage_blocks_and_raw_stages(lake: Lake) -> None:
             raw.output("x" * 50)
     db = lake()
     assert _stage_row(db, "raw")["n_truncated"] == 1
-    assert _stage_row(db, "g")["n_truncated"] == 0  # a generation reason is not reason_text
+    # a generation stage's reason is reason text too: capped by reason_chars
+    assert _stage_row(db, "g")["n_truncated"] == 1
+    reason = db.sql("select reason from candidates where stage_name = 'g'").item()
+    assert reason == "long …[+6 chars]"
 
 
 def _bad(decorate: Callable[[Any], Any]) -> str:

@@ -15,6 +15,7 @@ from xray_lake.errors import (
 )
 from xray_lake.query.lake import Lake
 from xray_lake.records.options import Caps, Sample
+from xray_lake.records.promoted import Field
 from xray_lake.records.results import Filtered, Generated, Scored
 from xray_lake.sdk.context import Run, Stage, run, stage
 from xray_lake.sdk.decorators import (
@@ -28,6 +29,7 @@ from xray_lake.sdk.decorators import (
     scoring_stage,
 )
 from xray_lake.sdk.markers import Candidates, RawInput
+from xray_lake.sdk.plugins import metric, register_metric, register_stage_type
 from xray_lake.storage.compact import compact
 from xray_lake.writer import process as _process
 
@@ -42,11 +44,14 @@ def flush(timeout: float | None = None) -> bool:
 
 
 def stats() -> dict[str, Any]:
-    """Counters of this process: records buffered, written, dropped (by reason), bytes."""
+    """Counters of this process: records buffered, written, dropped (by reason), bytes, and
+    metric plugin calls that failed or overran their budget (`metric_plugins`)."""
     from xray_lake._guard import internal_errors
+    from xray_lake.records import plugins
 
     result = _process.stats()
     result["internal_errors"] = dict(internal_errors)
+    result["metric_plugins"] = plugins.stats()
     return result
 
 
@@ -55,6 +60,7 @@ __all__ = [
     "Caps",
     "ConfigError",
     "DecorationError",
+    "Field",
     "Filtered",
     "Generated",
     "Lake",
@@ -75,9 +81,12 @@ __all__ = [
     "flush",
     "generation_stage",
     "get_settings",
+    "metric",
     "pipeline",
     "ranking_stage",
     "raw_stage",
+    "register_metric",
+    "register_stage_type",
     "retrieval_stage",
     "run",
     "scoring_stage",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import threading
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from xray_lake.errors import ConfigError
 
@@ -23,6 +24,64 @@ def _default_spool_dir() -> str:
 
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+STORAGE_OPTIONS: dict[str, str] = {
+    "endpoint_url": "S3 endpoint URL, e.g. http://127.0.0.1:8333 (env AWS_ENDPOINT_URL_S3, "
+                    "AWS_ENDPOINT_URL; default: AWS)",
+    "region": "bucket region (env AWS_REGION, AWS_DEFAULT_REGION)",
+    "access_key_id": "access key (env AWS_ACCESS_KEY_ID; default: the AWS credential chain)",
+    "secret_access_key": "secret key (env AWS_SECRET_ACCESS_KEY)",
+    "session_token": "session token of temporary credentials (env AWS_SESSION_TOKEN)",
+    "anonymous": "true: unsigned requests, for public buckets (reads only)",
+    "connect_timeout": "seconds to wait for a connection",
+    "request_timeout": "seconds to wait for a response (reads through fsspec)",
+    "duckdb_access": "auto (httpfs if it loads, else fsspec), httpfs or fsspec",
+}
+"""`storage_options` keys for `s3://` roots; each overrides its environment variable."""
+
+_TRUE_FALSE = {"1": "true", "true": "true", "yes": "true", "on": "true",
+               "0": "false", "false": "false", "no": "false", "off": "false"}
+
+
+def check_storage_options(options: dict[str, Any]) -> dict[str, str]:
+    """Validate keys and values of `storage_options`; values come back as strings.
+
+    Raises ValueError naming the bad key or value, the valid keys and the nearest one.
+    """
+    checked: dict[str, str] = {}
+    for key, raw in options.items():
+        if key not in STORAGE_OPTIONS:
+            near = difflib.get_close_matches(str(key), STORAGE_OPTIONS, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ValueError(f"unknown storage option {key!r}{hint}; valid keys: "
+                             f"{', '.join(STORAGE_OPTIONS)}")
+        if not isinstance(raw, str | int | float | bool):
+            raise ValueError(f"storage option {key!r} must be a string, got {type(raw).__name__}")
+        value = str(raw).lower() if isinstance(raw, bool) else str(raw).strip()
+        if key == "endpoint_url" and not value.startswith(("http://", "https://")):
+            raise ValueError(f"storage option 'endpoint_url' must start with http:// or "
+                             f"https://, got {value!r}")
+        if key == "anonymous":
+            if value.lower() not in _TRUE_FALSE:
+                raise ValueError(f"storage option 'anonymous' must be true or false, got {value!r}")
+            value = _TRUE_FALSE[value.lower()]
+        if key in ("connect_timeout", "request_timeout"):
+            try:
+                ok = float(value) > 0
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(f"storage option {key!r} must be a positive number of "
+                                 f"seconds, got {value!r}")
+        if key == "duckdb_access" and value not in ("auto", "httpfs", "fsspec"):
+            raise ValueError(f"storage option 'duckdb_access' must be auto, httpfs or fsspec, "
+                             f"got {value!r}")
+        checked[key] = value
+    if ("access_key_id" in checked) != ("secret_access_key" in checked):
+        raise ValueError("storage options 'access_key_id' and 'secret_access_key' go together: "
+                         "set both, or neither (then the AWS environment variables are used)")
+    return checked
 
 
 class Settings(BaseModel):
@@ -57,6 +116,26 @@ class Settings(BaseModel):
     compression_level: int = Field(default=3, ge=1, le=22)
     fsync: bool = True
     topk: int = Field(default=10, ge=1)
+    # For `s3://` roots: endpoint, region, credentials (see STORAGE_OPTIONS); unset keys come
+    # from the standard AWS environment variables.
+    storage_options: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("root")
+    @classmethod
+    def _check_root(cls, value: str) -> str:
+        if "://" in value and not value.startswith("s3://"):
+            raise ValueError(f"{value!r}: unsupported scheme {value.split('://')[0]}://; a lake "
+                             "root is a local folder or s3://bucket/prefix")
+        if value.startswith("s3://") and not value[5:].strip("/"):
+            raise ValueError(f"{value!r} names no bucket: use s3://bucket/prefix")
+        return value
+
+    @field_validator("storage_options", mode="before")
+    @classmethod
+    def _check_storage_options(cls, value: Any) -> dict[str, str]:
+        if not isinstance(value, dict):
+            raise ValueError(f"must be a dict of KEY: value, got {type(value).__name__}")
+        return check_storage_options(value)
 
 
 _lock = threading.Lock()

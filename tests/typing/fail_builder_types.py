@@ -24,3 +24,5 @@ candidate.passed > True  # expect: operator
 stage.fial_ratio  # expect: attr-defined
 Query().where(stage.type)  # expect: arg-type
 Query().limit("10")  # expect: arg-type
+candidate.field("price", float) > "100"  # expect: operator
+candidate.field("brand", str).gt(3)  # expect: arg-type

@@ -28,6 +28,10 @@ ratio: NumCol = stage.fail_ratio
 kind: StrCol = stage.type
 passed: BoolCol = candidate.passed
 started: TimeCol = run.started_at
+price: NumCol = candidate.field("price", float)  # promoted fields, typed by their type
+quantity: NumCol = candidate.field("qty", int)
+brand: StrCol = candidate.field("brand", str)
+in_stock: BoolCol = candidate.field("in_stock", bool)
 
 conditions: list[Predicate] = [
     stage.type == "filtering",
@@ -45,6 +49,7 @@ conditions: list[Predicate] = [
     stage.date < "2024-06-01",
     candidate.passed.is_false() & (candidate.candidate_id == "42"),
     ~has_candidate(candidate.score > 0.5) | (run.status != "success"),
+    (price > 100) & (brand == "acme") & in_stock.is_true(),
 ]
 order: Order = stage.fail_ratio.desc()
 

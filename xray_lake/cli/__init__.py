@@ -3,7 +3,8 @@
 What every command shares lives here, so each command module only imports this package:
 the `--root` option, the consoles, and one-line error reporting. Conventions:
 
-* every command takes `--root PATH` (env `XRAY_LAKE_ROOT`, else the settings' root);
+* every command takes `--root PATH` (env `XRAY_LAKE_ROOT`, else the settings' root) and
+  `--storage-option KEY=VALUE` (repeatable) for `s3://` roots;
 * results go to stdout, progress and errors to stderr;
 * an expected failure (`XrayLakeError`, `OSError`) is one line on stderr and exit code 1,
   never a traceback (`app.main` catches them at the top);
@@ -19,7 +20,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from xray_lake.config import DEFAULT_ROOT, get_settings
+from xray_lake.config import DEFAULT_ROOT, configure, get_settings
 
 RootOption = Annotated[
     str | None,
@@ -33,8 +34,34 @@ RootOption = Annotated[
 ]
 
 
-def resolve_root(root: str | None) -> str:
-    """The root a command works on: `--root`, else `$XRAY_LAKE_ROOT`, else the settings' root."""
+StorageOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--storage-option",
+        metavar="KEY=VALUE",
+        help="For s3:// roots, repeatable: endpoint_url, region, access_key_id, "
+             "secret_access_key, session_token, anonymous, connect_timeout, request_timeout, "
+             "duckdb_access. Unset keys come from the AWS_* environment variables.",
+    ),
+]
+
+
+def resolve_root(root: str | None, storage_options: list[str] | None = None) -> str:
+    """The root a command works on: `--root`, else `$XRAY_LAKE_ROOT`, else the settings' root.
+
+    `--storage-option KEY=VALUE` values are validated and added to the settings, so the lake,
+    compaction, doctor and replay of this command all connect with them.
+    """
+    if storage_options:
+        parsed: dict[str, str] = {}
+        for item in storage_options:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise typer.BadParameter(
+                    f"{item!r} is not KEY=VALUE, e.g. --storage-option "
+                    "endpoint_url=http://127.0.0.1:8333", param_hint="--storage-option")
+            parsed[key.strip()] = value
+        configure(storage_options={**get_settings().storage_options, **parsed})
     return root or get_settings().root
 
 
@@ -63,4 +90,12 @@ def error_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-__all__ = ["RootOption", "error_line", "resolve_root", "root_flag", "stderr", "stdout"]
+__all__ = [
+    "RootOption",
+    "StorageOption",
+    "error_line",
+    "resolve_root",
+    "root_flag",
+    "stderr",
+    "stdout",
+]

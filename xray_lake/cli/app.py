@@ -21,7 +21,9 @@ from typer.core import TyperGroup
 
 from xray_lake import __version__
 from xray_lake.cli import (
+    check,
     compact,
+    ddl,
     demo,
     doctor,
     error_line,
@@ -112,7 +114,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-COMMANDS = (demo, runs, show, why, query, stats, compact, replay, doctor)
+COMMANDS = (demo, runs, show, why, query, stats, compact, replay, doctor, ddl, check)
 for _module in COMMANDS:
     _module.register(app)
 

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from xray_lake.cli import RootOption, resolve_root, stderr, stdout
+from xray_lake.cli import RootOption, StorageOption, resolve_root, stderr, stdout
 from xray_lake.cli.demo import human_bytes
 from xray_lake.storage.compact import CompactionReport, compact
 
@@ -92,8 +92,9 @@ def compact_command(
         help="Size of the merged files; files under half of it count as small. Binary units: "
              "1MB = 2**20 bytes.")] = "128MB",
     root: RootOption = None,
+    storage_option: StorageOption = None,
 ) -> None:
-    lake_root = resolve_root(root)
+    lake_root = resolve_root(root, storage_option)
     size = parse_size(target_size)
     cutoff = parse_date(before)
     err = stderr()

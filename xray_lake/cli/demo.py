@@ -19,7 +19,14 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 import xray_lake as xr
-from xray_lake.cli import RootOption, resolve_root, root_flag, stderr, stdout
+from xray_lake.cli import (
+    RootOption,
+    StorageOption,
+    resolve_root,
+    root_flag,
+    stderr,
+    stdout,
+)
 from xray_lake.demo.fashion_search import DemoSummary, run_demo
 from xray_lake.storage.layout import TABLES, is_temp_file
 
@@ -129,10 +136,11 @@ def demo(
     runs: Annotated[int, typer.Option("--runs", min=1, metavar="N",
                                       help="How many runs to record.")] = 200,
     root: RootOption = None,
+    storage_option: StorageOption = None,
     seed: Annotated[int, typer.Option("--seed", metavar="N",
                                       help="Seed: the same seed gives the same runs.")] = 7,
 ) -> None:
-    lake_root = resolve_root(root)
+    lake_root = resolve_root(root, storage_option)
     if "://" not in lake_root:
         os.makedirs(lake_root, exist_ok=True)  # fail fast, as one line, on a bad local root
     err = stderr()

@@ -13,7 +13,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from xray_lake.cli import RootOption, resolve_root, root_flag, stderr, stdout
+from xray_lake.cli import (
+    RootOption,
+    StorageOption,
+    resolve_root,
+    root_flag,
+    stderr,
+    stdout,
+)
 from xray_lake.cli.output import OFFLINE_WIDTH
 from xray_lake.errors import XrayLakeError
 from xray_lake.storage.doctor import DoctorReport, scan
@@ -39,16 +46,15 @@ class DoctorFormat(StrEnum):
 
 def doctor(
     root: RootOption = None,
+    storage_option: StorageOption = None,
     fix: Annotated[bool, typer.Option("--fix", help="Quarantine bad files and delete stale "
                                                     "temp files.")] = False,
     fmt: Annotated[DoctorFormat, typer.Option("--format", "-f", case_sensitive=False,
                                               help="table (default) or json.")] = (
         DoctorFormat.table),
 ) -> None:
-    lake_root = resolve_root(root)
-    if "://" in lake_root:
-        raise XrayLakeError(f"doctor checks local lakes only, not {lake_root}")
-    if not os.path.isdir(lake_root):
+    lake_root = resolve_root(root, storage_option)
+    if "://" not in lake_root and not os.path.isdir(lake_root):
         raise XrayLakeError(f"no lake at {lake_root}: the folder does not exist (pass --root "
                             "or set XRAY_LAKE_ROOT)")
     err = stderr()

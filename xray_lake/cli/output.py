@@ -59,9 +59,9 @@ def check_output(fmt: Format, output: Path | None) -> None:
                                  param_hint="'--format'")
 
 
-def open_lake(root: str | None) -> xr.Lake:
+def open_lake(root: str | None, storage_options: list[str] | None = None) -> xr.Lake:
     """The lake at `--root`; a local root that does not exist is an error, not an empty lake."""
-    lake_root = resolve_root(root)
+    lake_root = resolve_root(root, storage_options)
     if "://" not in lake_root and not os.path.isdir(lake_root):
         raise XrayLakeError(f"no lake at {lake_root}: the folder does not exist (pass --root "
                             "or set XRAY_LAKE_ROOT; `xray-lake demo` creates one)")

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from xray_lake.cli import RootOption
+from xray_lake.cli import RootOption, StorageOption
 from xray_lake.cli.output import Format, FormatOption, OutputOption, check_output, emit, open_lake
 
 HELP = (
@@ -25,6 +25,8 @@ HELP = (
     "--format csv\n"
     "  xray-lake query --where '{\"stage\": {\"type\": \"filtering\", "
     "\"$failRatio\": {\"$gt\": 0.9}}}' --per run\n"
+    "  xray-lake query --where '{\"stage\": {\"type\": \"filtering\"}}' "
+    "--columns run_id,label,name,fail_ratio\n"
     "  xray-lake query - --format parquet -o out.parquet < question.sql"
 )
 
@@ -74,7 +76,12 @@ def query(
     per: Annotated[Per | None, typer.Option(
         "--per", case_sensitive=False,
         help="With --where: one row per matching stage (default) or per run.")] = None,
+    columns: Annotated[str | None, typer.Option(
+        "--columns", "-c", metavar="A,B,...",
+        help="With --where: only these result columns (e.g. run_id,label,name,fail_ratio,"
+             "run_status); faster, as nothing else is read.")] = None,
     root: RootOption = None,
+    storage_option: StorageOption = None,
     fmt: FormatOption = Format.table,
     output: OutputOption = None,
 ) -> None:
@@ -83,15 +90,22 @@ def query(
     if per is not None and where is None:
         raise typer.BadParameter("--per applies to --where queries only",
                                  param_hint="'--per'")
+    if columns is not None and where is None:
+        raise typer.BadParameter("--columns applies to --where queries only (in SQL, "
+                                 "name the columns in the SELECT)", param_hint="'--columns'")
+    names = [c.strip() for c in columns.split(",") if c.strip()] if columns is not None else None
+    if names is not None and not names:
+        raise typer.BadParameter("--columns is empty: give names like run_id,name,fail_ratio",
+                                 param_hint="'--columns'")
     check_output(fmt, output)
     spec = parse_where(where) if where is not None else None
     if sql == "-":
         sql = sys.stdin.read()
     if sql is not None and not sql.strip():
         raise typer.BadParameter("the SQL query is empty", param_hint="'[SQL]'")
-    with open_lake(root) as lake:
+    with open_lake(root, storage_option) as lake:
         if spec is not None:
-            found = lake.find(spec, per=(per or Per.stage).value)
+            found = lake.find(spec, per=(per or Per.stage).value, columns=names)
         else:
             assert sql is not None
             found = lake.sql(sql)

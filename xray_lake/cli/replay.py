@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -10,11 +9,17 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from xray_lake.cli import RootOption, stderr, stdout
+from xray_lake.cli import RootOption, StorageOption, resolve_root, stderr, stdout
 from xray_lake.cli.demo import human_bytes
 from xray_lake.config import get_settings
 from xray_lake.errors import XrayLakeError
-from xray_lake.storage.spool import ReplayResult, pending, replay_folder, spooled_roots
+from xray_lake.storage.spool import (
+    ReplayResult,
+    canonical_root,
+    pending,
+    replay_folder,
+    spooled_roots,
+)
 
 HELP = (
     "Move what the writer spooled while the lake was unreachable into the lake, exactly once "
@@ -62,9 +67,9 @@ def plan(spool_dir: str, root: str | None) -> list[Spooled]:
     found = [f for f in found if f[2]]
     if root is None:
         return [Spooled(folder, recorded, recorded, n) for folder, recorded, n in found]
-    wanted = os.path.abspath(root)
+    wanted = canonical_root(root)
     chosen = [Spooled(folder, recorded, root, n) for folder, recorded, n in found
-              if os.path.abspath(recorded) == wanted]
+              if canonical_root(recorded) == wanted]
     if chosen or not found:
         return chosen
     if len(found) == 1:
@@ -81,7 +86,9 @@ def replay(
     ctx: typer.Context,
     spool: SpoolOption = None,
     root: RootOption = None,
+    storage_option: StorageOption = None,
 ) -> None:
+    resolve_root(root, storage_option)  # validates and applies --storage-option
     spool_dir = spool or get_settings().spool_dir
     source = ctx.get_parameter_source("root")
     from_command_line = source is not None and source.name == "COMMANDLINE"

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from xray_lake.cli import RootOption, stderr
+from xray_lake.cli import RootOption, StorageOption, stderr
 from xray_lake.cli.output import (
     Format,
     FormatOption,
@@ -65,12 +65,13 @@ def runs(
     limit: Annotated[int, typer.Option(
         "--limit", "-n", min=0, metavar="N", help="At most N runs; 0 for all.")] = 20,
     root: RootOption = None,
+    storage_option: StorageOption = None,
     fmt: FormatOption = Format.table,
     output: OutputOption = None,
 ) -> None:
     check_output(fmt, output)
     sql, params = runs_sql(label or [], status, since, until, limit)
-    with open_lake(root) as lake:
+    with open_lake(root, storage_option) as lake:
         found = lake.sql(sql, params)
     more = bool(limit) and found.height > limit
     if more:

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from xray_lake.cli import RootOption, resolve_root
+from xray_lake.cli import RootOption, StorageOption, resolve_root
 from xray_lake.cli.output import (
     Format,
     FormatOption,
@@ -114,11 +114,12 @@ def funnel_table(stages: pl.DataFrame) -> Table:
 def show(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run to show.")],
     root: RootOption = None,
+    storage_option: StorageOption = None,
     fmt: FormatOption = Format.table,
     output: OutputOption = None,
 ) -> None:
     check_output(fmt, output)
-    lake_root = resolve_root(root)
+    lake_root = resolve_root(root, storage_option)
     with open_lake(lake_root) as lake:
         found = find_runs(lake, run_id)
         if not found:

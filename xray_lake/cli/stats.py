@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from xray_lake.cli import RootOption, stderr
+from xray_lake.cli import RootOption, StorageOption, stderr
 from xray_lake.cli.output import (
     Format,
     FormatOption,
@@ -102,29 +102,40 @@ def _pct(ratio: float | None) -> str:
     return "" if ratio is None else f"{ratio:.1%}"
 
 
-def _check_types(values: list[str] | None) -> list[str] | None:
-    for value in values or []:
-        if value not in STAGE_TYPES:
-            raise typer.BadParameter(f"{value!r} is not a stage type; use one of "
-                                     f"{', '.join(STAGE_TYPES)}")
-    return values
+def _check_types(lake: Any, values: list[str]) -> None:
+    """A type is built in, or registered (xr.register_stage_type) and held by some stage of
+    the lake: this process need not know the registration."""
+    custom = [v for v in values if v not in STAGE_TYPES]
+    if not custom:
+        return
+    held = set(lake.sql("select distinct type from stages where type in ("
+                        + ", ".join("?" for _ in custom) + ")", custom)["type"])
+    for value in custom:
+        if value not in held:
+            raise typer.BadParameter(f"{value!r} is not a stage type: not built in, and no "
+                                     f"stage of the lake has it; use one of "
+                                     f"{', '.join(STAGE_TYPES)} or a registered type",
+                                     param_hint="'--type'")
 
 
 def stats(
     label: Annotated[list[str] | None, typer.Option(
         "--label", "-l", metavar="LABEL", help="Only this pipeline label (repeatable).")] = None,
     stage_type: Annotated[list[str] | None, typer.Option(
-        "--type", "-t", metavar="TYPE", callback=_check_types,
-        help=f"Only stages of this type (repeatable): {', '.join(STAGE_TYPES)}.")] = None,
+        "--type", "-t", metavar="TYPE",
+        help=f"Only stages of this type (repeatable): {', '.join(STAGE_TYPES)}, or a "
+             "registered one.")] = None,
     since: SinceOption = "7d",
     until: UntilOption = None,
     root: RootOption = None,
+    storage_option: StorageOption = None,
     fmt: FormatOption = Format.table,
     output: OutputOption = None,
 ) -> None:
     check_output(fmt, output)
     sql, params = stats_sql(label or [], stage_type or [], since, until)
-    with open_lake(root) as lake:
+    with open_lake(root, storage_option) as lake:
+        _check_types(lake, stage_type or [])
         summary = lake.sql(sql, params)
     emit(summary, fmt, output, table=stats_table(summary) if fmt is Format.table else None)
     if fmt is Format.table and summary.is_empty():

@@ -3,6 +3,7 @@
     from xray_lake.query import run, stage, candidate
     lake.query().where(stage.type == "filtering", stage.fail_ratio > 0.9,
                        run.label == "competitor_discovery").per_run().to_polars()
+    lake.query().where(candidate.field("price", float) > 100)   # a promoted field
 
 Columns are typed (`NumCol`, `StrCol`, `BoolCol`, `TimeCol`, `DateCol`, `MapCol`), so a type
 checker rejects `stage.fail_ratio > "x"` or `stage.type.gt(3)`. Comparisons build the same
@@ -12,11 +13,12 @@ condition nodes the JSON language builds, and the same compiler turns them into 
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from xray_lake.errors import QueryError
 from xray_lake.query import nodes as n
@@ -333,6 +335,31 @@ class CandidateColumns(_Columns):
         self.reason: StrCol = _col(c, "reason")
         self.payload: StrCol = _col(c, "payload")
 
+    @overload
+    def field(  # type: ignore[overload-overlap]  # bool before int: the narrower type wins
+            self, name: str, type: builtins.type[bool]) -> BoolCol: ...
+    @overload
+    def field(self, name: str, type: builtins.type[int] | builtins.type[float]) -> NumCol: ...
+    @overload
+    def field(self, name: str, type: builtins.type[str]) -> StrCol: ...
+    def field(self, name: str, type: builtins.type[object]) -> Col[Any]:
+        """The promoted field `name` (a stage's `fields={name: ...}`, stored as `f_<name>`),
+        typed by `type`: int or float -> NumCol, str -> StrCol, bool -> BoolCol.
+
+        Checked against the lake when the query runs: an unknown name raises QueryError with
+        the nearest promoted field, a type other than the stored one says which to use."""
+        kinds: dict[builtins.type[object], n.Kind] = {
+            bool: n.Kind.BOOL, int: n.Kind.NUM, float: n.Kind.NUM, str: n.Kind.STR}
+        kind = kinds.get(type)
+        if kind is None:
+            raise QueryError(f"candidate.field({name!r}, {type!r}): the type is one of int, "
+                             "float, bool, str")
+        if not isinstance(name, str):
+            raise QueryError(f"candidate.field() takes the field's name, got {name!r}")
+        columns: dict[n.Kind, builtins.type[Col[Any]]] = {
+            n.Kind.NUM: NumCol, n.Kind.STR: StrCol, n.Kind.BOOL: BoolCol}
+        return columns[kind](n.Field.named(name, kind))
+
 
 run = RunColumns()
 stage = StageColumns()
@@ -418,10 +445,23 @@ class Query:
             raise QueryError("this query has no lake: build it with lake.query()")
         return self.lake
 
+    def _checked(self) -> Lake:
+        """The lake, once every promoted field the query reads is known to it (with its type)."""
+        lake = self._lake()
+        if any(isinstance(x, n.Field) for x in n.walk(self.node)):
+            from xray_lake.query.fields import check_fields, promoted_columns
+
+            try:
+                check_fields(self.node, promoted_columns(lake))
+            except QueryError:  # maybe promoted by files newer than the views: look again
+                lake.refresh()
+                check_fields(self.node, promoted_columns(lake))
+        return lake
+
     def to_polars(self) -> pl.DataFrame:
         text, params = self.sql()
-        return self._lake().sql(text, params)
+        return self._checked().sql(text, params)
 
     def to_arrow(self) -> pa.Table:
         text, params = self.sql()
-        return self._lake().sql_arrow(text, params)
+        return self._checked().sql_arrow(text, params)

@@ -8,7 +8,8 @@
 * Top-level keys: `pipeline` (runs), `stage`, `candidate` (matches stages having at least one
   such candidate), `$since` / `$until` (the run's start), and `$and` / `$or` / `$not` over
   whole query documents.
-* Inside a clause: plain keys are columns; `$camelCase` keys are metrics (`$failRatio` ->
+* Inside a clause: plain keys are columns (in a candidate clause also the promoted fields
+  the lake holds: `price` or `f_price` for a stage's `fields={"price": ...}`); `$camelCase` keys are metrics (`$failRatio` ->
   `fail_ratio`, `$nIn`, `$durationMs`, ...; for a pipeline `$durationMs`, `$nStages`);
   `$metrics.<name>` is a plugin metric; `$reasonCounts.<label>` one reason's count;
   `$and` / `$or` (lists of clauses), `$not` (a clause); `$since` / `$until` in a pipeline or
@@ -22,7 +23,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, get_args
@@ -30,13 +33,16 @@ from typing import TYPE_CHECKING, Any, Final, get_args
 import polars as pl
 
 from xray_lake.errors import QueryError
+from xray_lake.query.columns import resolve
 from xray_lake.query.compiler import CompiledQuery, compile_query
+from xray_lake.query.fields import field_names, promoted_columns
 from xray_lake.query.nodes import (
     COLUMNS,
     And,
     Column,
     Compare,
     Expr,
+    Field,
     HasCandidate,
     InList,
     IsNull,
@@ -55,6 +61,7 @@ from xray_lake.query.nodes import (
     unknown_name,
 )
 from xray_lake.records.metrics import METRIC_COLUMNS
+from xray_lake.records.schema import PROMOTED_PREFIX
 
 if TYPE_CHECKING:
     from xray_lake.query.lake import Lake
@@ -85,29 +92,48 @@ METRIC_KEYS: Final[Mapping[Table, Mapping[str, str]]] = {
 """`$camelCase` keys each clause accepts, and the column each one names."""
 
 
-def find(lake: Lake, query: Mapping[str, Any], *, per: str = "stage") -> pl.DataFrame:
+def find(lake: Lake, query: Mapping[str, Any], *, per: str = "stage",
+         columns: Sequence[str] | None = None) -> pl.DataFrame:
     """Run a JSON query; one row per matching stage with its run's columns (or per run).
 
     Columns per stage: the stage's, then the run's prefixed `run_` (`run_status`, ...);
-    per run: the run's, then `n_matching_stages`. Raises QueryError on unknown keys.
+    per run: the run's, then `n_matching_stages`. `columns` keeps only those (by these
+    names), which reads only those from the lake. Raises QueryError on unknown keys.
     """
-    compiled = compile_find(query, per=per)
+    try:  # promoted fields are read from the views only if a candidate key needs them
+        compiled = compile_find(query, per=per, fields=lambda: promoted_columns(lake),
+                                columns=columns)
+    except _UnknownCandidateKey:  # maybe promoted by files newer than the views: look again
+        lake.refresh()
+        compiled = compile_find(query, per=per, fields=promoted_columns(lake), columns=columns)
     return lake.sql(compiled.sql, list(compiled.params))
 
 
 def compile_find(query: Mapping[str, Any], *, per: str = "stage",
-                 now: dt.datetime | None = None) -> CompiledQuery:
-    """The SQL and parameters `find` would run (for `--explain`-style output and tests)."""
-    return compile_query(parse(query, per=per, now=now))
+                 now: dt.datetime | None = None,
+                 fields: Fields | None = None,
+                 columns: Sequence[str] | None = None) -> CompiledQuery:
+    """The SQL and parameters `find` would run (for `--explain`-style output and tests).
+
+    `fields`: the promoted candidate columns (`f_price` -> kind) candidate keys may name, or
+    a function returning them (called only when a candidate key is not a fixed column)."""
+    node = parse(query, per=per, now=now, fields=fields)
+    if columns is not None:
+        node = dataclasses.replace(node, select=resolve(columns, node.per))
+    return compile_query(node)
 
 
 def parse(query: Mapping[str, Any], *, per: str = "stage",
-          now: dt.datetime | None = None) -> Query:
+          now: dt.datetime | None = None, fields: Fields | None = None) -> Query:
     """The query node for a JSON query; `now` anchors relative times ('7d')."""
     if per not in get_args(Per):
         raise unknown_name("per", str(per), get_args(Per))
-    parser = _Parser(now or dt.datetime.now(dt.UTC))
+    parser = _Parser(now or dt.datetime.now(dt.UTC), fields or {})
     return Query(where=tuple(parser.top(query, "query")), per=per)  # type: ignore[arg-type]
+
+
+Fields = Mapping[str, Kind] | Callable[[], Mapping[str, Kind]]
+"""Promoted candidate columns (`f_price` -> kind), or a function that reads them."""
 
 
 def _mapping(value: object, where: str) -> Mapping[str, Any]:
@@ -126,11 +152,33 @@ def _sequence(value: object, where: str) -> Sequence[Any]:
     return list(value)
 
 
-class _Parser:
-    """Turns JSON query documents into predicate nodes; `now` fixes relative times."""
+class _UnknownCandidateKey(QueryError):
+    """A candidate clause names a column the views do not have (yet)."""
 
-    def __init__(self, now: dt.datetime) -> None:
+
+class _Parser:
+    """Turns JSON query documents into predicate nodes; `now` fixes relative times; `fields`
+    are the lake's promoted candidate columns (`f_price` -> kind)."""
+
+    def __init__(self, now: dt.datetime, fields: Fields) -> None:
         self.now = now
+        self._fields = fields
+
+    @functools.cached_property
+    def fields(self) -> Mapping[str, Kind]:
+        return self._fields() if callable(self._fields) else self._fields
+
+    def column(self, table: Table, key: str, where: str) -> Column:
+        """A plain key: a fixed column, or (candidates) a promoted field by `price` / `f_price`."""
+        if key in COLUMNS[table]:
+            return Column(table, key)
+        if table is not Table.CANDIDATE:
+            raise unknown_name("column", key, COLUMNS[table], where)
+        for name in (PROMOTED_PREFIX + key, key):
+            if name in self.fields:
+                return Field(table, name, self.fields[name])
+        error = unknown_name("column", key, [*COLUMNS[table], *field_names(self.fields)], where)
+        raise _UnknownCandidateKey(str(error))
 
     def time_bound(self, table: Table, doc: Mapping[str, Any], where: str) -> TimeBound:
         def read(key: str) -> dt.datetime | None:
@@ -183,9 +231,7 @@ class _Parser:
             elif key.startswith("$"):
                 preds.append(self.value(self.metric(table, key, where), spec, path))
             else:
-                if key not in COLUMNS[table]:
-                    raise unknown_name("column", key, COLUMNS[table], where)
-                col = Column(table, key)
+                col = self.column(table, key, where)
                 if col.kind is Kind.MAP:
                     raise QueryError(
                         f"{path} is a map: test one entry with "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import duckdb
@@ -11,8 +13,9 @@ import pyarrow as pa
 
 from xray_lake.config import get_settings
 from xray_lake.errors import LakeReadError, QueryError
-from xray_lake.storage.catalog import VANISHED, Views, attach_views
+from xray_lake.storage.catalog import VANISHED, Views, attach_views, fields_tags
 from xray_lake.storage.compact import compaction_epoch, marker_names, wait_until_idle
+from xray_lake.storage.duck_s3 import attach_filesystem
 
 _FILE_IN_ERROR = re.compile(r"""(?:file|File)\s*['"]?([^'"\s]+\.parquet)""")
 # A query whose files a compaction deleted under it is re-run on fresh views this many times,
@@ -30,6 +33,11 @@ class Lake:
         if threads:
             self.connection.execute(f"SET threads = {int(threads)}")
         self.connection.execute("SET TimeZone = 'UTC'")
+        # Lake files are immutable (a name is never reused), so footers can be cached across
+        # queries: the warm headline question's scan of 45 files drops from ~39 to ~23 ms.
+        self.connection.execute("SET parquet_metadata_cache = true")
+        # s3:// roots: "httpfs" or "fsspec", how DuckDB reaches the store (None: local)
+        self.s3_access = attach_filesystem(self.connection, self.root)
         self._views: Views = attach_views(self.connection, self.root)
 
     def refresh(self) -> None:
@@ -45,10 +53,11 @@ class Lake:
         epoch = compaction_epoch(self.root)
         views = self._views
         if explicit or views.explicit or marker_names(self.root) or not all(
-                views.present.values()):
+                views.present.values()) or not fields_tags(self.root) <= views.tags:
+            # (a new set of promoted fields: its files are in no glob of the views yet)
             self._views = attach_views(self.connection, self.root, explicit=explicit)
             return self._views
-        return Views(views.present, False, views.markers, epoch)
+        return dataclasses.replace(views, explicit=False, epoch=epoch)
 
     def _fetch(self, sql: str, params: Any) -> pa.Table:
         """Run a query; re-run it when a concurrent compaction may have changed its files.
@@ -90,6 +99,12 @@ class Lake:
         except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException,
                 duckdb.ConversionException) as exc:
             raise QueryError(f"query failed: {_first_line(exc)}") from None
+        except duckdb.Error as exc:
+            if type(exc) is not duckdb.Error:
+                raise
+            # An error of a Python filesystem (s3:// roots): DuckDB passes its traceback on.
+            lines = str(exc).strip().splitlines()
+            raise duckdb.IOException(lines[-1] if lines else type(exc).__name__) from None
 
     def sql(self, sql: str, params: Any = None) -> pl.DataFrame:
         """Run SQL over the views `runs`, `stages`, `candidates`; values bind as `?` or `$name`."""
@@ -102,11 +117,16 @@ class Lake:
 
     # --- front ends (each lives in its own module) ---------------------------------------
 
-    def find(self, query: dict[str, Any], *, per: str = "stage") -> pl.DataFrame:
-        """The original design's JSON query language; one row per matching stage (or run)."""
+    def find(self, query: dict[str, Any], *, per: str = "stage",
+             columns: Sequence[str] | None = None) -> pl.DataFrame:
+        """The original design's JSON query language; one row per matching stage (or run).
+
+        `columns` keeps only the named result columns (`["run_id", "name", "fail_ratio",
+        "run_status"]`): the fast form, reading nothing else from the lake.
+        """
         from xray_lake.query.jsonql import find
 
-        return find(self, query, per=per)
+        return find(self, query, per=per, columns=columns)
 
     def query(self) -> Any:
         """A typed query builder: `lake.query().where(stage.fail_ratio > 0.9).to_polars()`."""

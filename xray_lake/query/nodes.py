@@ -22,7 +22,7 @@ from typing import Final, Literal, NoReturn, TypeAlias, TypeVar, get_args
 import pyarrow as pa
 
 from xray_lake.errors import QueryError
-from xray_lake.records.schema import PARTITION_COLUMNS, table_schema
+from xray_lake.records.schema import PARTITION_COLUMNS, PROMOTED_PREFIX, table_schema
 
 __all__ = [
     "PARTITION_COLUMNS",
@@ -31,6 +31,7 @@ __all__ = [
     "Column",
     "Compare",
     "Expr",
+    "Field",
     "HasCandidate",
     "InList",
     "IsNull",
@@ -223,6 +224,45 @@ class Column(Expr):
 
     def __str__(self) -> str:
         return f"{self.table}.{self.name}"
+
+
+_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Field(Column):
+    """A promoted candidate field: column `f_<name>` of `candidates`, of kind `field_kind`.
+
+    Promoted columns exist only in lakes whose stages declared them (`fields=`), so they are
+    not in COLUMNS: the JSON language reads them from the lake's views, the builder takes the
+    kind from `candidate.field(name, type)` and checks it against the lake before running.
+    """
+
+    field_kind: Kind = Kind.STR
+
+    def __post_init__(self) -> None:
+        if self.table is not Table.CANDIDATE:
+            raise QueryError(f"promoted fields are candidate columns, not {self.table} columns")
+        name = self.name.removeprefix(PROMOTED_PREFIX)
+        if not self.name.startswith(PROMOTED_PREFIX) or not _FIELD_NAME.match(name):
+            raise QueryError(f"{self.name!r} is not a promoted field column: they are named "
+                             f"{PROMOTED_PREFIX}<name>, <name> as given in fields= on the stage")
+        if self.field_kind not in (Kind.NUM, Kind.STR, Kind.BOOL, Kind.TIME):
+            raise QueryError(f"a promoted field holds numbers, strings, booleans or times, "
+                             f"not {self.field_kind}")
+
+    @classmethod
+    def named(cls, name: str, kind: Kind) -> Field:
+        """The promoted field `name` (as given in fields=), stored as column `f_<name>`."""
+        return cls(Table.CANDIDATE, PROMOTED_PREFIX + name, kind)
+
+    @property
+    def kind(self) -> Kind:
+        return self.field_kind
+
+    @property
+    def is_partition(self) -> bool:
+        return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,10 +14,12 @@ import pyarrow.compute as pc
 
 from xray_lake.config import Settings
 from xray_lake.records import metrics as m
+from xray_lake.records import plugins
 from xray_lake.records.encode import cap_text, encode_many, to_json
 from xray_lake.records.events import RunEvent, StageEvent
 from xray_lake.records.options import Caps
-from xray_lake.records.packed import unpack
+from xray_lake.records.packed import cap_texts, unpack
+from xray_lake.records.promoted import Extracted, Promoted, extract
 from xray_lake.records.results import RESULT_HELPERS, Filtered, Generated, Scored
 from xray_lake.records.schema import CANDIDATES
 
@@ -155,7 +157,12 @@ def _scores(values: Sequence[object]) -> pa.Array:
 
 
 class _Candidates:
-    """Column lists of one stage's candidate rows, filled per stage type."""
+    """Column lists of one stage's candidate rows, filled per stage type.
+
+    `finish()` then completes them before sampling, so caps and promoted fields are counted
+    over every candidate: one capped JSON text per row (`texts`), capped reasons, and the
+    promoted columns.
+    """
 
     def __init__(self) -> None:
         self.ids: list[str | None] = []
@@ -167,8 +174,11 @@ class _Candidates:
         self.score: list[object] = []
         self.reason: list[object] = []
         self.payload: list[object] = []
-        # (start, end, JSON texts already made by unpack() or None) per extend() call
+        # (start, end, JSON texts already made by unpack() or None) per extend() call; a text
+        # may be null (not frozen as JSON): finish() encodes those
         self.segments: list[tuple[int, int, pa.Array | None]] = []
+        self.texts: pa.Array | None = None  # set by finish(): one capped JSON text per row
+        self.promoted: Extracted | None = None
 
     def extend(
         self,
@@ -201,33 +211,141 @@ class _Candidates:
         ):
             target.extend(values if values is not None else [None] * n)
 
+    def finish(self, caps: _Caps, promoted: Sequence[Promoted], cuts: Cuts) -> list[str]:
+        """Payload texts, reasons and promoted columns of every row, capped; what was cut is
+        added to `cuts`. Returns problems for the stage's validation_error."""
+        parts = [_complete(texts, self.payload[start:end]) for start, end, texts in self.segments]
+        texts = parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
+        self.texts, n_cut = cap_texts(texts, caps.payload)
+        cuts.add("payload", n_cut, caps.payload)
+        for name in ("reason_text", "reason"):
+            values, n_cut = _cap_reasons(getattr(self, name), caps.reason)
+            setattr(self, name, values)
+            cuts.add(name, n_cut, caps.reason)
+        problems: list[str] = []
+        if promoted:
+            self.promoted = extract(self.payload, promoted, caps.payload)
+            cuts.add("promoted strings", self.promoted.n_cut, caps.payload)
+            for column, (n_bad, kind) in self.promoted.misfits.items():
+                cuts.add(column, n_bad, None, kind)
+                problems.append(f"{n_bad} of {len(self.payload)} values of promoted field "
+                                f"{column} do not fit {kind}; stored null")
+        return problems
+
     def take(self, keep: Sequence[bool]) -> _Candidates:
-        """The rows where `keep` is true, in order (segments and their JSON texts too)."""
+        """The rows where `keep` is true, in order (finished texts and promoted columns too)."""
         out = _Candidates()
         for name in ("ids", "in_pos", "out_pos", "passed", "reason_label", "reason_text",
                      "score", "reason", "payload"):
             setattr(out, name, list(compress(getattr(self, name), keep)))
-        start = 0
-        for begin, end, texts in self.segments:
-            part = keep[begin:end]
-            n = sum(part)
-            if texts is not None and n:
-                texts = texts.filter(pa.array(part, pa.bool_()))
-            if n:
-                out.segments.append((start, start + n, texts))
-            start += n
+        mask = pa.array(keep, pa.bool_())
+        if self.texts is not None:
+            out.texts = self.texts.filter(mask)
+            out.segments = [(0, len(out.payload), out.texts)]
+        if self.promoted is not None:
+            out.promoted = self.promoted.take(mask)
         return out
+
+
+def _complete(texts: pa.Array | None, items: Sequence[object]) -> pa.Array:
+    """The JSON text of every item: those unpack() made, the rest encoded now (uncapped)."""
+    if texts is None:
+        return encode_many(items)[0]
+    if not texts.null_count:
+        return texts
+    values = texts.to_pylist()
+    todo = [i for i, v in enumerate(values) if v is None]
+    made = encode_many([items[i] for i in todo])[0].to_pylist()
+    for i, text in zip(todo, made, strict=True):
+        values[i] = text
+    return pa.array(values, pa.large_string())
+
+
+def _cap_reasons(values: list[object], cap: int) -> tuple[list[object], int]:
+    """Reason texts as strings, those over `cap` characters cut and marked '…[+N chars]'."""
+    n_cut = 0
+    out: list[object] = []
+    for text in values:
+        if text is None or (type(text) is str and len(text) <= cap):
+            out.append(text)
+            continue
+        capped, was_cut = cap_text(text if isinstance(text, str) else str(text), cap)
+        n_cut += was_cut
+        out.append(capped)
+    return out, n_cut
+
+
+class Cuts:
+    """What the caps cut in one stage, per field: the count and the cap (for the warning)."""
+
+    __slots__ = ("by_field",)
+
+    def __init__(self) -> None:
+        self.by_field: dict[str, tuple[int, int | None, str | None]] = {}
+
+    def add(self, field: str, n: int, cap: int | None, kind: str | None = None) -> None:
+        if n:
+            count = self.by_field.get(field, (0, cap, kind))[0]
+            self.by_field[field] = (count + n, cap, kind)
+
+    @property
+    def total(self) -> int:
+        return sum(n for n, _, _ in self.by_field.values())
+
+    def message(self, stage: str) -> str:
+        """The once-per-stage-name warning: which stage, which fields, the caps, the fix."""
+        over: list[str] = []
+        unfit: list[str] = []
+        knobs: list[tuple[str, str]] = []
+        for field, (n, cap, kind) in self.by_field.items():
+            if kind is not None:
+                unfit.append(f"{n} value(s) of promoted field {field} do not fit {kind}")
+                continue
+            knob = _CAP_KNOBS.get(field, _CAP_KNOBS["payload"])
+            unit = "chars" if knob[0] == "reason_chars" or field == "promoted strings" \
+                else "bytes"
+            over.append(f"{n} {field} value(s) over {cap} {unit}")
+            if knob not in knobs:
+                knobs.append(knob)
+        said: list[str] = []
+        if over:
+            said.append(
+                f"stage {stage!r} had values longer than the size caps: {', '.join(over)}. "
+                'They are recorded cut, their head kept and marked ({"$truncated": <bytes>, '
+                "\"$head\": ...} in JSON, '…[+N chars]' in text), and counted in "
+                "stages.n_truncated. To keep more, raise the cap for this stage with "
+                f"caps=xr.Caps({', '.join(k + '=...' for k, _ in knobs)}) or for every stage "
+                f"with xr.configure({', '.join(g + '=...' for _, g in knobs)}).")
+        if unfit:
+            said.append(
+                f"stage {stage!r}: {', '.join(unfit)}; they are stored null and counted in "
+                "stages.n_truncated. Declare the type the values have (xr.Field(name, str)) "
+                "or fix the values.")
+        return "xray-lake: " + " ".join(said) + " Warned once per stage name."
+
+
+# field -> (xr.Caps argument, global setting)
+_CAP_KNOBS: dict[str, tuple[str, str]] = {
+    "payload": ("payload_bytes", "payload_cap_bytes"),
+    "promoted strings": ("payload_bytes", "payload_cap_bytes"),
+    "input_json": ("raw_bytes", "raw_cap_bytes"),
+    "output_json": ("raw_bytes", "raw_cap_bytes"),
+    "reason_text": ("reason_chars", "reason_cap_chars"),
+    "reason": ("reason_chars", "reason_cap_chars"),
+}
 
 
 class StageBuild:
     """The stage row and candidate batch of one stage event."""
 
-    __slots__ = ("batch", "n_truncated", "row")
+    __slots__ = ("batch", "cuts", "n_truncated", "row")
 
-    def __init__(self, row: Row, batch: pa.RecordBatch | None, n_truncated: int) -> None:
+    def __init__(self, row: Row, batch: pa.RecordBatch | None, n_truncated: int,
+                 cuts: Cuts | None = None) -> None:
         self.row = row
         self.batch = batch
         self.n_truncated = n_truncated
+        self.cuts = cuts or Cuts()  # what was cut, per field: for the once-per-stage warning
 
 
 class _Caps:
@@ -257,7 +375,7 @@ def build_stage(ev: StageEvent, settings: Settings) -> StageBuild:
         "run_id": ev.run_id,
         "stage_id": ev.stage_id,
         "name": spec.name,
-        "type": spec.type,
+        "type": spec.recorded_type,
         "seq": ev.seq,
         "parent_stage_id": ev.parent_stage_id,
         "started_at": timestamp(ev.started_at),
@@ -279,25 +397,28 @@ def build_stage(ev: StageEvent, settings: Settings) -> StageBuild:
         "validation_error": ev.validation_error,
     }
     problems: list[str] = [ev.validation_error] if ev.validation_error else []
-    thaw_cut = _thaw(ev, caps.payload)
+    cuts = Cuts()
+    cuts.add("input_json", cut_in, cap)
+    cuts.add("output_json", cut_out, cap)
+    _thaw(ev)
     cands: _Candidates | None = None
     if spec.type != "raw" and (ev.out_snap is not None or ev.in_snap is not None
                                or ev.in_refs is not None):
         cands = _Candidates()
         _BUILDERS[spec.type](ev, settings, row, cands, problems)
-    n_truncated = cut_in + cut_out + thaw_cut
+    plugins.measure(spec, row, problems, _plugin_columns(cands))  # after the built-in metrics
     batch = None
     if cands is not None and cands.payload:
         missing = sum(1 for x in cands.ids if x is None)
         n_before = len(cands.payload)
+        problems.extend(cands.finish(caps, spec.fields.promoted, cuts))  # before sampling
         if spec.sample is not None:
             keep = spec.sample.keep(cands.ids, cands.passed, cands.out_pos, cands.score,
                                     spec.type, ev.run_id)
             if keep is not None:
                 cands = cands.take(keep)
         if cands.payload:
-            batch, cut = _candidate_batch(ev, caps, cands)
-            n_truncated += cut
+            batch = _candidate_batch(ev, cands)
         n_stored = batch.num_rows if batch is not None else 0
         row["n_candidates_stored"] = n_stored
         if n_stored < n_before:
@@ -307,83 +428,76 @@ def build_stage(ev: StageEvent, settings: Settings) -> StageBuild:
             problems.append(
                 f"{missing} of {n_before} candidates have no id under {spec.fields.id!r}"
             )
+    n_truncated = cuts.total
     row["n_truncated"] = n_truncated
     row["validation_error"] = "; ".join(problems) or None
-    return StageBuild(row, batch, n_truncated)
+    return StageBuild(row, batch, n_truncated, cuts)
 
 
-def _candidate_batch(ev: StageEvent, caps: _Caps, c: _Candidates) -> tuple[pa.RecordBatch, int]:
+def _candidate_batch(ev: StageEvent, c: _Candidates) -> pa.RecordBatch:
+    """The stored rows as one batch: the fixed columns, then the promoted ones (`f_<name>`)."""
     n = len(c.payload)
-    payload, cut = _payload_texts(c, caps.payload)
-    texts: list[object] = []
-    for text in c.reason_text:
-        if text is None or (type(text) is str and len(text) <= caps.reason):
-            texts.append(text)
-            continue
-        capped, was_cut = cap_text(text if isinstance(text, str) else str(text), caps.reason)
-        cut += was_cut
-        texts.append(capped)
     spec = ev.spec
     arrays = [
         pa.repeat(pa.scalar(ev.run_id, pa.string()), n),
         pa.repeat(pa.scalar(ev.stage_id, pa.string()), n),
         pa.repeat(pa.scalar(spec.name, pa.string()), n),
-        pa.repeat(pa.scalar(spec.type, pa.string()), n),
+        pa.repeat(pa.scalar(spec.recorded_type, pa.string()), n),
         pa.array(c.ids, pa.string()),
         pa.array(c.in_pos, pa.int32()),
         pa.array(c.out_pos, pa.int32()),
         pa.array([None if p is None else bool(p) for p in c.passed], pa.bool_()),
         pa.array(_text_or_none(c.reason_label), pa.string()),
-        pa.array(texts, pa.string()),
+        pa.array(c.reason_text, pa.string()),
         _scores(c.score),
         pa.array(_text_or_none(c.reason), pa.string()),
-        payload,
+        c.texts if c.texts is not None else encode_many(c.payload)[0],
     ]
-    return pa.RecordBatch.from_arrays(arrays, schema=CANDIDATES), cut
+    if not c.promoted or not c.promoted.arrays:
+        return pa.RecordBatch.from_arrays(arrays, schema=CANDIDATES)
+    extra = c.promoted.arrays
+    schema = pa.schema([*CANDIDATES, *(pa.field(name, values.type) for name, values in extra)])
+    return pa.RecordBatch.from_arrays([*arrays, *(values for _, values in extra)], schema=schema)
 
 
-def _payload_texts(c: _Candidates, cap: int) -> tuple[pa.Array, int]:
-    """JSON text per row: reuse what unpack() split from the blobs, encode the rest."""
-    parts: list[pa.Array] = []
-    cut = 0
-    for start, end, texts in c.segments:
-        if texts is None:
-            texts, n_cut = encode_many(c.payload[start:end], cap)
-            cut += n_cut
-        parts.append(texts)
-    if len(parts) == 1:
-        return parts[0], cut
-    return pa.concat_arrays(parts), cut
-
-
-def _thaw(ev: StageEvent, cap: int) -> int:
-    """Unpack the blobs the caller packed into `*_snap` lists (+ their JSON texts)."""
-    cut = 0
+def _thaw(ev: StageEvent) -> None:
+    """Unpack the blobs the caller packed into `*_snap` lists (+ their JSON texts, uncapped:
+    `_Candidates.finish` caps every row's text once)."""
     # Parsing a blob costs more than packing it: skip it when the ids (captured on the
     # caller's thread) are all the writer needs from those items.
     f = ev.spec.fields
-    ids_only = not (f.passed or f.reason_label or f.reason_text or f.score or f.reason)
+    ids_only = not (f.passed or f.reason_label or f.reason_text or f.score or f.reason
+                    or f.promoted or plugins.reads_items(ev.spec))
     if ev.in_blob is not None:
-        ev.in_texts, ev.in_snap, n_cut = unpack(
-            ev.in_blob, cap, len(ev.in_keys) if ev.in_keys is not None else None,
+        ev.in_texts, ev.in_snap, _ = unpack(
+            ev.in_blob, None, len(ev.in_keys) if ev.in_keys is not None else None,
             decode=not (ids_only and ev.in_keys is not None))
-        cut += n_cut
     if ev.out_blob is not None:
-        texts, items, n_cut = unpack(
-            ev.out_blob, cap, len(ev.out_keys) if ev.out_keys is not None else None,
+        texts, items, _ = unpack(
+            ev.out_blob, None, len(ev.out_keys) if ev.out_keys is not None else None,
             decode=ev.helpers or not (ids_only and ev.out_keys is not None))
         if ev.helpers:  # packed as dicts of their fields: rebuild them, re-encode `.item`
             ev.out_snap = [_rebuild_helper(x) for x in items]
         else:
             ev.out_texts, ev.out_snap = texts, items
-            cut += n_cut
     if ev.dropped_blob is not None and ev.dropped_idx is not None and ev.in_refs is not None:
-        _, dropped, _ = unpack(ev.dropped_blob, None)
+        texts, dropped, _ = unpack(ev.dropped_blob, None)
         merged = [x.item if isinstance(x, RESULT_HELPERS) else x for x in ev.in_refs]
-        for i, item in zip(ev.dropped_idx, dropped, strict=False):
+        slots: list[int | None] = [None] * len(merged)
+        for j, (i, item) in enumerate(zip(ev.dropped_idx, dropped, strict=False)):
             merged[i] = item
+            slots[i] = j
         ev.in_snap = merged
-    return cut
+        # the dropped inputs' texts at their input positions; null where an input was kept
+        ev.in_texts = texts.take(pa.array(slots, pa.int64()))
+
+
+def _input_texts(ev: StageEvent, rows: list[int] | None = None) -> pa.Array | None:
+    """The JSON texts unpack() made for the input candidates (all, or `rows`), when known."""
+    texts = ev.in_texts
+    if not isinstance(texts, pa.Array) or ev.in_snap is None or len(texts) != len(ev.in_snap):
+        return None
+    return texts if rows is None else texts.take(pa.array(rows, pa.int64()))
 
 
 _HELPER_FIELDS = {frozenset(h.__dataclass_fields__): h for h in RESULT_HELPERS}
@@ -444,6 +558,7 @@ def _append_unmatched_inputs(
             missing,
             [None] * len(missing),
             passed=[False] * len(missing) if ev.spec.type == "filtering" else None,
+            texts=_input_texts(ev, missing),
         )
 
 
@@ -575,7 +690,8 @@ def _filtering(ev: StageEvent, s: Settings, row: Row, c: _Candidates, problems: 
         _filter_survivors(ev, c)
     else:  # the stage raised or returned no list: its inputs are known, no verdict is
         source = _input_items(ev) or []
-        c.extend(source, _input_ids(ev) or [], list(range(len(source))), [None] * len(source))
+        c.extend(source, _input_ids(ev) or [], list(range(len(source))), [None] * len(source),
+                 texts=_input_texts(ev))
         row["n_in"] = len(source)
         return
     n_in = len(ev.in_refs) if ev.in_refs is not None else len(c.payload)
@@ -609,7 +725,7 @@ def _filter_survivors(ev: StageEvent, c: _Candidates) -> None:
     c.extend(snap, in_ids, list(range(len(snap))), out_pos,
              passed=[j is not None for j in out_pos],
              reason_label=column(snap, f.reason_label), reason_text=column(snap, f.reason_text),
-             texts=ev.in_texts)
+             texts=_input_texts(ev))
     extra = [j for j in range(len(out)) if j not in matched_out]
     if extra:  # returned candidates that were not in the input
         c.extend([out[j] for j in extra], [out_ids[j] for j in extra], [None] * len(extra),
@@ -624,3 +740,41 @@ _BUILDERS: dict[str, Builder] = {
     "filtering": _filtering,
 }
 
+
+# --- metric plugins ---------------------------------------------------------------------
+
+
+def _plugin_columns(c: _Candidates | None) -> plugins.TableFactory | None:
+    """What metric plugins read: every candidate row of the stage (before sampling) as an
+    Arrow table, built only if a plugin runs: the standard columns, then candidate fields."""
+    if c is None:
+        return None
+
+    def table(fields: Sequence[tuple[str, str]], standard: bool) -> pa.Table:
+        columns: dict[str, pa.Array] = {}
+        if standard:
+            columns = {
+                "candidate_id": pa.array(c.ids, pa.string()),
+                "in_position": pa.array(c.in_pos, pa.int32()),
+                "out_position": pa.array(c.out_pos, pa.int32()),
+                "passed": _array(c.passed, pa.bool_(),
+                                 lambda v: [None if p is None else bool(p) for p in v]),
+                "reason_label": _array(c.reason_label, pa.string(), _text_or_none),
+                "reason_text": _array(c.reason_text, pa.string(), _text_or_none),
+                "score": _scores(c.score),
+                "reason": _array(c.reason, pa.string(), _text_or_none),
+            }
+        for name, key in fields:  # inferred type; mixed types as text
+            columns[name] = _array(column(c.payload, key), None, _text_or_none)
+        return pa.table(columns)
+
+    return table
+
+
+def _array(values: list[object], kind: pa.DataType | None,
+           convert: Callable[[list[object]], list[Any]]) -> pa.Array:
+    """`values` as an Arrow array in one C-level pass when they already fit, else converted."""
+    try:
+        return pa.array(values, kind)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        return pa.array(convert(values), kind or pa.string())

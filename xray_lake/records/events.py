@@ -5,12 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from xray_lake.records.options import Caps, Sample
+from xray_lake.records.promoted import Promoted
 
 STAGE_TYPES = ("retrieval", "scoring", "filtering", "generation", "ranking", "raw")
 # Stage types whose function takes the candidate list as input (retrieval and generation
 # produce theirs).
 INPUT_LIST_TYPES = frozenset({"scoring", "filtering", "ranking"})
 LIST_TYPES = frozenset(STAGE_TYPES) - {"raw"}
+# The FieldMap roles (besides `id`) each built-in type's row builder reads from a candidate:
+# what a custom stage type based on it may map its own fields to.
+ROLES: dict[str, tuple[str, ...]] = {
+    "filtering": ("passed", "reason_label", "reason_text"),
+    "scoring": ("score",),
+    "ranking": ("score",),
+    "generation": ("reason",),
+    "retrieval": (),
+    "raw": (),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +34,8 @@ class FieldMap:
     reason_text: str | None = None
     score: str | None = None
     reason: str | None = None
+    # candidate fields stored as typed columns `f_<name>` (fields= on the stage)
+    promoted: tuple[Promoted, ...] = ()
 
     def named(self) -> dict[str, str]:
         """The mappings that name something, as role -> field name."""
@@ -43,6 +56,16 @@ class StageSpec:
     qualname: str | None = None
     sample: Sample | None = None  # which candidate rows are stored (metrics see them all)
     caps: Caps | None = None  # size caps overriding the global settings for this stage
+    # A registered custom stage type: recorded in `type` instead of `type`, which stays the
+    # built-in type it behaves as (so every check of `type` keeps meaning "how to record").
+    custom_type: str | None = None
+    # The custom type's own candidate fields: (field, key read from each candidate).
+    type_fields: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def recorded_type(self) -> str:
+        """The name written to `stages.type` and `candidates.stage_type`."""
+        return self.custom_type or self.type
 
 
 class RunEvent:

@@ -67,17 +67,23 @@ def unpack(blob: bytes, cap: int | None, n: int | None = None, *, decode: bool =
     texts = texts.cast(pa.large_string())
     n_cut = 0
     if cap is not None:
-        too_long = pc.greater(pc.binary_length(texts), cap)
-        n_cut = pc.sum(too_long).as_py() or 0
-        if n_cut:
-            texts = _cut(texts, too_long, cap)
+        texts, n_cut = cap_texts(texts, cap)
     return texts, items, n_cut
+
+
+def cap_texts(texts: pa.LargeStringArray, cap: int) -> tuple[pa.LargeStringArray, int]:
+    """JSON texts longer than `cap` bytes replaced by their marked head; (texts, how many)."""
+    too_long = pc.greater(pc.binary_length(texts), cap)
+    n_cut = pc.sum(too_long).as_py() or 0
+    if n_cut:
+        texts = _cut(texts, too_long, cap)
+    return texts, n_cut
 
 
 def _cut(texts: pa.LargeStringArray, too_long: pa.BooleanArray, cap: int) -> pa.LargeStringArray:
     values = texts.to_pylist()
     for i, flag in enumerate(too_long.to_pylist()):
-        if flag:
+        if flag and values[i] is not None:
             raw = values[i].encode()
             values[i] = orjson.dumps({
                 TRUNCATED_KEY: len(raw),

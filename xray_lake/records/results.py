@@ -1,11 +1,30 @@
-"""Typed result helpers a stage may return instead of mapping fields on its candidates."""
+"""Typed result helpers a stage may return instead of mapping fields on its candidates.
+
+Each helper belongs to one kind of stage. For type checkers, each also declares a private
+`__sizeof__` return type (under TYPE_CHECKING only: nothing changes at run time) so that the
+`*Item` protocols below accept every candidate type except another stage's helper: mypy and
+pyright then reject `@xr.scoring_stage` on a function returning `list[xr.Filtered[...]]`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeAlias, TypeVar
 
 T = TypeVar("T")
+
+
+class FilteredBelongsToFilteringStages:
+    """Type-checker marker: `xr.Filtered` is the result of a filtering stage only."""
+
+
+class ScoredBelongsToScoringOrRankingStages:
+    """Type-checker marker: `xr.Scored` is the result of a scoring or ranking stage only."""
+
+
+class GeneratedBelongsToGenerationOrRetrievalStages:
+    """Type-checker marker: `xr.Generated` is the result of a generation or retrieval stage."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +36,9 @@ class Filtered(Generic[T]):
     reason_label: str | None = None
     reason_text: str | None = None
 
+    if TYPE_CHECKING:
+        def __sizeof__(self) -> FilteredBelongsToFilteringStages: ...  # type: ignore[override]
+
 
 @dataclass(frozen=True, slots=True)
 class Scored(Generic[T]):
@@ -24,6 +46,9 @@ class Scored(Generic[T]):
 
     item: T
     score: float | None
+
+    if TYPE_CHECKING:
+        def __sizeof__(self) -> ScoredBelongsToScoringOrRankingStages: ...  # type: ignore[override]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,5 +58,47 @@ class Generated(Generic[T]):
     item: T
     reason: str | None = None
 
+    if TYPE_CHECKING:
+        def __sizeof__(self) -> GeneratedBelongsToGenerationOrRetrievalStages: ...  # type: ignore[override]
+
 
 RESULT_HELPERS = (Filtered, Scored, Generated)
+# The helper each built-in stage type may return (raw stages return anything).
+HELPER_OF: dict[str, type] = {
+    "filtering": Filtered,
+    "scoring": Scored,
+    "ranking": Scored,
+    "generation": Generated,
+    "retrieval": Generated,
+}
+
+
+class FilteringItem(Protocol):
+    """A candidate a filtering stage may return: any value, or `xr.Filtered`."""
+
+    def __sizeof__(self) -> int | FilteredBelongsToFilteringStages: ...  # type: ignore[override]
+
+
+class ScoringItem(Protocol):
+    """A candidate a scoring or ranking stage may return: any value, or `xr.Scored`."""
+
+    def __sizeof__(self) -> int | ScoredBelongsToScoringOrRankingStages: ...  # type: ignore[override]
+
+
+class GenerationItem(Protocol):
+    """A candidate a generation or retrieval stage may return: any value, or `xr.Generated`."""
+
+    def __sizeof__(self) -> int | GeneratedBelongsToGenerationOrRetrievalStages: ...  # type: ignore[override]
+
+
+# What a list stage's function may return: a sequence (sync or awaited), or items yielded
+# by a generator / async generator.
+FilteringResult: TypeAlias = (Sequence[FilteringItem] | Iterator[FilteringItem]
+                              | AsyncIterator[FilteringItem]
+                              | Coroutine[Any, Any, Sequence[FilteringItem]])
+ScoringResult: TypeAlias = (Sequence[ScoringItem] | Iterator[ScoringItem]
+                            | AsyncIterator[ScoringItem]
+                            | Coroutine[Any, Any, Sequence[ScoringItem]])
+GenerationResult: TypeAlias = (Sequence[GenerationItem] | Iterator[GenerationItem]
+                               | AsyncIterator[GenerationItem]
+                               | Coroutine[Any, Any, Sequence[GenerationItem]])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable, Sequence
+
 import pyarrow as pa
 
 from xray_lake.records.metrics import METRIC_COLUMNS
@@ -95,6 +98,22 @@ DICTIONARY_COLUMNS: dict[str, list[str]] = {
     "candidates": ["run_id", "stage_id", "stage_name", "stage_type", "reason_label"],
 }
 
+# Row order and row-group size of every file a table gets (flush, spool, replay, compaction).
+# Sorting lets DuckDB skip row groups by their min/max statistics; the measurements behind
+# each choice are in benchmarks/RESULTS.md ("File layout").
+# - stages by (type, fail_ratio): "filtering stages that dropped > 90%" reads one small row
+#   group per file instead of the whole file.
+# - runs and candidates by (run_id, stage_id): journeys and funnels look runs up by id.
+#   A flush leaves candidates in arrival order, already grouped by stage and run: sorting
+#   them would add ~40% to the writer's Parquet cost; compaction sorts them.
+SORT_KEYS: dict[str, tuple[str, ...]] = {
+    "runs": ("run_id",),
+    "stages": ("type", "fail_ratio", "name", "run_id", "seq"),
+    "candidates": ("run_id", "stage_id"),
+}
+ROW_GROUP_ROWS: dict[str, int] = {"runs": 16_384, "stages": 4_096, "candidates": 131_072}
+SORTED_AT_FLUSH: frozenset[str] = frozenset({"runs", "stages"})
+
 
 def table_schema(table: str) -> pa.Schema:
     """The schema a reader sees: file columns plus the partition columns as strings."""
@@ -102,3 +121,77 @@ def table_schema(table: str) -> pa.Schema:
     for name in PARTITION_COLUMNS:
         schema = schema.append(pa.field(name, pa.string()))
     return schema
+
+
+# --- promoted fields (records/promoted.py): extra typed columns of `candidates` ------------
+
+# Every promoted column is named `f_<name>`; no fixed column may ever start with it.
+PROMOTED_PREFIX = "f_"
+_NUMBERS = frozenset({pa.int64(), pa.float64()})
+
+
+def unify_types(types: Iterable[pa.DataType]) -> pa.DataType:
+    """The one rule for a promoted column seen with several types (in one flush, or across
+    files): all the same -> that type; int64 and float64 -> float64; any other mix -> string."""
+    kinds = set(types)
+    if len(kinds) == 1:
+        return kinds.pop()
+    return pa.float64() if kinds <= _NUMBERS else pa.string()
+
+
+def promoted_fields(schema: pa.Schema) -> list[pa.Field]:
+    """The promoted columns of a candidates file or batch (those after the fixed ones)."""
+    fixed = CANDIDATES.names
+    return [f for f in schema if f.name not in fixed and f.name not in PARTITION_COLUMNS]
+
+
+def promoted_tag(table: str, schema: pa.Schema) -> str:
+    """'' for a file of the fixed columns only (and for runs and stages), else a short hash of
+    its promoted columns and types: file names carry it, so each read_parquet glob covers
+    files of one schema."""
+    if table != "candidates":
+        return ""
+    extra = promoted_fields(schema)
+    if not extra:
+        return ""
+    text = ";".join(f"{f.name}:{f.type}" for f in sorted(extra, key=lambda f: f.name))
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def candidates_table(batches: Sequence[pa.RecordBatch]) -> pa.Table:
+    """Candidate batches as one table: the fixed columns, then every promoted column any batch
+    has (sorted by name, types unified by `unify_types`, null where a batch lacks it)."""
+    if all(b.num_columns == len(CANDIDATES) for b in batches):
+        return pa.Table.from_batches(batches, CANDIDATES)
+    seen: dict[str, set[pa.DataType]] = {}
+    for batch in batches:
+        for f in promoted_fields(batch.schema):
+            seen.setdefault(f.name, set()).add(f.type)
+    extra = [pa.field(name, unify_types(seen[name])) for name in sorted(seen)]
+    schema = pa.schema([*CANDIDATES, *extra])
+    tables = []
+    for batch in batches:
+        columns = batch.columns[: len(CANDIDATES)]
+        for f in extra:
+            index = batch.schema.get_field_index(f.name)
+            if index < 0:
+                columns.append(pa.nulls(batch.num_rows, f.type))
+            else:
+                column = batch.column(index)
+                columns.append(column if column.type == f.type else column.cast(f.type))
+        tables.append(pa.RecordBatch.from_arrays(columns, schema=schema))
+    return pa.Table.from_batches(tables, schema)
+
+
+def concat_unified(tables: Sequence[pa.Table]) -> pa.Table:
+    """Tables whose promoted columns may differ, as one: a column some lack is null there, a
+    column seen with several types gets the `unify_types` one (as the lake's views read it)."""
+    seen: dict[str, set[pa.DataType]] = {}
+    for table in tables:
+        for f in table.schema:
+            seen.setdefault(f.name, set()).add(f.type)
+    target = {name: unify_types(types) for name, types in seen.items() if len(types) > 1}
+    if target:
+        tables = [t.cast(pa.schema([f.with_type(target.get(f.name, f.type)) for f in t.schema]))
+                  for t in tables]
+    return pa.concat_tables(tables, promote_options="permissive")

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Literal
+from typing import Literal, ParamSpec, TypeVar
 
 from xray_lake._guard import report
 from xray_lake.errors import DecorationError, XrayLakeError
-from xray_lake.records.events import STAGE_TYPES, FieldMap, StageSpec
+from xray_lake.records.events import FieldMap, StageSpec
 from xray_lake.records.options import Caps, Sample, resolve
+from xray_lake.records.promoted import Field, resolve_fields
 from xray_lake.sdk._current import RunState, StageCall, begin_run, begin_stage, end_run, end_stage
+from xray_lake.sdk.decorators import decorate_stage
+from xray_lake.sdk.plugins import call_site, resolve_type, stage_type_fields
+from xray_lake.sdk.signature import fail
 
 StageType = Literal["retrieval", "scoring", "filtering", "generation", "ranking", "raw"]
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class Stage:
@@ -67,6 +73,14 @@ class Stage:
         """What the stage returned: its candidate list (or any value for a raw stage)."""
         self._result = result
 
+    def __call__(self, func: Callable[P, R], /) -> Callable[P, R]:
+        """`@xr.stage("name", type=...)` decorates a function as this stage: any type, the
+        registered ones included, with the same checks as the typed decorators."""
+        if self._run is not None:
+            raise fail(func, "run.stage(...) opens a block inside one run and cannot decorate",
+                       "decorate with @xr.stage(...) instead")
+        return decorate_stage(func, self._spec, "xr.stage")
+
 
 class Run:
     """One run recorded by hand; stages opened with `run.stage(...)` belong to it."""
@@ -109,16 +123,17 @@ class Run:
     def set_output(self, value: object) -> None:
         self.output = value
 
-    def stage(self, name: str, *, type: StageType = "raw", id: str | None = "id",
+    def stage(self, name: str, *, type: StageType | str = "raw", id: str | None = "id",
               passed: str | None = None, reason_label: str | None = None,
               reason_text: str | None = None, score: str | None = None,
               reason: str | None = None, sample: Sample | None = None,
               max_failed: int | None = None, max_out_of_top: int | None = None,
-              caps: Caps | None = None) -> Stage:
+              caps: Caps | None = None, fields: Mapping[str, str | Field] | None = None,
+              type_fields: Mapping[str, str] | None = None) -> Stage:
         return stage(name, type=type, id=id, passed=passed, reason_label=reason_label,
                      reason_text=reason_text, score=score, reason=reason, sample=sample,
                      max_failed=max_failed, max_out_of_top=max_out_of_top, caps=caps,
-                     _run=self._state)
+                     fields=fields, type_fields=type_fields, _run=self._state)
 
 
 def run(label: str, *, run_id: str | None = None, attributes: dict[str, object] | None = None,
@@ -129,31 +144,49 @@ def run(label: str, *, run_id: str | None = None, attributes: dict[str, object] 
     return Run(label, run_id, attributes, input)
 
 
-def stage(name: str, *, type: StageType = "raw", id: str | None = "id",
+def stage(name: str, *, type: StageType | str = "raw", id: str | None = "id",
           passed: str | None = None, reason_label: str | None = None,
           reason_text: str | None = None, score: str | None = None, reason: str | None = None,
           sample: Sample | None = None, max_failed: int | None = None,
           max_out_of_top: int | None = None, caps: Caps | None = None,
-          _run: RunState | None = None) -> Stage:
+          fields: Mapping[str, str | Field] | None = None,
+          type_fields: Mapping[str, str] | None = None, _run: RunState | None = None) -> Stage:
     """A stage of the current run (or a run of its own when there is none).
 
     `sample=`, `max_failed=` (filtering), `max_out_of_top=` (scoring, ranking) store only some
-    candidate rows; `caps=` overrides the global size caps for this stage."""
-    if type not in STAGE_TYPES:
-        raise XrayLakeError(f"unknown stage type {type!r}; use one of {', '.join(STAGE_TYPES)}")
-    if max_failed is not None and type != "filtering":
+    candidate rows; `caps=` overrides the global size caps for this stage; `fields=` stores
+    candidate fields as typed columns `f_<name>` of `candidates`.
+
+    `type=` is a built-in type or one registered with `xr.register_stage_type`; such a type
+    reads its own candidate fields from the keys of the same name, or from those
+    `type_fields={"verdict": "decision"}` names. Used as a decorator, `@xr.stage(...)` records
+    each call of the function."""
+    custom = resolve_type(type, f"stage {name!r}", call_site)
+    base = custom.base if custom is not None else type
+    if max_failed is not None and base != "filtering":
         raise DecorationError(f"max_failed= applies only to filtering stages, not stage {name!r} "
-                              f"of type {type!r}. Fix: use sample=xr.Sample(...) or drop it")
-    if max_out_of_top is not None and type not in {"scoring", "ranking"}:
+                              f"of type {type!r} ({call_site()}). Fix: use "
+                              "sample=xr.Sample(...) or drop it")
+    if max_out_of_top is not None and base not in {"scoring", "ranking"}:
         raise DecorationError(f"max_out_of_top= applies only to scoring and ranking stages, not "
-                              f"stage {name!r} of type {type!r}. Fix: drop it")
-    scale_sample, scale_caps, problems = resolve(type, sample, caps, max_failed=max_failed,
+                              f"stage {name!r} of type {type!r} ({call_site()}). Fix: drop it")
+    scale_sample, scale_caps, problems = resolve(base, sample, caps, max_failed=max_failed,
                                                  max_out_of_top=max_out_of_top)
+    promoted, more = resolve_fields(fields)
+    if base == "raw" and promoted:
+        more.append(("a raw stage has no candidates to promote fields from", "drop fields="))
+    problems += more
+    roles = {"passed": passed, "reason_label": reason_label, "reason_text": reason_text,
+             "score": score, "reason": reason}
+    mapped, own_fields, more = stage_type_fields(custom, type_fields, roles)
+    problems += more
     if problems:
         problem, fix = problems[0]
-        raise DecorationError(f"{problem} in stage {name!r}. Fix: {fix}")
-    fields = FieldMap(id=id, passed=passed, reason_label=reason_label, reason_text=reason_text,
-                      score=score if score is not None else ("score" if type == "scoring"
-                                                             else None),
-                      reason=reason)
-    return Stage(StageSpec(name, type, fields, None, scale_sample, scale_caps), _run)
+        raise DecorationError(f"{problem} in stage {name!r} ({call_site()}). Fix: {fix}")
+    roles.update(mapped)
+    if roles["score"] is None and base == "scoring":
+        roles["score"] = "score"
+    field_map = FieldMap(id=id, promoted=promoted, **roles)
+    return Stage(StageSpec(name, base, field_map, None, scale_sample, scale_caps,
+                           custom_type=custom.name if custom is not None else None,
+                           type_fields=own_fields), _run)

@@ -1,17 +1,25 @@
-"""The public decorators: `pipeline`, `entrypoint` and one per stage type, typed to keep signatures."""
+"""The public decorators: `pipeline`, `entrypoint` and one per stage type, typed to keep signatures.
+
+The list-stage decorators also bound the return type (see records/results.py): a type checker
+rejects a function that returns no sequence, or another stage type's result helper.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, ParamSpec, Protocol, TypeAlias, TypeVar, overload
 
 from xray_lake._guard import report
 from xray_lake.errors import DecorationError
-from xray_lake.records.events import STAGE_TYPES, FieldMap, StageSpec
+from xray_lake.records.events import FieldMap, StageSpec
 from xray_lake.records.options import Caps, Sample, resolve
+from xray_lake.records.promoted import Field, resolve_fields
+from xray_lake.records.results import FilteringResult, GenerationResult, ScoringResult
+from xray_lake.sdk import inventory
 from xray_lake.sdk._current import begin_run, end_run
 from xray_lake.sdk.signature import check_plain, fail, plan_call
 from xray_lake.sdk.wrappers import wrap_stage
@@ -19,6 +27,11 @@ from xray_lake.sdk.wrappers import wrap_stage
 P = ParamSpec("P")
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])  # a class or a function
+# fields=: promoted column name -> candidate field name, or xr.Field(name, type)
+Fields: TypeAlias = Mapping[str, str | Field]
+RF = TypeVar("RF", bound=FilteringResult)
+RS = TypeVar("RS", bound=ScoringResult)
+RG = TypeVar("RG", bound=GenerationResult)
 
 
 class Decorator(Protocol):
@@ -27,29 +40,58 @@ class Decorator(Protocol):
     def __call__(self, func: Callable[P, R], /) -> Callable[P, R]: ...
 
 
+class FilteringDecorator(Protocol):
+    """A configured `filtering_stage`: for functions returning candidates or `xr.Filtered`."""
+
+    def __call__(self, func: Callable[P, RF], /) -> Callable[P, RF]: ...
+
+
+class ScoringDecorator(Protocol):
+    """A configured `scoring_stage` / `ranking_stage`: candidates or `xr.Scored`."""
+
+    def __call__(self, func: Callable[P, RS], /) -> Callable[P, RS]: ...
+
+
+class GenerationDecorator(Protocol):
+    """A configured `generation_stage` / `retrieval_stage`: candidates or `xr.Generated`."""
+
+    def __call__(self, func: Callable[P, RG], /) -> Callable[P, RG]: ...
+
+
+def decorate_stage(func: Callable[..., Any], spec: StageSpec, decorator: str) -> Callable[..., Any]:
+    """Wrap `func` as the stage `spec` (its name defaults to the function's); everything
+    visible in the signature is checked here, raising DecorationError with the fix."""
+    check_plain(func, decorator)
+    if not callable(func):
+        raise DecorationError(f"@{decorator} decorates a function, got {type(func).__name__}")
+    name = spec.name or func.__name__
+    if not name.strip():
+        raise fail(func, "the stage name is empty", f"@{decorator}('a-name')")
+    plan = plan_call(func, spec.type, spec.fields if spec.type != "raw" else None,
+                     type_fields=spec.type_fields, type_name=spec.recorded_type)
+    spec = dataclasses.replace(spec, name=name, qualname=plan.qualname)
+    wrapper = wrap_stage(func, spec, plan)
+    wrapper.__xray_stage__ = spec  # type: ignore[attr-defined]
+    inventory.add_stage(spec, func, plan.where)
+    return wrapper
+
+
 def _stage(stage_type: str, name_or_func: str | Callable[..., Any] | None,
            fields: FieldMap, sample: Sample | None = None, caps: Caps | None = None,
-           **shorthand: int | None) -> Any:
-    if stage_type not in STAGE_TYPES:
-        raise DecorationError(f"unknown stage type {stage_type!r}; use one of {STAGE_TYPES}")
+           promoted: object = None, **shorthand: int | None) -> Any:
+    decorator = f"xr.{stage_type}_stage"
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
-        check_plain(func, f"xr.{stage_type}_stage")
-        if not callable(func):
-            raise DecorationError(
-                f"@{stage_type}_stage decorates a function, got {type(func).__name__}"
-            )
-        name = name_or_func if isinstance(name_or_func, str) else func.__name__
-        if not name.strip():
-            raise fail(func, "the stage name is empty", f"@xr.{stage_type}_stage('a-name')")
-        plan = plan_call(func, stage_type, fields if stage_type != "raw" else None)
         scale_sample, scale_caps, problems = resolve(stage_type, sample, caps, **shorthand)
+        columns, more = resolve_fields(promoted)  # fields=: promoted columns
+        problems += more
         if problems:
+            check_plain(func, decorator)
             raise fail(func, *problems[0])
-        spec = StageSpec(name, stage_type, fields, plan.qualname, scale_sample, scale_caps)
-        wrapper = wrap_stage(func, spec, plan)
-        wrapper.__xray_stage__ = spec  # type: ignore[attr-defined]
-        return wrapper
+        name = name_or_func if isinstance(name_or_func, str) else ""
+        field_map = dataclasses.replace(fields, promoted=columns) if columns else fields
+        spec = StageSpec(name, stage_type, field_map, None, scale_sample, scale_caps)
+        return decorate_stage(func, spec, decorator)
 
     if callable(name_or_func):
         return decorate(name_or_func)
@@ -57,75 +99,79 @@ def _stage(stage_type: str, name_or_func: str | Callable[..., Any] | None,
 
 
 @overload
-def retrieval_stage(func: Callable[P, R], /) -> Callable[P, R]: ...
+def retrieval_stage(func: Callable[P, RG], /) -> Callable[P, RG]: ...
 @overload
 def retrieval_stage(name: str | None = None, /, *, id: str = "id", sample: Sample | None = None,
-                    caps: Caps | None = None) -> Decorator: ...
+                    caps: Caps | None = None, fields: Fields | None = None) -> GenerationDecorator: ...
 def retrieval_stage(name: Any = None, /, *, id: str = "id", sample: Sample | None = None,
-                    caps: Caps | None = None) -> Any:
-    """A stage that returns candidates (search, lookup): records each with its id."""
-    return _stage("retrieval", name, FieldMap(id=id), sample, caps)
+                    caps: Caps | None = None, fields: Fields | None = None) -> Any:
+    """A stage that returns candidates (search, lookup): records each with its id.
+
+    `fields={"price": "price"}` stores candidate fields as typed columns `f_<name>`."""
+    return _stage("retrieval", name, FieldMap(id=id), sample, caps, fields)
 
 
 @overload
-def scoring_stage(func: Callable[P, R], /) -> Callable[P, R]: ...
+def scoring_stage(func: Callable[P, RS], /) -> Callable[P, RS]: ...
 @overload
 def scoring_stage(name: str | None = None, /, *, id: str = "id", score: str | None = "score",
                   sample: Sample | None = None, max_out_of_top: int | None = None,
-                  caps: Caps | None = None) -> Decorator: ...
+                  caps: Caps | None = None, fields: Fields | None = None) -> ScoringDecorator: ...
 def scoring_stage(name: Any = None, /, *, id: str = "id", score: str | None = "score",
                   sample: Sample | None = None, max_out_of_top: int | None = None,
-                  caps: Caps | None = None) -> Any:
+                  caps: Caps | None = None, fields: Fields | None = None) -> Any:
     """A stage that scores its candidates; return dicts with `score` or `xr.Scored(item, s)`.
 
     `max_out_of_top=N` stores the 100 best-scored rows and at most N others (by id hash)."""
-    return _stage("scoring", name, FieldMap(id=id, score=score), sample, caps,
+    return _stage("scoring", name, FieldMap(id=id, score=score), sample, caps, fields,
                   max_out_of_top=max_out_of_top)
 
 
 @overload
-def filtering_stage(func: Callable[P, R], /) -> Callable[P, R]: ...
+def filtering_stage(func: Callable[P, RF], /) -> Callable[P, RF]: ...
 @overload
 def filtering_stage(name: str | None = None, /, *, id: str = "id", passed: str | None = None,
                     reason_label: str | None = None, reason_text: str | None = None,
                     sample: Sample | None = None, max_failed: int | None = None,
-                    caps: Caps | None = None) -> Decorator: ...
+                    caps: Caps | None = None, fields: Fields | None = None) -> FilteringDecorator: ...
 def filtering_stage(name: Any = None, /, *, id: str = "id", passed: str | None = None,
                     reason_label: str | None = None, reason_text: str | None = None,
                     sample: Sample | None = None, max_failed: int | None = None,
-                    caps: Caps | None = None) -> Any:
+                    caps: Caps | None = None, fields: Fields | None = None) -> Any:
     """A stage that keeps some candidates: return all with a pass flag, or only the survivors.
 
     `max_failed=N` stores every passed row and at most N failed ones (by id hash)."""
     return _stage("filtering", name, FieldMap(id=id, passed=passed, reason_label=reason_label,
-                                              reason_text=reason_text), sample, caps,
+                                              reason_text=reason_text), sample, caps, fields,
                   max_failed=max_failed)
 
 
 @overload
-def generation_stage(func: Callable[P, R], /) -> Callable[P, R]: ...
+def generation_stage(func: Callable[P, RG], /) -> Callable[P, RG]: ...
 @overload
 def generation_stage(name: str | None = None, /, *, id: str = "id", reason: str | None = None,
-                     sample: Sample | None = None, caps: Caps | None = None) -> Decorator: ...
+                     sample: Sample | None = None, caps: Caps | None = None,
+                     fields: Fields | None = None) -> GenerationDecorator: ...
 def generation_stage(name: Any = None, /, *, id: str = "id", reason: str | None = None,
-                     sample: Sample | None = None, caps: Caps | None = None) -> Any:
+                     sample: Sample | None = None, caps: Caps | None = None,
+                     fields: Fields | None = None) -> Any:
     """A stage that produces candidates (keywords, filters, LLM outputs), each with a reason."""
-    return _stage("generation", name, FieldMap(id=id, reason=reason), sample, caps)
+    return _stage("generation", name, FieldMap(id=id, reason=reason), sample, caps, fields)
 
 
 @overload
-def ranking_stage(func: Callable[P, R], /) -> Callable[P, R]: ...
+def ranking_stage(func: Callable[P, RS], /) -> Callable[P, RS]: ...
 @overload
 def ranking_stage(name: str | None = None, /, *, id: str = "id", score: str | None = None,
                   sample: Sample | None = None, max_out_of_top: int | None = None,
-                  caps: Caps | None = None) -> Decorator: ...
+                  caps: Caps | None = None, fields: Fields | None = None) -> ScoringDecorator: ...
 def ranking_stage(name: Any = None, /, *, id: str = "id", score: str | None = None,
                   sample: Sample | None = None, max_out_of_top: int | None = None,
-                  caps: Caps | None = None) -> Any:
+                  caps: Caps | None = None, fields: Fields | None = None) -> Any:
     """A stage that reorders its candidates; metrics compare input and output order.
 
     `max_out_of_top=N` stores the first 100 rows and at most N others (by id hash)."""
-    return _stage("ranking", name, FieldMap(id=id, score=score), sample, caps,
+    return _stage("ranking", name, FieldMap(id=id, score=score), sample, caps, fields,
                   max_out_of_top=max_out_of_top)
 
 
@@ -221,7 +267,9 @@ def entrypoint(func: Callable[P, R], /) -> Callable[P, R]:
     if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
         raise fail(func, "an entrypoint cannot be a generator",
                    "return a list from the entrypoint, or make the generator a stage")
-    return _wrap_entry(func, None)
+    wrapped = _wrap_entry(func, None)
+    inventory.add(inventory.of("entrypoint", func.__name__, func))
+    return wrapped
 
 
 @overload
@@ -238,6 +286,7 @@ def pipeline(label: Any, /, *, id: str | None = None) -> Any:
         info = PipelineInfo(name, id)
         if inspect.isclass(target):
             setattr(target, "__xray_pipeline__", info)  # noqa: B010 - read back by entrypoints
+            inventory.add(inventory.of("pipeline", name, target, "class"))
             return target
         if callable(target):
             if id is not None and id not in inspect.signature(target).parameters:
@@ -245,6 +294,7 @@ def pipeline(label: Any, /, *, id: str | None = None) -> Any:
                            "pass id= the parameter that holds the run id, or drop it")
             wrapped = _wrap_entry(target, info)
             wrapped.__xray_pipeline__ = info  # type: ignore[attr-defined]
+            inventory.add(inventory.of("pipeline", name, target, "function"))
             return wrapped
         raise DecorationError(f"@pipeline decorates a class or a function, got {target!r}")
 

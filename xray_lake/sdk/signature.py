@@ -10,13 +10,16 @@ import ast
 import dataclasses
 import difflib
 import inspect
+import types
 import typing
+from collections import abc
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from xray_lake.errors import DecorationError
-from xray_lake.records.events import INPUT_LIST_TYPES, FieldMap
+from xray_lake.records.events import INPUT_LIST_TYPES, LIST_TYPES, FieldMap
+from xray_lake.records.results import HELPER_OF, RESULT_HELPERS
 from xray_lake.sdk.markers import Candidates, RawInput
 
 _EMPTY = inspect.Parameter.empty
@@ -132,15 +135,19 @@ def _known_fields(element: object) -> list[str] | None:
     return None
 
 
-def check_fields(func: Callable[..., Any], fields: FieldMap, *elements: object) -> None:
+def check_fields(func: Callable[..., Any], fields: FieldMap, *elements: object,
+                 extra: tuple[tuple[str, str], ...] = ()) -> None:
     """When the candidate types (input and output) declare their fields, every mapping must
-    name a field of one of them; an undeclared type (dict, Any) can hold anything."""
+    name a field of one of them; an undeclared type (dict, Any) can hold anything. `extra`:
+    a custom stage type's (field, key) mappings."""
     declared = [_known_fields(e) for e in elements if e is not None]
     if not declared or any(k is None for k in declared):
         return
     known = list(dict.fromkeys(name for k in declared if k for name in k))
     element = next(e for e in elements if e is not None)
-    for role, field_name in fields.named().items():
+    named = [*fields.named().items(),
+             *((f"fields[{p.name!r}]", p.source) for p in fields.promoted), *extra]
+    for role, field_name in named:
         if field_name in known or (role == "id" and field_name == "id"):
             continue  # the default id mapping is only a guess; absent ids are reported per run
         close = difflib.get_close_matches(field_name, known, n=1)
@@ -153,9 +160,71 @@ def check_fields(func: Callable[..., Any], fields: FieldMap, *elements: object) 
         )
 
 
+_HELPER_STAGES = {"Filtered": "filtering", "Scored": "scoring or ranking",
+                  "Generated": "generation or retrieval"}
+
+
+def _type_name(annotation: object) -> str:
+    if annotation is type(None) or annotation is None:
+        return "None"
+    if isinstance(annotation, type) and not typing.get_args(annotation):
+        return annotation.__qualname__
+    return repr(annotation).replace("typing.", "").replace("collections.abc.", "")
+
+
+def _may_be_list(annotation: object) -> bool:
+    """False only for a return type that surely is no list or tuple (dict, str, None, a model)."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return any(_may_be_list(a) for a in typing.get_args(annotation))
+    origin = typing.get_origin(annotation) or annotation
+    if not isinstance(origin, type) or origin in (object, Any):
+        return True  # Any, a TypeVar, a Literal...: nothing to say
+    return issubclass(origin, list | tuple) or origin in (abc.Sequence, abc.MutableSequence)
+
+
+def _items(annotation: object) -> list[object]:
+    """The item types a list (tuple, iterator...) annotation names, through unions."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return [x for a in typing.get_args(annotation) for x in _items(a)]
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is tuple:
+        return [a for a in args if a is not Ellipsis]
+    return list(args[:1])
+
+
+def check_result(func: Callable[..., Any], stage_type: str, type_name: str,
+                 annotation: object) -> None:
+    """A list stage's return annotation must name a list or tuple (a generator: anything it
+    yields), holding candidates or the result helper of its own stage type."""
+    if stage_type not in LIST_TYPES or annotation is _EMPTY or isinstance(annotation, str):
+        return
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    body = inspect.unwrap(func)
+    if not (inspect.isgeneratorfunction(body) or inspect.isasyncgenfunction(body)
+            or _may_be_list(annotation)):
+        raise fail(func, f"a {type_name} stage returns its candidates as a list, but the return "
+                         f"type is {_type_name(annotation)}",
+                   "return a list (or tuple) of candidates, or record other values with "
+                   "@xr.raw_stage")
+    own = HELPER_OF[stage_type]
+    for item in _items(annotation):
+        helper = typing.get_origin(item) or item
+        if helper in RESULT_HELPERS and helper is not own:
+            name = getattr(helper, "__name__", "?")
+            raise fail(func, f"a {type_name} stage returns xr.{name}, the result of "
+                             f"{_HELPER_STAGES[name]} stages",
+                       f"return xr.{own.__name__}(item, ...) or plain candidates from a "
+                       f"{type_name} stage, or make it a {_HELPER_STAGES[name]} stage")
+
+
 def plan_call(func: Callable[..., Any], stage_type: str | None, fields: FieldMap | None,
-              capture_all: bool = True) -> CallPlan:
-    """Analyse `func` once; raises DecorationError for anything that cannot work."""
+              capture_all: bool = True, *, type_fields: tuple[tuple[str, str], ...] = (),
+              type_name: str | None = None) -> CallPlan:
+    """Analyse `func` once; raises DecorationError for anything that cannot work.
+
+    `type_fields` are a custom stage type's own (field, key) mappings, checked like `fields`;
+    `type_name` is the type the user wrote, for messages (`stage_type` is how it records)."""
     qualname, where = location(func)
     try:
         sig = inspect.signature(func)
@@ -214,7 +283,10 @@ def plan_call(func: Callable[..., Any], stage_type: str | None, fields: FieldMap
         returned = _element_type(hints.get("return", sig.return_annotation))
         given = (_element_type(candidates_annotation)
                  if stage_type in INPUT_LIST_TYPES and candidates_annotation is not None else None)
-        check_fields(func, fields, returned, given)
+        check_fields(func, fields, returned, given, extra=type_fields)
+    if stage_type is not None:
+        check_result(func, stage_type, type_name or stage_type,
+                     hints.get("return", sig.return_annotation))
 
     if raw:
         captured = tuple(raw)

@@ -6,6 +6,7 @@ import fnmatch
 import os
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,9 +14,16 @@ import duckdb
 import pyarrow as pa
 
 from xray_lake.errors import LakeReadError
-from xray_lake.records.schema import SCHEMAS, table_schema
+from xray_lake.records.schema import (
+    CANDIDATES,
+    PROMOTED_PREFIX,
+    SCHEMAS,
+    table_schema,
+    unify_types,
+)
 from xray_lake.storage.compact import compaction_epoch, marker_names, read_marker
-from xray_lake.storage.layout import version_glob
+from xray_lake.storage.layout import FIELDS_DIR, VERSION_TOKEN, version_glob
+from xray_lake.storage.s3 import is_remote
 
 HIVE_TYPES = "{'label': 'VARCHAR', 'date': 'VARCHAR'}"
 
@@ -24,12 +32,16 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-_VERSION = re.compile(r"^part-v(\d+)-.*\.parquet$")
+# The version token: the schema version, and for candidates files with promoted fields their
+# tag (`1p<tag>`): each token is read by one read_parquet over files of one schema.
+_VERSION = re.compile(rf"^part-v({VERSION_TOKEN})-.*\.parquet$")
 
 
-def schema_versions(root: str, table: str) -> list[int]:
-    """The schema versions that have published files in a table (listing names only)."""
-    found: set[int] = set()
+def schema_versions(root: str, table: str) -> list[str]:
+    """The version tokens that have published files in a table (listing names only)."""
+    found: set[str] = set()
+    if is_remote(root):
+        return sorted({version for t, version, _rel in _list_remote(root, (table,))})
     base = os.path.join(root, table)
     if not os.path.isdir(base):
         return []
@@ -37,7 +49,7 @@ def schema_versions(root: str, table: str) -> list[int]:
         for name in fnmatch.filter(files, "part-v*.parquet"):
             match = _VERSION.match(name)
             if match:
-                found.add(int(match.group(1)))
+                found.add(match.group(1))
     return sorted(found)
 
 
@@ -45,19 +57,64 @@ def has_files(root: str, table: str) -> bool:
     return bool(schema_versions(root, table))
 
 
-def source_sql(root: str, table: str, versions: list[int] | None = None) -> str:
-    """The FROM expression of one table: one `read_parquet` per schema version, unioned by name.
+def source_sql(root: str, table: str, versions: list[str] | None = None,
+               con: Any = None) -> str:
+    """The FROM expression of one table: one `read_parquet` per version token, unioned by name.
 
-    Within a version every file has the same schema, so DuckDB reads one footer to plan and
+    Within a token every file has the same schema, so DuckDB reads one footer to plan and
     prunes label/date folders; `union_by_name` per file would read every footer first.
+    With `con`, promoted columns whose type differs between tokens are cast to one type.
     """
     versions = versions if versions is not None else schema_versions(root, table)
-    scans = [
-        f"SELECT * FROM read_parquet({_literal(version_glob(root, table, v))}, "
-        f"hive_partitioning = true, hive_types = {HIVE_TYPES})"
-        for v in versions
-    ]
+    return union_sql([(v, _literal(version_glob(root, table, v))) for v in versions], con)
+
+
+def _scan(files: str) -> str:
+    return (f"SELECT * FROM read_parquet({files}, hive_partitioning = true, "
+            f"hive_types = {HIVE_TYPES})")
+
+
+def union_sql(groups: list[tuple[str, str]], con: Any = None) -> str:
+    """UNION ALL BY NAME of one scan per (version token, files SQL).
+
+    A promoted column seen with several types across tokens is cast to the type
+    `records.schema.unify_types` picks (int64 + float64 -> DOUBLE, any other mix -> VARCHAR);
+    finding those types reads one footer per token that has promoted columns.
+    """
+    scans = [_scan(files) for _token, files in groups]
+    tagged = [i for i, (token, _files) in enumerate(groups) if "p" in token]
+    if con is not None and len(tagged) > 1:
+        found = {i: _promoted_types(con, scans[i]) for i in tagged}
+        seen: dict[str, set[pa.DataType]] = {}
+        for types in found.values():
+            for name, kind in types.items():
+                seen.setdefault(name, set()).add(kind)
+        unified = {name: unify_types(kinds) for name, kinds in seen.items() if len(kinds) > 1}
+        for i, types in found.items():
+            casts = [f'CAST("{n}" AS {_SQL_TYPES.get(t, "VARCHAR")}) AS "{n}"'
+                     for n, t in unified.items() if n in types and types[n] != t]
+            if casts:
+                scans[i] = scans[i].replace("SELECT *", f"SELECT * REPLACE ({', '.join(casts)})",
+                                            1)
     return "(" + " UNION ALL BY NAME ".join(scans) + ")"
+
+
+_SQL_TYPES = {pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN",
+              pa.string(): "VARCHAR"}
+_ARROW_TYPES = {sql: arrow for arrow, sql in _SQL_TYPES.items()}
+
+
+def _promoted_types(con: Any, scan: str) -> dict[str, pa.DataType]:
+    """The promoted columns of one scan and their types (as Arrow types; others: string)."""
+    try:
+        rows = con.execute(f"DESCRIBE {scan}").fetchall()
+    except duckdb.Error as exc:
+        if any(text in str(exc) for text in VANISHED):
+            raise _Vanished from None
+        raise LakeReadError(f"cannot read the schema of {scan}: "
+                            f"{str(exc).strip().splitlines()[0]}") from None
+    return {str(name): _ARROW_TYPES.get(str(kind), pa.string()) for name, kind, *_ in rows
+            if str(name).startswith(PROMOTED_PREFIX) and str(name) not in CANDIDATES.names}
 
 
 def attach(con: Any, root: str) -> dict[str, bool]:
@@ -77,6 +134,24 @@ class Views:
     explicit: bool
     markers: frozenset[str]
     epoch: int
+    tags: frozenset[str] = frozenset()  # promoted-fields tags the candidates view reads
+
+
+def fields_tags(root: str) -> frozenset[str]:
+    """The promoted-fields tags registered under `<root>/_fields` (one listdir; local roots).
+
+    A view built without one of them misses that tag's files: `Lake` rebuilds it."""
+    if is_remote(root):
+        return frozenset()
+    try:
+        return frozenset(n for n in os.listdir(os.path.join(root, FIELDS_DIR))
+                         if not n.startswith("."))
+    except OSError:
+        return frozenset()
+
+
+def _tags(tokens: Iterable[str]) -> frozenset[str]:
+    return frozenset(t.partition("p")[2] for t in tokens if "p" in t)
 
 
 # What DuckDB says when a file it listed was deleted (merged away by compaction) before it read it.
@@ -109,28 +184,30 @@ def attach_views(con: Any, root: str, *, explicit: bool = False) -> Views:
 
 
 def _attach_once(con: Any, root: str, explicit: bool) -> Views:
-    epoch = compaction_epoch(root)
-    markers = marker_names(root)
-    if not markers and not explicit:
-        return Views(_attach_globs(con, root), False, markers, epoch)
+    # Object storage: always explicit lists from one LIST per table (a glob there would cost
+    # DuckDB one LIST per label and date folder on every query); `consistent_files` reads
+    # the epoch and the markers itself.
+    remote = is_remote(root)
+    epoch = 0 if remote else compaction_epoch(root)
+    markers = frozenset() if remote else marker_names(root)
+    if not markers and not explicit and not remote:
+        found, tags = _attach_globs(con, root)
+        return Views(found, False, markers, epoch, tags)
     files, markers, epoch = consistent_files(root)
     present: dict[str, bool] = {}
     for table in SCHEMAS:
         by_version = files.get(table, {})
         present[table] = bool(by_version)
         if by_version:
-            scans = [
-                f"SELECT * FROM read_parquet([{', '.join(_literal(p) for p in paths)}], "
-                f"hive_partitioning = true, hive_types = {HIVE_TYPES})"
-                for _v, paths in sorted(by_version.items())
-            ]
-            _create_view(con, root, table, "(" + " UNION ALL BY NAME ".join(scans) + ")")
+            groups = [(v, f"[{', '.join(_literal(p) for p in paths)}]")
+                      for v, paths in sorted(by_version.items())]
+            _create_view(con, root, table, union_sql(groups, con))
         else:
             _create_empty_view(con, table)
-    return Views(present, True, markers, epoch)
+    return Views(present, True, markers, epoch, _tags(files.get("candidates", {})))
 
 
-def consistent_files(root: str) -> tuple[dict[str, dict[int, list[str]]], frozenset[str], int]:
+def consistent_files(root: str) -> tuple[dict[str, dict[str, list[str]]], frozenset[str], int]:
     """Data files readers should see, per table and schema version, during compaction.
 
     Reads the markers (M1), lists the files, lists the markers again (M2); retries until
@@ -146,9 +223,12 @@ def consistent_files(root: str) -> tuple[dict[str, dict[int, list[str]]], frozen
         found = [m for m in markers if m is not None]
         files = _list_files(root) if len(found) == len(markers) else None
         if files is not None and marker_names(root) == names and compaction_epoch(root) == epoch:
-            hidden = {m.target for m in found if not m.committed}
+            # Object storage commits by writing the committed marker before deleting the
+            # pending one: while both exist, the merge counts as committed.
+            done = {m.job for m in found if m.committed}
+            hidden = {m.target for m in found if not m.committed and m.job not in done}
             hidden.update(s for m in found if m.committed for s in m.sources)
-            result: dict[str, dict[int, list[str]]] = {}
+            result: dict[str, dict[str, list[str]]] = {}
             for table, version, rel in files:
                 if rel not in hidden:
                     result.setdefault(table, {}).setdefault(version, []).append(f"{root}/{rel}")
@@ -163,9 +243,11 @@ def consistent_files(root: str) -> tuple[dict[str, dict[int, list[str]]], frozen
 _SNAPSHOT_TRIES = 50
 
 
-def _list_files(root: str) -> list[tuple[str, int, str]]:
-    """(table, schema version, path under root) of every published data file."""
-    found: list[tuple[str, int, str]] = []
+def _list_files(root: str) -> list[tuple[str, str, str]]:
+    """(table, version token, path under root) of every published data file."""
+    if is_remote(root):
+        return _list_remote(root, tuple(SCHEMAS))
+    found: list[tuple[str, str, str]] = []
     for table in SCHEMAS:
         for label_dir in _subdirs(os.path.join(root, table)):
             for date_dir in _subdirs(os.path.join(root, table, label_dir)):
@@ -177,7 +259,22 @@ def _list_files(root: str) -> list[tuple[str, int, str]]:
                 for name in names:
                     match = _VERSION.match(name)
                     if match:
-                        found.append((table, int(match.group(1)), f"{rel}/{name}"))
+                        found.append((table, match.group(1), f"{rel}/{name}"))
+    return found
+
+
+def _list_remote(root: str, tables: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    """`_list_files` on object storage: one recursive LIST per table, same depth rule."""
+    from xray_lake.storage.store import open_store
+
+    store = open_store(root)
+    found: list[tuple[str, str, str]] = []
+    for table in tables:
+        for entry in store.walk(table):
+            parts = entry.rel.split("/")
+            match = _VERSION.match(parts[-1])
+            if match and len(parts) == 4 and not any(p.startswith(".") for p in parts[1:3]):
+                found.append((table, match.group(1), entry.rel))
     return found
 
 
@@ -188,16 +285,19 @@ def _subdirs(path: str) -> list[str]:
         return []
 
 
-def _attach_globs(con: Any, root: str) -> dict[str, bool]:
+def _attach_globs(con: Any, root: str) -> tuple[dict[str, bool], frozenset[str]]:
     present: dict[str, bool] = {}
+    tags: frozenset[str] = frozenset()
     for table in SCHEMAS:
         versions = schema_versions(root, table)
         present[table] = bool(versions)
+        if table == "candidates":
+            tags = _tags(versions)
         if versions:
-            _create_view(con, root, table, source_sql(root, table, versions))
+            _create_view(con, root, table, source_sql(root, table, versions, con))
         else:
             _create_empty_view(con, table)
-    return present
+    return present, tags
 
 
 def _create_view(con: Any, root: str, table: str, source: str) -> None:
@@ -208,9 +308,15 @@ def _create_view(con: Any, root: str, table: str, source: str) -> None:
             raise _Vanished from None
         raise LakeReadError(
             f"cannot open table {table!r} of the lake at {root}: "
-            f"{str(exc).strip().splitlines()[0]}. Run `xray-lake doctor --fix` to move "
+            f"{_error_line(exc)}. Run `xray-lake doctor --fix` to move "
             "unreadable files to _quarantine/."
         ) from None
+
+
+def _error_line(exc: BaseException) -> str:
+    """DuckDB's first line, or the last one of a Python filesystem's traceback (s3:// roots)."""
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    return lines[-1] if lines[0].startswith("Traceback") else lines[0]
 
 
 def _create_empty_view(con: Any, table: str) -> None:

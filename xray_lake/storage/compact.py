@@ -22,11 +22,13 @@ from xray_lake.errors import XrayLakeError
 from xray_lake.storage.fs import fsync_dir, fsync_file, write_parquet
 from xray_lake.storage.layout import (
     TABLES,
+    VERSION_TOKEN,
     data_file_name,
     escape_label,
     temp_file_name,
     unescape_label,
 )
+from xray_lake.storage.s3 import is_remote
 
 DEFAULT_TARGET_SIZE = 128 * 2**20
 COMPACTION_DIR = "_compaction"
@@ -34,17 +36,11 @@ EPOCH_FILE = "epoch"
 PENDING = ".pending.json"
 COMMITTED = ".committed.json"
 LOCK_STALE_S = 3600.0
-SORT_KEYS: dict[str, tuple[str, ...]] = {
-    "runs": ("run_id",),
-    "stages": ("run_id", "stage_id"),
-    "candidates": ("run_id", "stage_id"),
-}
-
 Progress = Callable[[int, int], None]
 """Called with (partitions done, partitions planned): once at 0, then after each partition."""
 
-_DATA_FILE = re.compile(r"^part-v(\d+)-.+\.parquet$")
-_COMPACT_TEMP = re.compile(r"^\.part-v\d+-compact-.+\.parquet\.tmp$")
+_DATA_FILE = re.compile(rf"^part-v({VERSION_TOKEN})-.+\.parquet$")  # files of one token merge
+_COMPACT_TEMP = re.compile(rf"^\.part-v{VERSION_TOKEN}-compact-.+\.parquet\.tmp$")
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 _HOST = socket.gethostname()
 
@@ -61,7 +57,15 @@ def compaction_dir(root: str) -> str:
 
 
 def compaction_epoch(root: str) -> int:
-    """How many merges ever made a file visible (size of `_compaction/epoch`; 0 if none)."""
+    """How many merges ever made a file visible (size of `_compaction/epoch`; 0 if none).
+
+    On object storage, a value that changes whenever a merge is made visible (from the
+    ETag of `_compaction/epoch`, rewritten by every merge).
+    """
+    if is_remote(root):
+        from xray_lake.storage import remote_compact
+
+        return remote_compact.compaction_epoch(root)
     try:
         return os.stat(os.path.join(root, COMPACTION_DIR, EPOCH_FILE)).st_size
     except OSError:
@@ -70,10 +74,13 @@ def compaction_epoch(root: str) -> int:
 
 def marker_names(root: str) -> frozenset[str]:
     """Names of the pending and committed markers: one `listdir`, cheap enough per query."""
-    if "://" in root:
-        return frozenset()
     try:
-        names = os.listdir(os.path.join(root, COMPACTION_DIR))
+        if is_remote(root):
+            from xray_lake.storage.store import open_store
+
+            names = [e.name for e in open_store(root).listdir(COMPACTION_DIR)[1]]
+        else:
+            names = os.listdir(os.path.join(root, COMPACTION_DIR))
     except OSError:
         return frozenset()
     return frozenset(
@@ -88,16 +95,22 @@ def wait_until_idle(root: str, timeout: float) -> bool:
     is not taken in the middle of a merge that is about to delete what it lists.
     """
     deadline = time.monotonic() + timeout
+    remote = is_remote(root)
     while True:
         try:
-            names = os.listdir(os.path.join(root, COMPACTION_DIR))
+            if remote:
+                from xray_lake.storage.store import open_store
+
+                names = [e.name for e in open_store(root).listdir(COMPACTION_DIR)[1]]
+            else:
+                names = os.listdir(os.path.join(root, COMPACTION_DIR))
         except OSError:
             return True
         if not any(n.endswith(".lock") and not n.startswith(".") for n in names):
             return True
         if time.monotonic() >= deadline:
             return False
-        time.sleep(0.005)
+        time.sleep(0.05 if remote else 0.005)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,13 +126,26 @@ class Marker:
     target: str
     sources: tuple[str, ...]
 
+    @property
+    def job(self) -> str:
+        """The merge this marker belongs to (its pending and committed markers share it)."""
+        return self.name.removesuffix(COMMITTED if self.committed else PENDING)
+
 
 def read_marker(root: str, name: str) -> Marker | None:
     """The marker `name`, or None if it vanished (committed or finished since it was listed)."""
     path = os.path.join(root, COMPACTION_DIR, name)
     try:
-        with open(path, encoding="utf-8") as fh:
-            raw = json.load(fh)
+        if is_remote(root):
+            from xray_lake.storage.store import open_store
+
+            text = open_store(root).read(f"{COMPACTION_DIR}/{name}")
+            if text is None:
+                return None
+            raw = json.loads(text)
+        else:
+            with open(path, encoding="utf-8") as fh:
+                raw = json.load(fh)
         marker = Marker(name, name.endswith(COMMITTED), str(raw["table"]), str(raw["label"]),
                         str(raw["date"]), str(raw["partition"]), str(raw["target"]),
                         tuple(str(s) for s in raw["sources"]))
@@ -216,7 +242,7 @@ class _File:
     mtime: float
     name: str
     size: int = field(compare=False)
-    version: int = field(compare=False)
+    version: str = field(compare=False)  # version token: `1`, or `1p<promoted-fields tag>`
 
 
 def _partitions(root: str, label: str | None) -> Iterator[_Partition]:
@@ -252,7 +278,7 @@ def _data_files(folder: str) -> list[_File]:
             st = entry.stat()
         except FileNotFoundError:
             continue
-        found.append(_File(st.st_mtime, entry.name, st.st_size, int(match.group(1))))
+        found.append(_File(st.st_mtime, entry.name, st.st_size, match.group(1)))
     return sorted(found)
 
 
@@ -476,10 +502,9 @@ class _Compactor:
             with open(path, "rb") as fh:  # a file object: no hive columns, no URI decoding
                 tables.append(pq.ParquetFile(fh).read())
         merged = pa.concat_tables(tables)
-        merged = merged.sort_by([(key, "ascending") for key in SORT_KEYS[part.table]])
         done = "start"
         try:
-            write_parquet(merged, temp, part.table, self.level)
+            write_parquet(merged, temp, part.table, self.level, sort=True)
             if self.fsync:
                 fsync_file(temp)
             done = "written"
@@ -558,7 +583,7 @@ def compact(
     Only partitions dated before `before` (default: today, UTC, so the partition still being
     written is left alone) and, with `label`, that label's. A file is small below
     `target_size / 2` bytes; partitions with fewer than 2 small files are skipped. Rows are
-    sorted by `run_id, stage_id` (runs: `run_id`) and written like every data file
+    sorted by the table's `SORT_KEYS` (records.schema) and written like every data file
     (`write_parquet`, `compression_level` and `fsync` from the settings).
 
     Each merge: lock the partition (a lock whose pid is dead on this host, or untouched for an
@@ -571,15 +596,20 @@ def compact(
 
     Readers with no xray-lake code (a raw DuckDB/polars/Spark glob) DO count a partition's
     rows twice between the rename and the deletion of the sources (milliseconds per merge):
-    compact while they are idle. Local roots only. See docs/compaction.md.
+    compact while they are idle. On object storage (`s3://`) the same protocol runs with
+    conditional PUTs for the locks: see `storage.remote_compact` and docs/object-storage.md.
+    See docs/compaction.md.
     """
     started = time.perf_counter()
     settings = get_settings()
     root = root or settings.root
-    if "://" in root:
-        raise XrayLakeError(f"compaction works on local lakes only, not {root}")
     if target_size < 1:
         raise ValueError(f"target_size must be a positive number of bytes, got {target_size}")
+    if is_remote(root):
+        from xray_lake.storage import remote_compact
+
+        return remote_compact.compact(root, label=label, before=before,
+                                      target_size=target_size, progress=progress)
     cutoff = _cutoff(before)
     os.makedirs(compaction_dir(root), exist_ok=True)
     compactor = _Compactor(root, settings.compression_level, settings.fsync)

@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -22,6 +23,7 @@ import pyarrow.parquet as pq
 
 from xray_lake.records.schema import SCHEMA_VERSION, SCHEMAS
 from xray_lake.storage.layout import TABLES, is_temp_file, unescape_label
+from xray_lake.storage.s3 import is_remote
 from xray_lake.storage.spool import host_tag
 
 QUARANTINE = "_quarantine"
@@ -81,10 +83,11 @@ def scan(root: str, *, fix: bool = False,
          progress: Callable[[int, int], None] | None = None) -> DoctorReport:
     """Check every file under `<root>/{runs,stages,candidates}`; with `fix`, repair what it can.
 
-    `progress(done, total)` is called after each file. Only local roots are supported.
+    `progress(done, total)` is called after each file. On object storage (`s3://`) bad files
+    are quarantined by a server-side copy and a delete.
     """
-    if "://" in root:
-        raise ValueError(f"doctor checks local lakes only, not {root}")
+    if is_remote(root):
+        return _scan_remote(root, fix, progress)
     report = DoctorReport(root=root)
     files = list(_files(root))
     now = time.time()
@@ -112,14 +115,22 @@ def scan(root: str, *, fix: bool = False,
     return report
 
 
-def check_file(root: str, table: str, rel: str) -> Problem | None:
-    """The first problem of one data file (partition folders, footer, schema), or None."""
+def check_file(root: str, table: str, rel: str,
+               opener: Callable[[str], Any] | None = None) -> Problem | None:
+    """The first problem of one data file (partition folders, footer, schema), or None.
+
+    `opener(rel)` opens the file (object storage); by default it is read from the disk.
+    """
     where = _slashed(rel)
     bad_folder = partition_problem(rel)
     if bad_folder is not None:
         return Problem(BAD_PARTITION, where, bad_folder)
     try:
-        schema = pq.ParquetFile(os.path.join(root, rel)).schema_arrow
+        if opener is None:
+            schema = pq.ParquetFile(os.path.join(root, rel)).schema_arrow
+        else:
+            with opener(rel) as fh:
+                schema = pq.ParquetFile(fh).schema_arrow
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for broken footers
         return Problem(UNREADABLE, where, _first_line(exc))
     version = _VERSION.match(os.path.basename(rel))
@@ -264,6 +275,68 @@ def _delete(path: str, problem: Problem) -> None:
         return
     problem.fixed = True
     problem.action = "deleted"
+
+
+def _scan_remote(root: str, fix: bool,
+                 progress: Callable[[int, int], None] | None) -> DoctorReport:
+    """`scan` on object storage: one LIST per table, footers read by ranged GETs."""
+    from xray_lake.storage.store import open_store
+
+    store = open_store(root)
+    report = DoctorReport(root=root)
+    files = [(table, entry) for table in TABLES for entry in store.walk(table)]
+    now = time.time()
+    for done, (table, entry) in enumerate(files, 1):
+        if is_temp_file(entry.name):  # xray-lake writes none here; copied from a local lake?
+            owner = _owner_pid(entry.name)
+            if owner is not None and not _pid_alive(owner):
+                reason: str | None = f"temp file of pid {owner} on this host, which is gone"
+            elif now - entry.mtime > STALE_AFTER_S:
+                reason = f"temp file untouched for {(now - entry.mtime) / 3600:.1f} hours"
+            else:
+                reason = None
+            if reason is None:
+                report.temps_in_use += 1
+            else:
+                problem = Problem(STALE_TEMP, entry.rel, reason)
+                if fix:
+                    _remote_fix(problem, "deleted", partial(store.delete, entry.rel))
+                report.problems.append(problem)
+        elif entry.name.endswith(".parquet"):
+            report.files_checked += 1
+            found = check_file(root, table, entry.rel, store.open_input)
+            if found is not None:
+                if fix:
+                    _remote_quarantine(store, entry.rel, found)
+                report.problems.append(found)
+        if progress is not None:
+            progress(done, len(files))
+    return report
+
+
+def _remote_quarantine(store: Any, rel: str, problem: Problem) -> None:
+    """Copy a bad object under `_quarantine/` (never over another), then delete it."""
+    target = f"{QUARANTINE}/{rel}"
+    n = 0
+    while store.exists(target):
+        n += 1
+        target = f"{QUARANTINE}/{rel}.{n}"
+
+    def move() -> None:
+        store.copy(rel, target)
+        store.delete(rel)
+
+    _remote_fix(problem, f"moved to {target}", move)
+
+
+def _remote_fix(problem: Problem, action: str, do: Callable[[], None]) -> None:
+    try:
+        do()
+    except OSError as exc:
+        problem.action = f"could not fix: {_first_line(exc)}"
+        return
+    problem.fixed = True
+    problem.action = action
 
 
 def _slashed(rel: str) -> str:

@@ -169,16 +169,25 @@ def partition_dir(root: str, table: str, label: str, date: str) -> str:
     ``root`` may be a local path or an ``s3://bucket/prefix``-style prefix. ``table`` and
     ``date`` are validated (ValueError) because they go into the path unescaped.
     """
+    return f"{_base(root)}/{partition_rel(table, label, date)}"
+
+
+def partition_rel(table: str, label: str, date: str) -> str:
+    """Return ``<table>/label=<escaped label>/date=<date>``, the partition's path under a root."""
     _check_table(table)
     _check_date(date)
-    return f"{_base(root)}/{table}/{_LABEL_KEY}{escape_label(label)}/date={date}"
+    return f"{table}/{_LABEL_KEY}{escape_label(label)}/date={date}"
 
 
-def data_file_name(writer_id: str, seq: int, schema_version: int = 1) -> str:
+def data_file_name(writer_id: str, seq: int, schema_version: int | str = 1,
+                   fields_tag: str = "") -> str:
     """Return ``part-v<schema>-<writer_id>-<seq:08d>.parquet``, unique per writer.
 
     ``writer_id`` must be 1-128 of ``[A-Za-z0-9_.-]`` starting with a letter or digit, so the
-    name is a single path component that no reader treats as hidden.
+    name is a single path component that no reader treats as hidden. A candidates file with
+    promoted fields has ``fields_tag`` (10 hex digits naming its extra columns) in its version
+    token, ``part-v1p<tag>-…``, so that one glob per token covers files of one schema.
+    ``schema_version`` may also be a whole token as ``version_token`` returns it.
     """
     if _WRITER_ID_RE.fullmatch(writer_id) is None:
         raise ValueError(
@@ -187,11 +196,28 @@ def data_file_name(writer_id: str, seq: int, schema_version: int = 1) -> str:
         )
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
         raise ValueError(f"seq must be a non-negative int, got {seq!r}")
-    return f"part-v{schema_version}-{writer_id}-{seq:08d}.parquet"
+    token = version_token(schema_version, fields_tag)
+    return f"part-v{token}-{writer_id}-{seq:08d}.parquet"
 
 
-def version_glob(root: str, table: str, schema_version: int) -> str:
-    """The files of one schema version of a table."""
+FIELDS_DIR = "_fields"
+"""Folder under the root holding one empty file per promoted-fields tag ever published."""
+
+VERSION_TOKEN = r"[0-9]+(?:p[0-9a-f]{10})?"
+"""Regex of the version token of a data file name (`part-v<token>-…`)."""
+_TOKEN_RE = re.compile(VERSION_TOKEN)
+
+
+def version_token(schema_version: int | str, fields_tag: str = "") -> str:
+    """``1`` or ``1p<tag>``: the schema version and, for promoted fields, their tag."""
+    token = f"{schema_version}p{fields_tag}" if fields_tag else str(schema_version)
+    if _TOKEN_RE.fullmatch(token) is None:
+        raise ValueError(f"not a schema version token: {token!r}")
+    return token
+
+
+def version_glob(root: str, table: str, schema_version: int | str) -> str:
+    """The files of one schema version token of a table (`1` does not match `1p<tag>`)."""
     return table_glob(root, table).removesuffix("*.parquet") + f"part-v{schema_version}-*.parquet"
 
 

@@ -1,9 +1,10 @@
 """The local spool: where batches go when the lake cannot be written, and how they reach it later.
 
 The spool mirrors the lake layout under a folder per lake root, and each file keeps the
-name it will have in the lake. Replay copies a file to that same name (temp + rename) and only
-then deletes it from the spool, so a replay killed at any instant and run again rewrites
-identical bytes under the same name: nothing is lost and no row is ever doubled.
+name it will have in the lake. Replay copies a file to that same name (temp + rename; on
+object storage one PUT) and only then deletes it from the spool, so a replay killed at any
+instant and run again rewrites identical bytes under the same name: nothing is lost and no
+row is ever doubled.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 
 from xray_lake.storage.fs import fsync_dir, fsync_file
 from xray_lake.storage.layout import TABLES, temp_file_name
+from xray_lake.storage.s3 import is_remote
 
 MARKER = "LAKE_ROOT"
 
@@ -32,16 +34,26 @@ def host_tag() -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())[:32] or "host"
 
 
+def canonical_root(lake_root: str) -> str:
+    """How a root is recorded and compared: an absolute path, or the URI without a final '/'."""
+    return lake_root.rstrip("/") if is_remote(lake_root) else os.path.abspath(lake_root)
+
+
 def spool_root(spool_dir: str, lake_root: str) -> str:
-    """The spool folder of one lake root (created with a marker naming the root)."""
-    key = hashlib.sha256(os.path.abspath(lake_root).encode()).hexdigest()[:16]
+    """The spool folder of one lake root (created with a marker naming the root).
+
+    The spool is always a local folder, also for `s3://` roots: it is where batches wait
+    while the object store cannot be reached.
+    """
+    recorded = canonical_root(lake_root)
+    key = hashlib.sha256(recorded.encode()).hexdigest()[:16]
     folder = os.path.join(spool_dir, key)
     marker = os.path.join(folder, MARKER)
     if not os.path.exists(marker):
         os.makedirs(folder, exist_ok=True)
         temp = marker + f".{os.getpid()}.tmp"
         with open(temp, "w", encoding="utf-8") as fh:
-            fh.write(os.path.abspath(lake_root))
+            fh.write(recorded)
         os.replace(temp, marker)
     return folder
 
@@ -95,13 +107,17 @@ def replay_folder(folder: str, lake_root: str, *, fsync: bool = True,
     with contextlib.suppress(OSError):
         clean_stale_temps(folder)
     files = pending(folder)
+    put = _remote_put(lake_root) if is_remote(lake_root) else None
     for i, rel in enumerate(files):
         source = os.path.join(folder, rel)
         target = os.path.join(lake_root, rel)
         try:
             rows = pq.ParquetFile(source).metadata.num_rows
             size = os.path.getsize(source)
-            _copy_atomically(source, target, fsync)
+            if put is not None:
+                put(source, rel.replace(os.sep, "/"))
+            else:
+                _copy_atomically(source, target, fsync)
         except FileNotFoundError:
             continue  # another replayer moved it first
         except OSError as exc:
@@ -127,6 +143,20 @@ def _quarantine(folder: str, rel: str) -> None:
     os.makedirs(os.path.dirname(target), exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         os.replace(os.path.join(folder, rel), target)
+
+
+def _remote_put(lake_root: str) -> Callable[[str, str], None]:
+    """Publish a spooled file on object storage: one PUT under the same name (idempotent)."""
+    from xray_lake.storage.store import open_store
+
+    store = open_store(lake_root)
+
+    def put(source: str, rel: str) -> None:
+        with open(source, "rb") as fh:
+            data = fh.read()
+        store.put(rel, data)
+
+    return put
 
 
 def _copy_atomically(source: str, target: str, fsync: bool) -> None:

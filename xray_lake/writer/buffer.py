@@ -7,7 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from xray_lake.records.schema import SCHEMAS
+from xray_lake.records.schema import SCHEMAS, candidates_table
 
 # Written in this order so that a reader who sees a run row also sees its stages, and a
 # stage row its candidates (within one flush).
@@ -33,7 +33,8 @@ class PartitionBuffer:
         """The buffered rows of table `name` as one Arrow table (None when there are none)."""
         schema = SCHEMAS[name]
         if name == "candidates":
-            return pa.Table.from_batches(self.candidates, schema) if self.candidates else None
+            # promoted fields (extra columns) may differ per batch: unified here
+            return candidates_table(self.candidates) if self.candidates else None
         rows = self.runs if name == "runs" else self.stages
         return pa.Table.from_pylist(rows, schema) if rows else None
 

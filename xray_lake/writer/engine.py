@@ -225,15 +225,9 @@ class Writer:
             buf.stages.append(built.row)
             self.counters.stages_recorded += 1
             self.counters.truncated_values += built.n_truncated
-            if built.n_truncated:
-                warn_once(
-                    f"truncated:{event.spec.name}",
-                    "xray-lake: stage %r had %d values longer than the size caps; they are "
-                    "recorded cut, marked {\"$truncated\": bytes, \"$head\": ...}, and counted "
-                    "in stages.n_truncated (raise payload_cap_bytes / raw_cap_bytes / "
-                    "reason_cap_chars to keep more). Warned once per stage name.",
-                    event.spec.name, built.n_truncated,
-                )
+            if built.n_truncated:  # names the stage, each field cut, its cap and the fix
+                warn_once(f"truncated:{event.spec.name}", "%s",
+                          built.cuts.message(event.spec.name))
             if built.batch is not None:
                 buf.candidates.append(built.batch)
                 buf.n_candidates += built.batch.num_rows

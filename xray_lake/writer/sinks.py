@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -10,7 +9,8 @@ from typing import Protocol
 import pyarrow as pa
 
 from xray_lake.config import Settings
-from xray_lake.storage.fs import publish
+from xray_lake.records.schema import concat_unified
+from xray_lake.storage.fs import publish_table
 from xray_lake.storage.spool import ReplayResult, pending, replay_folder, spool_root
 
 
@@ -35,10 +35,16 @@ class Sink(Protocol):
 
 
 class LakeSink:
-    """Publishes Parquet files into a lake root, one file per call, atomically.
+    """Publishes Parquet files into a lake root (a folder or `s3://`), one file per call, atomically.
 
     Lake and spool files share one sequence, so a spooled file's name is unique in the lake
     too and replay can publish it under that same name.
+
+    A failed lake write may still have landed (object storage: the PUT reached the server,
+    its answer did not reach us). So the next attempt for the same table and partition, to
+    the spool or the lake, reuses the failed attempt's name: the file it writes holds the
+    same rows or more (the buffer only grows until a write succeeds), and replacing a file
+    by one with the same name never doubles a row.
     """
 
     def __init__(self, settings: Settings, writer_id: str) -> None:
@@ -48,15 +54,24 @@ class LakeSink:
         self.compression_level = settings.compression_level
         self.fsync = settings.fsync
         self._seq = 0
+        self._retry_seq: dict[tuple[str, str, str], int] = {}
 
     def _publish(self, root: str, table_name: str, label: str, date: str,
                  table: pa.Table) -> int:
-        self._seq += 1
-        path = publish(
-            root, table_name, label, date, table, self.writer_id, self._seq,
-            compression_level=self.compression_level, fsync=self.fsync,
-        )
-        return os.path.getsize(path)
+        key = (table_name, label, date)
+        seq = self._retry_seq.pop(key, None)
+        if seq is None:
+            self._seq += 1
+            seq = self._seq
+        try:
+            _path, size = publish_table(
+                root, table_name, label, date, table, self.writer_id, seq,
+                compression_level=self.compression_level, fsync=self.fsync,
+            )
+        except BaseException:
+            self._retry_seq[key] = seq
+            raise
+        return size
 
     def write(self, table_name: str, label: str, date: str, table: pa.Table) -> int:
         return self._publish(self.root, table_name, label, date, table)
@@ -103,4 +118,4 @@ class MemorySink:
     def table(self, table_name: str) -> pa.Table | None:
         with self._lock:
             parts = list(self.tables[table_name])
-        return pa.concat_tables(parts) if parts else None
+        return concat_unified(parts) if parts else None  # promoted columns may differ
