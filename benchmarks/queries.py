@@ -3,6 +3,9 @@
 Run:
     python benchmarks/queries.py --runs N --candidates K [--root DIR] [--reuse] [--json PATH]
 
+`--root s3://bucket/prefix` builds and queries a lake on object storage; the endpoint and
+credentials come from the AWS environment variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).
+
 Build: N runs of a decorated five-stage pipeline (retrieval -> filtering with reason labels
 -> scoring -> filtering -> ranking, about K candidates per stage) recorded through the real
 SDK and writer into `--root` (default /tmp/xray-bench-<N>x<K>). Runs are spread over the last
@@ -58,10 +61,12 @@ from rich.table import Table
 
 import xray_lake as xr
 from xray_lake.cli.runs import Status, runs_sql
+from xray_lake.query.builder import stage
 from xray_lake.query.questions import SCORE_DRIFT as Q5_SQL
 from xray_lake.query.questions import SLOWEST_STAGE_P90 as Q7_SQL
 from xray_lake.query.questions import TOP_DROP_REASONS as Q3_SQL
 from xray_lake.sdk import _current
+from xray_lake.storage.store import open_store
 
 HERE = Path(__file__).resolve().parent
 RESULTS_MD = HERE / "RESULTS.md"
@@ -259,9 +264,10 @@ def writer_settings() -> dict[str, Any]:
     }
 
 
-def build(root: str, n_runs: int, size: int, console: Console) -> BuildInfo:
+def build(root: str, n_runs: int, size: int, console: Console,
+          settings: dict[str, Any] | None = None) -> BuildInfo:
     """Record `n_runs` runs through the decorated pipeline into `root`."""
-    settings = writer_settings()
+    settings = settings or writer_settings()
     xr.configure(root=root, **settings)
     rng = random.Random(SEED)
     pool = make_pool(max(4 * size, 20_000), rng)
@@ -356,8 +362,15 @@ def _iso(epoch_s: float) -> str:
 
 
 def disk_usage(root: str) -> dict[str, dict[str, int]]:
-    """Per table: published Parquet files and their bytes."""
+    """Per table: published Parquet files and their bytes (an `s3://` root: one LIST each)."""
     usage: dict[str, dict[str, int]] = {}
+    if "://" in root:
+        store = open_store(root)
+        for table in TABLES:
+            found = [e for e in store.walk(table) if e.name.endswith(".parquet")
+                     and not e.name.startswith(".")]
+            usage[table] = {"files": len(found), "bytes": sum(e.size for e in found)}
+        return usage
     for table in TABLES:
         files = size = 0
         for dirpath, _dirs, names in os.walk(os.path.join(root, table)):
@@ -399,6 +412,18 @@ def _height(frame: pl.DataFrame) -> int:
     return frame.height
 
 
+HEADLINE_COLUMNS = ("run_id", "label", "name", "fail_ratio", "started_at")
+HEADLINE_BUILDER = ("lake.query().where(stage.type == 'filtering', stage.fail_ratio > 0.9)"
+                    ".select(stage.run_id, stage.label, stage.name, stage.fail_ratio, "
+                    "stage.started_at)")
+
+
+def _headline_builder(lake: xr.Lake) -> int:
+    query = lake.query().where(stage.type == "filtering", stage.fail_ratio > 0.9).select(
+        stage.run_id, stage.label, stage.name, stage.fail_ratio, stage.started_at)
+    return _height(query.to_polars())
+
+
 def _q3(lake: xr.Lake) -> int:
     since = dt.datetime.now(dt.UTC) - dt.timedelta(days=7)
     return _height(lake.sql(Q3_SQL, {"day": since.date().isoformat(), "since": since}))
@@ -415,6 +440,9 @@ def questions(journey: tuple[str, str]) -> list[Question]:
     return [
         Question("1", "filtering stage dropped > 90%", f"lake.find({dumps(Q1)})",
                  lambda lake: _height(lake.find(Q1)), ["query", "--where", dumps(Q1)]),
+        Question("1b", "same, builder, the 5 columns it asks for", HEADLINE_BUILDER,
+                 _headline_builder, ["query", "--where", dumps(Q1), "--columns",
+                                     ",".join(HEADLINE_COLUMNS)]),
         Question("2", "same, one label, per run", f"lake.find({dumps(Q2)}, per='run')",
                  lambda lake: _height(lake.find(Q2, per="run")),
                  ["query", "--where", dumps(Q2), "--per", "run"]),
@@ -447,7 +475,7 @@ class Timing:
     open_ms: float
     cold_ms: float
     warm_ms: float
-    cli_ms: float
+    cli_ms: float | None  # None: not timed (cli_repeat=0)
     cold_all: list[float]
     warm_all: list[float]
     cli_all: list[float]
@@ -495,11 +523,11 @@ def time_question(q: Question, root: str, cold_repeat: int, warm_repeat: int,
             q.call(lake)
             warm.append(_ms(time.perf_counter() - t0))
     argv = [*cli_base(), *q.cli, "--root", root]
-    clis = time_cli(argv, cli_repeat)
+    clis = time_cli(argv, cli_repeat) if cli_repeat else []
     shown = shlex.join(["xray-lake", *q.cli, "--root", root])
     return Timing(q.key, q.title, q.python, shown, rows, statistics.median(opens),
-                  statistics.median(cold), statistics.median(warm), statistics.median(clis),
-                  cold, warm, clis)
+                  statistics.median(cold), statistics.median(warm),
+                  statistics.median(clis) if clis else None, cold, warm, clis)
 
 
 # --- reporting -------------------------------------------------------------------------
@@ -596,6 +624,22 @@ def markdown(report: dict[str, Any], timings: list[Timing], command: str) -> str
 # --- main ------------------------------------------------------------------------------
 
 
+def read_meta(root: str) -> str | None:
+    """`<root>/_benchmark.json` (local or `s3://`), or None."""
+    if "://" in root:
+        data = open_store(root).read(META_FILE)
+        return None if data is None else data.decode()
+    path = Path(root) / META_FILE
+    return path.read_text() if path.exists() else None
+
+
+def write_meta(root: str, text: str) -> None:
+    if "://" in root:
+        open_store(root).put(META_FILE, text.encode())
+    else:
+        (Path(root) / META_FILE).write_text(text)
+
+
 def has_data(root: str) -> bool:
     return any(disk_usage(root)[t]["files"] for t in TABLES)
 
@@ -608,15 +652,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reuse", action="store_true",
                         help="skip the build when the root already holds data")
     parser.add_argument("--json", dest="json_path", default=None)
+    parser.add_argument("--cli-repeat", type=int, default=5,
+                        help="CLI runs per question (median); 0 skips the CLI timings")
     parser.add_argument("--no-results-md", action="store_true",
                         help="do not append to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     root = args.root or f"/tmp/xray-bench-{args.runs}x{args.candidates}"
     console = Console(stderr=True)
-    meta_path = Path(root) / META_FILE
-    reused = args.reuse and has_data(root) and meta_path.exists()
+    meta_text = read_meta(root)
+    reused = args.reuse and has_data(root) and meta_text is not None
     if reused:
-        meta = json.loads(meta_path.read_text())
+        assert meta_text is not None
+        meta = json.loads(meta_text)
         if (meta["build"]["runs"], meta["build"]["candidates"]) != (args.runs, args.candidates):
             console.print(f"[yellow]{root} was built with --runs {meta['build']['runs']} "
                           f"--candidates {meta['build']['candidates']}; reporting those")
@@ -630,7 +677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         info = build(root, args.runs, args.candidates, console)
         build_info = dataclasses.asdict(info)
-        meta_path.write_text(json.dumps({"build": build_info}, indent=2, default=str))
+        write_meta(root, json.dumps({"build": build_info}, indent=2, default=str))
     journey = (str(build_info["journey"][0]), str(build_info["journey"][1]))
     disk = disk_usage(root)
     rows = table_rows(root)
@@ -650,7 +697,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         task = progress.add_task("", total=len(qs))
         for q in qs:
             progress.update(task, description=f"question {q.key}")
-            timings.append(time_question(q, root, cold_repeat=3, warm_repeat=5, cli_repeat=5))
+            timings.append(time_question(q, root, cold_repeat=3, warm_repeat=5,
+                                         cli_repeat=args.cli_repeat))
             progress.advance(task)
     load_after = os.getloadavg()
 
