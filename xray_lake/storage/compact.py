@@ -11,8 +11,9 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -570,6 +571,76 @@ class _Compactor:
             os.unlink(path)
 
 
+class _PartLock(Protocol):
+    def acquire(self) -> bool: ...
+    def release(self) -> None: ...
+
+
+L = TypeVar("L", bound=_PartLock)
+L_contra = TypeVar("L_contra", bound=_PartLock, contravariant=True)
+
+
+class _PartCompactor(Protocol[L_contra]):
+    def recover(self, part: _Partition) -> tuple[int, int]: ...
+    def partition(self, part: _Partition, lock: L_contra,
+                  target_size: int) -> PartitionResult: ...
+
+
+@dataclass
+class _Outcome:
+    """What one compaction pass did, before it becomes a `CompactionReport`."""
+
+    results: list[PartitionResult] = field(default_factory=list)
+    locked: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    back: int = 0
+    forward: int = 0
+
+    def report(self, started: float, cutoff: str) -> CompactionReport:
+        return CompactionReport(tuple(self.results), tuple(self.locked), tuple(self.errors),
+                                self.back, self.forward, time.perf_counter() - started, cutoff)
+
+
+def _run_pass(compactor: _PartCompactor[L], lock_for: Callable[[_Partition], L],
+              marked: Iterable[_Partition], plan: Callable[[], list[_Partition]],
+              target_size: int, progress: Progress | None) -> _Outcome:
+    """The steps every store shares: finish interrupted merges, then merge each planned
+    partition under its lock (a held lock skips it; a lost lock or an I/O error is reported
+    and the other partitions go on). `plan` runs after recovery, which may move files."""
+    out = _Outcome()
+    for part in sorted(marked):
+        lock = lock_for(part)
+        if lock.acquire():
+            try:
+                b, f = compactor.recover(part)
+                out.back, out.forward = out.back + b, out.forward + f
+            finally:
+                lock.release()
+    planned = plan()
+    if progress is not None:
+        progress(0, len(planned))
+    for done, part in enumerate(planned, start=1):
+        lock = lock_for(part)
+        if not lock.acquire():
+            out.locked.append(part.rel)
+        else:
+            try:
+                b, f = compactor.recover(part)
+                out.back, out.forward = out.back + b, out.forward + f
+                result = compactor.partition(part, lock, target_size)
+                if result.files_in:
+                    out.results.append(result)
+            except _LostLock:
+                out.errors.append(f"{part.rel}: lock taken over by another compactor; skipped")
+            except (OSError, pa.ArrowException) as exc:
+                out.errors.append(f"{part.rel}: {type(exc).__name__}: {exc}")
+            finally:
+                lock.release()
+        if progress is not None:
+            progress(done, len(planned))
+    return out
+
+
 def compact(
     root: str | None = None,
     *,
@@ -614,45 +685,13 @@ def compact(
     os.makedirs(compaction_dir(root), exist_ok=True)
     compactor = _Compactor(root, settings.compression_level, settings.fsync)
 
-    back = forward = 0
-    locked: list[str] = []
-    errors: list[str] = []
     marked = {_marker_partition(root, n) for n in marker_names(root)}
-    for part in sorted(p for p in marked if p is not None):
-        lock = _Lock(root, part)
-        if lock.acquire():
-            try:
-                b, f = compactor.recover(part)
-                back, forward = back + b, forward + f
-            finally:
-                lock.release()
-
-    plan = [p for p in _partitions(root, label) if p.date < cutoff
-            and len(_bins(_data_files(os.path.join(root, p.rel)), target_size)) > 0]
-    results: list[PartitionResult] = []
-    if progress is not None:
-        progress(0, len(plan))
-    for done, part in enumerate(plan, start=1):
-        lock = _Lock(root, part)
-        if not lock.acquire():
-            locked.append(part.rel)
-        else:
-            try:
-                b, f = compactor.recover(part)
-                back, forward = back + b, forward + f
-                result = compactor.partition(part, lock, target_size)
-                if result.files_in:
-                    results.append(result)
-            except _LostLock:
-                errors.append(f"{part.rel}: lock taken over by another compactor; skipped")
-            except (OSError, pa.ArrowException) as exc:
-                errors.append(f"{part.rel}: {type(exc).__name__}: {exc}")
-            finally:
-                lock.release()
-        if progress is not None:
-            progress(done, len(plan))
-    return CompactionReport(tuple(results), tuple(locked), tuple(errors), back, forward,
-                            time.perf_counter() - started, cutoff)
+    outcome = _run_pass(
+        compactor, lambda part: _Lock(root, part), (p for p in marked if p is not None),
+        lambda: [p for p in _partitions(root, label) if p.date < cutoff
+                 and len(_bins(_data_files(os.path.join(root, p.rel)), target_size)) > 0],
+        target_size, progress)
+    return outcome.report(started, cutoff)
 
 
 def _marker_partition(root: str, name: str) -> _Partition | None:

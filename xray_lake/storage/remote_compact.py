@@ -53,6 +53,7 @@ from xray_lake.storage.compact import (
     _Partition,
     _partition_of,
     _pid_alive,
+    _run_pass,
     marker_names,
     read_marker,
 )
@@ -357,50 +358,18 @@ def compact(root: str, *, label: str | None, before: str | _dt.date | None,
             root)
     compactor = _RemoteCompactor(store, settings.compression_level)
 
-    back = forward = 0
-    locked: list[str] = []
-    errors: list[str] = []
     marked = set()
     for name in marker_names(root):
         marker = read_marker(root, name)
         part = None if marker is None else _partition_of(marker.partition)
         if part is not None:
             marked.add(part)
-    for part in sorted(marked):
-        lock = _RemoteLock(store, part, conditional)
-        if lock.acquire():
-            try:
-                b, f = compactor.recover(part)
-                back, forward = back + b, forward + f
-            finally:
-                lock.release()
-
-    plan = [p for p, files in sorted(_partitions(store, label).items())
-            if p.date < cutoff and _bins(files, target_size)]
-    results: list[PartitionResult] = []
-    if progress is not None:
-        progress(0, len(plan))
-    for done, part in enumerate(plan, start=1):
-        lock = _RemoteLock(store, part, conditional)
-        if not lock.acquire():
-            locked.append(part.rel)
-        else:
-            try:
-                b, f = compactor.recover(part)
-                back, forward = back + b, forward + f
-                result = compactor.partition(part, lock, target_size)
-                if result.files_in:
-                    results.append(result)
-            except _LostLock:
-                errors.append(f"{part.rel}: lock taken over by another compactor; skipped")
-            except (OSError, pa.ArrowException) as exc:
-                errors.append(f"{part.rel}: {type(exc).__name__}: {exc}")
-            finally:
-                lock.release()
-        if progress is not None:
-            progress(done, len(plan))
-    if results:
+    outcome = _run_pass(
+        compactor, lambda part: _RemoteLock(store, part, conditional), marked,
+        lambda: [p for p, files in sorted(_partitions(store, label).items())
+                 if p.date < cutoff and _bins(files, target_size)],
+        target_size, progress)
+    if outcome.results:
         with contextlib.suppress(OSError):
             _prune_epoch(store)
-    return CompactionReport(tuple(results), tuple(locked), tuple(errors), back, forward,
-                            time.perf_counter() - started, cutoff)
+    return outcome.report(started, cutoff)
