@@ -265,8 +265,12 @@ def writer_settings() -> dict[str, Any]:
 
 
 def build(root: str, n_runs: int, size: int, console: Console,
-          settings: dict[str, Any] | None = None) -> BuildInfo:
-    """Record `n_runs` runs through the decorated pipeline into `root`."""
+          settings: dict[str, Any] | None = None, flush_every: int = 0) -> BuildInfo:
+    """Record `n_runs` runs through the decorated pipeline into `root`.
+
+    `flush_every`: also `xr.flush()` after every that many runs (a file per partition each
+    time, whatever the machine's speed), to leave the many small files of a busy service.
+    """
     settings = settings or writer_settings()
     xr.configure(root=root, **settings)
     rng = random.Random(SEED)
@@ -318,6 +322,8 @@ def build(root: str, n_runs: int, size: int, console: Console,
                 else:
                     if journey is None and i >= n_runs // 2 and pipe.first_dropped:
                         journey = (run_id, pipe.first_dropped)
+                if flush_every and (i + 1) % flush_every == 0:
+                    xr.flush()
                 if (i + 1) % check_every == 0 or i + 1 == n_runs:
                     throttled += _throttle(limit)
                     done = i + 1

@@ -77,7 +77,7 @@ class Scale:
 SCALES: dict[str, Scale] = {
     "small": Scale(1_000, 30, w1_candidates=2000, w1_calls=40, w1_rounds=2, w2_runs=500,
                    w2_rows=10**9, cold_repeat=2, warm_repeat=3, cli_repeat=0, w4_repeat=1,
-                   w4_budget_s=2.0),
+                   w4_budget_s=2.0, files_per_partition=5),
     "medium": Scale(20_000, 200, w1_candidates=5000, w1_calls=300, w1_rounds=6,
                     w2_runs=5_000, w2_rows=1_000_000, cold_repeat=3, warm_repeat=5,
                     cli_repeat=3, w4_repeat=4, w4_budget_s=60.0),
@@ -85,7 +85,6 @@ SCALES: dict[str, Scale] = {
                    w2_runs=10_000, w2_rows=1_000_000, cold_repeat=3, warm_repeat=5,
                    cli_repeat=5, w4_repeat=4, w4_budget_s=120.0),
 }
-ROWS_PER_RUN_PER_K = 4.3  # candidate rows per run / candidates per stage, for this pipeline
 
 
 class Suite:
@@ -132,16 +131,15 @@ class Suite:
     # --- the lake (W2's SDK side, W3 and W4's data) ------------------------------------
 
     def build_lake(self) -> dict[str, Any]:
-        """The W3/W4 lake, with the many files per partition a service flushing often leaves
-        (flush every `flush_rows` candidate rows, so each label/day gets about
-        `files_per_partition` files per table): what compaction is for."""
+        """The W3/W4 lake, with the many files per partition a service flushing often leaves:
+        `xr.flush()` every few runs, so each label/day gets about `files_per_partition`
+        files per table, whatever the machine's speed. What compaction is for."""
         s = self.scale
-        expected = ROWS_PER_RUN_PER_K * s.candidates * s.runs
-        flush_rows = max(100, int(expected / ((queries.DAYS + 1) * s.files_per_partition)))
-        settings = {**queries.writer_settings(), "flush_rows": flush_rows}
+        flush_every = max(1, s.runs // ((queries.DAYS + 1) * s.files_per_partition))
         self.say(f"[bold]build[/bold] {s.runs:,} runs x {s.candidates} candidates through the "
-                 f"SDK into {self.lake} (a file per partition every ~{flush_rows:,} rows)")
-        info = queries.build(self.lake, s.runs, s.candidates, self.console, settings)
+                 f"SDK into {self.lake} (xr.flush() every {flush_every} runs)")
+        info = queries.build(self.lake, s.runs, s.candidates, self.console,
+                             flush_every=flush_every)
         self.build = dataclasses.asdict(info)
         return self.build
 
