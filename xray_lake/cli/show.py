@@ -22,7 +22,7 @@ from xray_lake.cli.output import (
     open_lake,
 )
 from xray_lake.errors import XrayLakeError
-from xray_lake.query.journey import RunInfo, find_runs, funnel
+from xray_lake.query.journey import RunInfo, SqlLake, find_runs, funnel
 
 BAR_WIDTH = 12
 
@@ -37,9 +37,13 @@ HELP = (
 )
 
 
-def not_found(run_id: str, root: str) -> XrayLakeError:
-    return XrayLakeError(f"no run {run_id!r} in the lake at {root} "
-                         "(`xray-lake runs` lists the recent ones)")
+def runs_of(lake: SqlLake, run_id: str, root: str) -> list[RunInfo]:
+    """The run's rows (`find_runs`), or the one-line data error `show` and `why` give."""
+    found = find_runs(lake, run_id)
+    if not found:
+        raise XrayLakeError(f"no run {run_id!r} in the lake at {root} "
+                            "(`xray-lake runs` lists the recent ones)")
+    return found
 
 
 def human_ms(ms: float | None) -> str:
@@ -121,9 +125,7 @@ def show(
     check_output(fmt, output)
     lake_root = resolve_root(root, storage_option)
     with open_lake(lake_root) as lake:
-        found = find_runs(lake, run_id)
-        if not found:
-            raise not_found(run_id, lake_root)
+        found = runs_of(lake, run_id, lake_root)
         stages = funnel(lake, run_id, runs=found)
     renderable: Any = None
     if fmt is Format.table:

@@ -21,8 +21,8 @@ from xray_lake.cli.output import (
     emit,
     open_lake,
 )
-from xray_lake.cli.show import not_found
-from xray_lake.query.journey import find_runs, journey
+from xray_lake.cli.show import runs_of
+from xray_lake.query.journey import journey
 
 HELP = (
     "Follow one candidate through a run: every stage it entered, its positions in and out "
@@ -71,9 +71,7 @@ def why(
     check_output(fmt, output)
     lake_root = resolve_root(root, storage_option)
     with open_lake(lake_root) as lake:
-        found = find_runs(lake, run_id)
-        if not found:
-            raise not_found(run_id, lake_root)
+        found = runs_of(lake, run_id, lake_root)
         path = journey(lake, run_id, candidate_id, runs=found)
     verdict = Text(f"{candidate_id}: {path.verdict}", style="bold")
     renderable: Any = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from datetime import UTC, datetime
-from itertools import compress
+from itertools import compress, repeat
 from operator import methodcaller
 from typing import Any, cast
 
@@ -22,6 +22,7 @@ from xray_lake.records.packed import cap_texts, unpack
 from xray_lake.records.promoted import Extracted, Promoted, extract
 from xray_lake.records.results import RESULT_HELPERS, Filtered, Generated, Scored
 from xray_lake.records.schema import CANDIDATES
+from xray_lake.records.values import read_field, to_float
 
 Row = dict[str, Any]
 
@@ -64,27 +65,13 @@ def build_run(ev: RunEvent, settings: Settings, host: str, pid: int, version: st
 # --- field extraction -------------------------------------------------------------------
 
 
-def field_getter(name: str) -> Callable[[object], object]:
-    """Reads `name` from a dict key, an attribute, or a pydantic/dataclass field."""
-
-    def get(item: object) -> object:
-        if isinstance(item, dict):
-            return item.get(name)
-        try:
-            return getattr(item, name, None)
-        except Exception:
-            return None
-
-    return get
-
-
 def column(items: Sequence[object], name: str | None) -> list[object]:
     """The values of field `name` across `items` (None where absent)."""
     if name is None:
         return [None] * len(items)
     if set(map(type, items)) <= {dict}:
         return list(map(methodcaller("get", name), items))
-    return list(map(field_getter(name), items))
+    return list(map(read_field, items, repeat(name)))
 
 
 def _unwrap(items: Sequence[object], helper: type) -> tuple[list[object], list[object] | None]:
@@ -133,23 +120,13 @@ def _match_in_order(keys: Sequence[str | None], targets: Sequence[str | None]) -
     return result
 
 
-def _float(value: object) -> float | None:
-    if value is None or isinstance(value, bool | str | bytes):
-        return None
-    try:
-        result = float(value)  # type: ignore[arg-type]
-    except Exception:
-        return None
-    return result
-
-
 def _scores(values: Sequence[object]) -> pa.Array:
     """The score column. NaN and +-inf become null, as in the JSON payload, whichever snapshot
     path supplied the value (the metrics skip them and count them in n_score_null)."""
     try:
         scores = pa.array(values, pa.float64())
     except Exception:
-        scores = pa.array([_float(v) for v in values], pa.float64())
+        scores = pa.array([to_float(v) for v in values], pa.float64())
     finite = pc.is_finite(scores)
     if pc.all(finite).as_py() is False:
         scores = pc.if_else(finite, scores, pa.scalar(None, pa.float64()))

@@ -6,6 +6,8 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from xray_lake.records.values import finite_float
+
 # Stage types and the Sample fields that apply to them.
 _FAILED_TYPES = frozenset({"filtering"})
 _TOP_TYPES = frozenset({"scoring", "ranking", "retrieval", "generation"})
@@ -115,7 +117,7 @@ def _top_rows(out_pos: Sequence[int | None], score: Sequence[object], top: int,
     returned = [i for i in range(len(out_pos)) if out_pos[i] is not None]
     if by_score:
         def key(i: int) -> tuple[bool, float, int]:
-            s = _number(score[i])
+            s = finite_float(score[i])
             return (s is None, -(s or 0.0), out_pos[i] or 0)
     else:
         def key(i: int) -> tuple[bool, float, int]:
@@ -123,14 +125,6 @@ def _top_rows(out_pos: Sequence[int | None], score: Sequence[object], top: int,
     return set(sorted(returned, key=key)[:top])
 
 
-def _number(value: object) -> float | None:
-    if value is None or isinstance(value, bool | str | bytes):
-        return None
-    try:
-        result = float(value)  # type: ignore[arg-type]
-    except Exception:
-        return None
-    return result if result == result and abs(result) != float("inf") else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 
 from xray_lake.records.encode import cap_text, to_json
 from xray_lake.records.schema import PROMOTED_PREFIX
+from xray_lake.records.values import read_field
 
 __all__ = ["Field", "Promoted", "extract", "resolve_fields"]
 
@@ -140,7 +141,7 @@ def extract(items: Sequence[object], promoted: Sequence[Promoted], text_cap: int
         if all_dicts:
             values: list[object] = list(map(methodcaller("get", p.source), items))
         else:
-            values = [_read(item, p.source) for item in items]
+            values = [read_field(item, p.source) for item in items]
         kinds = set(map(type, values))
         if not kinds <= _PLAIN:
             values = [_plain(v) for v in values]
@@ -184,15 +185,6 @@ def _fast(values: list[object], kinds: set[type], kind: str) -> pa.Array | None:
         if pc.all(finite).as_py() is False:
             array = pc.if_else(finite, array, pa.scalar(None, pa.float64()))
     return array
-
-
-def _read(item: object, name: str) -> object:
-    if isinstance(item, dict):
-        return item.get(name)
-    try:
-        return getattr(item, name, None)
-    except Exception:
-        return None
 
 
 def _plain(value: object) -> object:

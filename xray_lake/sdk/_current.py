@@ -21,6 +21,7 @@ from xray_lake.records.events import RunEvent, StageEvent, StageSpec
 from xray_lake.records.packed import pack
 from xray_lake.records.results import RESULT_HELPERS
 from xray_lake.records.snapshot import snapshot
+from xray_lake.records.values import read_field
 from xray_lake.storage.layout import label_is_shortened
 from xray_lake.writer.process import get_writer
 
@@ -285,7 +286,7 @@ def _keys(items: list[object], key: str | None) -> list[object] | None:
             return list(map(getter, items))
         except (KeyError, TypeError, IndexError):
             pass
-    return [_key(_unwrap(x), key) for x in items]
+    return [read_field(_unwrap(x), key) for x in items]
 
 
 def _freeze_dropped(ev: StageEvent, in_list: list[object], result: Sequence[object],
@@ -303,10 +304,10 @@ def _freeze_dropped(ev: StageEvent, in_list: list[object], result: Sequence[obje
         # when its id has no more copies in the input than in the output.
         in_keys = ev.in_keys
         if in_keys is None or len(in_keys) != len(in_list):
-            in_keys = [_key(_unwrap(x), key) for x in in_list]
+            in_keys = [read_field(_unwrap(x), key) for x in in_list]
         in_ids = list(map(_id_text, in_keys))
         in_counts = Counter(in_ids)
-        out_counts = Counter(_id_text(_key(x, key)) for x in out_items)
+        out_counts = Counter(_id_text(read_field(x, key)) for x in out_items)
         maybe = [i for i in maybe
                  if in_ids[i] is None or in_counts[in_ids[i]] > out_counts[in_ids[i]]]
     if maybe:
@@ -330,11 +331,3 @@ def _id_text(value: object) -> str | None:
     except Exception:
         return None
 
-
-def _key(item: object, key: str) -> object:
-    if isinstance(item, dict):
-        return item.get(key)
-    try:
-        return getattr(item, key, None)
-    except Exception:
-        return None
