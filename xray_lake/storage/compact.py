@@ -474,18 +474,8 @@ class _Compactor:
 
     def partition(self, part: _Partition, lock: _Lock, target_size: int) -> PartitionResult:
         folder = os.path.join(self.root, part.rel)
-        files_in = files_out = rows = bytes_in = bytes_out = 0
-        for group in _bins(_data_files(folder), target_size):
-            if not lock.still_mine():
-                raise _LostLock(part.rel)
-            n_rows, size = self._merge(part, folder, group, lock)
-            files_in += len(group)
-            files_out += 1
-            rows += n_rows
-            bytes_in += sum(f.size for f in group)
-            bytes_out += size
-        return PartitionResult(part.table, part.label, part.date, files_in, files_out, rows,
-                               bytes_in, bytes_out)
+        return merge_bins(part, _data_files(folder), target_size, lock,
+                          lambda group: self._merge(part, folder, group, lock))
 
     def _merge(self, part: _Partition, folder: str, group: list[_File],
                lock: _Lock) -> tuple[int, int]:
@@ -574,6 +564,25 @@ class _Compactor:
 class _PartLock(Protocol):
     def acquire(self) -> bool: ...
     def release(self) -> None: ...
+    def still_mine(self) -> bool: ...
+
+
+def merge_bins(part: _Partition, files: list[_File], target_size: int, lock: _PartLock,
+               merge: Callable[[list[_File]], tuple[int, int]]) -> PartitionResult:
+    """Merge each bin of small files (`merge` returns rows and bytes written), checking before
+    each one that the partition's lock is still held."""
+    files_in = files_out = rows = bytes_in = bytes_out = 0
+    for group in _bins(files, target_size):
+        if not lock.still_mine():
+            raise _LostLock(part.rel)
+        n_rows, size = merge(group)
+        files_in += len(group)
+        files_out += 1
+        rows += n_rows
+        bytes_in += sum(f.size for f in group)
+        bytes_out += size
+    return PartitionResult(part.table, part.label, part.date, files_in, files_out, rows,
+                           bytes_in, bytes_out)
 
 
 L = TypeVar("L", bound=_PartLock)

@@ -55,6 +55,7 @@ from xray_lake.storage.compact import (
     _pid_alive,
     _run_pass,
     marker_names,
+    merge_bins,
     read_marker,
 )
 from xray_lake.storage.fs import write_parquet
@@ -241,18 +242,8 @@ class _RemoteCompactor:
 
     def partition(self, part: _Partition, lock: _RemoteLock,
                   target_size: int) -> PartitionResult:
-        files_in = files_out = rows = bytes_in = bytes_out = 0
-        for group in _bins(_data_files(self.store, part.rel), target_size):
-            if not lock.still_mine():
-                raise _LostLock(part.rel)
-            n_rows, size = self._merge(part, group, lock)
-            files_in += len(group)
-            files_out += 1
-            rows += n_rows
-            bytes_in += sum(f.size for f in group)
-            bytes_out += size
-        return PartitionResult(part.table, part.label, part.date, files_in, files_out, rows,
-                               bytes_in, bytes_out)
+        return merge_bins(part, _data_files(self.store, part.rel), target_size, lock,
+                          lambda group: self._merge(part, group, lock))
 
     def _merge(self, part: _Partition, group: list[_File],
                lock: _RemoteLock) -> tuple[int, int]:
