@@ -18,9 +18,9 @@ from xray_lake.records import plugins
 from xray_lake.records.encode import cap_text, encode_many, to_json
 from xray_lake.records.events import RunEvent, StageEvent
 from xray_lake.records.options import Caps
-from xray_lake.records.packed import cap_texts, unpack
+from xray_lake.records.packed import HELPER_FIELDS, cap_texts, unpack, unpack_fields
 from xray_lake.records.promoted import Extracted, Promoted, extract
-from xray_lake.records.results import RESULT_HELPERS, Filtered, Generated, Scored
+from xray_lake.records.results import HELPER_OF, RESULT_HELPERS, Filtered, Generated, Scored
 from xray_lake.records.schema import CANDIDATES
 from xray_lake.records.values import read_field, to_float
 
@@ -86,15 +86,27 @@ def _helper_field(helpers: list[object], attr: str) -> list[object]:
     return [getattr(h, attr) if h is not None else None for h in helpers]
 
 
+_TEXT_TYPES = frozenset({str, type(None)})
+_BOOL_TYPES = frozenset({bool, type(None)})
+
+
+def _only_text(values: Sequence[object]) -> bool:
+    """True when every value is a str or None: one C-level pass, so the common case skips
+    the per-value conversions below."""
+    return set(map(type, values)) <= _TEXT_TYPES
+
+
 def _id_strings(ids: Sequence[object]) -> list[str | None]:
+    if _only_text(ids):
+        return cast("list[str | None]", list(ids))
     return [x if type(x) is str else (None if x is None else str(x)) for x in ids]
 
 
 def _first_index(keys: Sequence[Hashable | None]) -> dict[Hashable, int]:
-    index: dict[Hashable, int] = {}
-    for i, key in enumerate(keys):
-        if key is not None and key not in index:
-            index[key] = i
+    """Each key's first position (None is no key); built from the end in C, so the first wins."""
+    n = len(keys)
+    index: dict[Hashable, int] = dict(zip(reversed(keys), range(n - 1, -1, -1), strict=True))
+    index.pop(None, None)
     return index
 
 
@@ -105,7 +117,7 @@ def _match_in_order(keys: Sequence[str | None], targets: Sequence[str | None]) -
     in `targets`, so no target position is claimed twice.
     """
     index = _first_index(targets)
-    pos = [index.get(x) if x is not None else None for x in keys]
+    pos: list[int | None] = list(map(index.get, keys))  # a None key finds nothing
     claimed = [p for p in pos if p is not None]
     if len(set(claimed)) == len(claimed):  # no id repeats among the matches: already in order
         return pos
@@ -240,6 +252,9 @@ def _complete(texts: pa.Array | None, items: Sequence[object]) -> pa.Array:
 
 def _cap_reasons(values: list[object], cap: int) -> tuple[list[object], int]:
     """Reason texts as strings, those over `cap` characters cut and marked '…[+N chars]'."""
+    if values.count(None) == len(values) or (
+            _only_text(values) and max(map(len, cast("list[str]", filter(None, values))), default=0) <= cap):
+        return values, 0  # the common cases, checked in C
     n_cut = 0
     out: list[object] = []
     for text in values:
@@ -423,7 +438,8 @@ def _candidate_batch(ev: StageEvent, c: _Candidates) -> pa.RecordBatch:
         pa.array(c.ids, pa.string()),
         pa.array(c.in_pos, pa.int32()),
         pa.array(c.out_pos, pa.int32()),
-        pa.array([None if p is None else bool(p) for p in c.passed], pa.bool_()),
+        pa.array(c.passed if set(map(type, c.passed)) <= _BOOL_TYPES
+                 else [None if p is None else bool(p) for p in c.passed], pa.bool_()),
         pa.array(_text_or_none(c.reason_label), pa.string()),
         pa.array(c.reason_text, pa.string()),
         _scores(c.score),
@@ -457,6 +473,8 @@ def _thaw(ev: StageEvent) -> None:
             ev.out_snap = [_rebuild_helper(x) for x in items]
         else:
             ev.out_texts, ev.out_snap = texts, items
+        if ev.out_fields is not None:  # helpers packed apart: the items, and their fields
+            ev.out_columns = unpack_fields(ev.out_fields, HELPER_OF[ev.spec.type])
     if ev.dropped_blob is not None and ev.dropped_idx is not None and ev.in_refs is not None:
         texts, dropped, _ = unpack(ev.dropped_blob, None)
         merged = [x.item if isinstance(x, RESULT_HELPERS) else x for x in ev.in_refs]
@@ -488,11 +506,15 @@ def _rebuild_helper(value: object) -> object:
     return value
 
 
-def _out_texts(ev: StageEvent, helpers: list[object] | None) -> pa.Array | None:
-    return ev.out_texts if helpers is None else None
+def _out_texts(ev: StageEvent) -> pa.Array | None:
+    """The returned items' JSON texts, unless the helpers were packed whole (texts of the
+    helpers then, not of their items)."""
+    return None if ev.helpers else cast("pa.Array | None", ev.out_texts)
 
 
 def _text_or_none(values: Sequence[object]) -> list[str | None]:
+    if _only_text(values):
+        return cast("list[str | None]", values if isinstance(values, list) else list(values))
     return [v if v is None or type(v) is str else str(v) for v in values]
 
 
@@ -539,13 +561,23 @@ def _append_unmatched_inputs(
         )
 
 
+Helpers = dict[str, list[object]]  # a result helper's fields, one list per field
+
+
 def _output_rows(
     ev: StageEvent, helper: type
-) -> tuple[list[object], list[object] | None, list[str | None], list[int | None], set[int]]:
-    """Output candidates with their ids and input positions (matched by id)."""
+) -> tuple[list[object], Helpers | None, list[str | None], list[int | None], set[int]]:
+    """Output candidates, their helpers' fields (None without helpers), ids and input
+    positions (matched by id)."""
     items = ev.out_snap or []
-    payload, helpers = _unwrap(items, helper)
-    if helpers is None and ev.out_keys is not None and len(ev.out_keys) == len(payload):
+    helpers: Helpers | None
+    if ev.out_columns is not None:
+        payload, helpers = items, ev.out_columns
+    else:
+        payload, objs = _unwrap(items, helper)
+        helpers = None if objs is None else {
+            name: _helper_field(objs, name) for name in HELPER_FIELDS[helper]}
+    if ev.out_keys is not None and len(ev.out_keys) == len(payload):
         ids = _id_strings(ev.out_keys)
     else:
         ids = _id_strings(column(payload, ev.spec.fields.id))
@@ -579,8 +611,8 @@ def _match_by_identity(ev: StageEvent, ids: list[str | None], in_pos: list[int |
 
 
 def _retrieval(ev: StageEvent, s: Settings, row: Row, c: _Candidates, problems: list[str]) -> None:
-    payload, helpers, ids, in_pos, _ = _output_rows(ev, Generated)
-    c.extend(payload, ids, in_pos, list(range(len(payload))), texts=_out_texts(ev, helpers))
+    payload, _, ids, in_pos, _ = _output_rows(ev, Generated)
+    c.extend(payload, ids, in_pos, list(range(len(payload))), texts=_out_texts(ev))
     row["n_in"] = len(ev.in_refs) if ev.in_refs is not None else None
     row["n_out"] = len(payload)
     row.update(m.retrieval_metrics(ids))
@@ -589,11 +621,11 @@ def _retrieval(ev: StageEvent, s: Settings, row: Row, c: _Candidates, problems: 
 def _generation(ev: StageEvent, s: Settings, row: Row, c: _Candidates, problems: list[str]) -> None:
     payload, helpers, ids, in_pos, _ = _output_rows(ev, Generated)
     reasons = (
-        _helper_field(helpers, "reason") if helpers is not None
+        helpers["reason"] if helpers is not None
         else column(payload, ev.spec.fields.reason)
     )
     c.extend(payload, ids, in_pos, list(range(len(payload))), reason=reasons,
-             texts=_out_texts(ev, helpers))
+             texts=_out_texts(ev))
     row["n_in"] = len(ev.in_refs) if ev.in_refs is not None else None
     row["n_out"] = len(payload)
     row.update(m.generation_metrics(len(payload), _text_or_none(reasons)))
@@ -602,14 +634,14 @@ def _generation(ev: StageEvent, s: Settings, row: Row, c: _Candidates, problems:
 def _scoring(ev: StageEvent, s: Settings, row: Row, c: _Candidates, problems: list[str]) -> None:
     payload, helpers, ids, in_pos, matched = _output_rows(ev, Scored)
     if helpers is not None:
-        scores = _helper_field(helpers, "score")
+        scores = helpers["score"]
     elif ev.spec.fields.score is not None:
         scores = column(payload, ev.spec.fields.score)
     else:
         scores = [None] * len(payload)
         problems.append("no score: map one with score='field' or return xr.Scored(item, score)")
     c.extend(payload, ids, in_pos, list(range(len(payload))), score=scores,
-             texts=_out_texts(ev, helpers))
+             texts=_out_texts(ev))
     in_ids = _input_ids(ev)
     if in_ids is not None:
         _append_unmatched_inputs(ev, c, in_ids, matched)
@@ -621,11 +653,11 @@ def _scoring(ev: StageEvent, s: Settings, row: Row, c: _Candidates, problems: li
 def _ranking(ev: StageEvent, s: Settings, row: Row, c: _Candidates, problems: list[str]) -> None:
     payload, helpers, ids, in_pos, matched = _output_rows(ev, Scored)
     scores = (
-        _helper_field(helpers, "score") if helpers is not None
+        helpers["score"] if helpers is not None
         else column(payload, ev.spec.fields.score) if ev.spec.fields.score else None
     )
     c.extend(payload, ids, in_pos, list(range(len(payload))), score=scores,
-             texts=_out_texts(ev, helpers))
+             texts=_out_texts(ev))
     in_ids = _input_ids(ev)
     if in_ids is not None:
         _append_unmatched_inputs(ev, c, in_ids, matched)
@@ -639,9 +671,9 @@ def _filtering(ev: StageEvent, s: Settings, row: Row, c: _Candidates, problems: 
     if ev.out_snap is not None:  # every candidate came back with a verdict
         payload, helpers, ids, in_pos, matched = _output_rows(ev, Filtered)
         if helpers is not None:
-            passed = _helper_field(helpers, "passed")
-            labels = _helper_field(helpers, "reason_label")
-            texts = _helper_field(helpers, "reason_text")
+            passed = helpers["passed"]
+            labels = helpers["reason_label"]
+            texts = helpers["reason_text"]
         else:
             passed = column(payload, f.passed)
             labels = column(payload, f.reason_label)
@@ -659,7 +691,7 @@ def _filtering(ev: StageEvent, s: Settings, row: Row, c: _Candidates, problems: 
             out_pos.append(k if p else None)
             k += bool(p)
         c.extend(payload, ids, in_pos, out_pos, passed=passed, reason_label=labels,
-                 reason_text=texts, texts=_out_texts(ev, helpers))
+                 reason_text=texts, texts=_out_texts(ev))
         in_ids = _input_ids(ev)
         if in_ids is not None:
             _append_unmatched_inputs(ev, c, in_ids, matched)

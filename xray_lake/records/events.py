@@ -146,6 +146,8 @@ class StageEvent:
         "in_texts",
         "label",
         "out_blob",
+        "out_columns",
+        "out_fields",
         "out_keys",
         "out_objs",
         "out_refs",
@@ -193,6 +195,10 @@ class StageEvent:
         # inputs by identity (a copy of the returned list, so later appends do not count)
         self.out_objs: list[object] | None = None
         self.helpers = False  # the packed output holds Filtered/Scored/Generated
+        # Result helpers packed apart: `out_blob` holds their items, `out_fields` the helpers'
+        # own fields, a JSON list per field; the writer unpacks those into `out_columns`.
+        self.out_fields: bytes | None = None
+        self.out_columns: dict[str, list[object]] | None = None
         self.in_texts: object = None  # writer-side: JSON text per unpacked item (pa.Array)
         self.out_texts: object = None
         self.validation_error: str | None = None

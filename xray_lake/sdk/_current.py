@@ -18,8 +18,8 @@ from contextvars import ContextVar, Token
 from xray_lake._guard import report, warn_once
 from xray_lake.config import get_settings
 from xray_lake.records.events import RunEvent, StageEvent, StageSpec
-from xray_lake.records.packed import pack
-from xray_lake.records.results import RESULT_HELPERS
+from xray_lake.records.packed import pack, pack_helpers
+from xray_lake.records.results import HELPER_OF, RESULT_HELPERS
 from xray_lake.records.snapshot import snapshot
 from xray_lake.records.values import read_field
 from xray_lake.storage.layout import label_is_shortened
@@ -263,17 +263,31 @@ def _capture_output(ev: StageEvent, in_list: list[object] | None, result: object
         ev.out_snap = ev.out_objs
         ev.in_refs = in_list
         return
-    ev.helpers = helpers
-    ev.out_blob = pack(result)
-    if ev.out_blob is None:
-        ev.out_snap = snapshot(result)
-    elif result and not helpers:
-        ev.out_keys = _keys(ev.out_objs, spec.fields.id)
+    split = _pack_helpers(ev, ev.out_objs) if helpers else None
+    if split is None:
+        ev.helpers = helpers
+        ev.out_blob = pack(result)
+        if ev.out_blob is None:
+            ev.out_snap = snapshot(result)
+        elif result and not helpers:
+            ev.out_keys = _keys(ev.out_objs, spec.fields.id)
     ev.in_refs = in_list
     if in_list:
         ev.in_keys = _keys(in_list, spec.fields.id)
         if len(result) < len(in_list):
-            _freeze_dropped(ev, in_list, result, helpers)
+            _freeze_dropped(ev, in_list, result if split is None else split, helpers and split is None)
+
+
+def _pack_helpers(ev: StageEvent, result: list[object]) -> list[object] | None:
+    """Pack a list of the stage type's result helper as items + fields (records/packed.py);
+    returns the items, or None to pack the list whole."""
+    helper = HELPER_OF.get(ev.spec.type)
+    packed = pack_helpers(result, helper) if helper is not None else None
+    if packed is None:
+        return None
+    items, ev.out_blob, ev.out_fields = packed
+    ev.out_keys = _keys(items, ev.spec.fields.id)
+    return items
 
 
 def _keys(items: list[object], key: str | None) -> list[object] | None:
