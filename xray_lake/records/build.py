@@ -10,7 +10,6 @@ from operator import methodcaller
 from typing import Any, cast
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from xray_lake.config import Settings
 from xray_lake.records import metrics as m
@@ -19,10 +18,10 @@ from xray_lake.records.encode import cap_text, encode_many, to_json
 from xray_lake.records.events import RunEvent, StageEvent
 from xray_lake.records.options import Caps
 from xray_lake.records.packed import HELPER_FIELDS, cap_texts, unpack, unpack_fields
+from xray_lake.records.pending import PendingRows, only_text, scores, text_or_none
 from xray_lake.records.promoted import Extracted, Promoted, extract
 from xray_lake.records.results import HELPER_OF, RESULT_HELPERS, Filtered, Generated, Scored
-from xray_lake.records.schema import CANDIDATES
-from xray_lake.records.values import read_field, to_float
+from xray_lake.records.values import read_field
 
 Row = dict[str, Any]
 
@@ -86,18 +85,8 @@ def _helper_field(helpers: list[object], attr: str) -> list[object]:
     return [getattr(h, attr) if h is not None else None for h in helpers]
 
 
-_TEXT_TYPES = frozenset({str, type(None)})
-_BOOL_TYPES = frozenset({bool, type(None)})
-
-
-def _only_text(values: Sequence[object]) -> bool:
-    """True when every value is a str or None: one C-level pass, so the common case skips
-    the per-value conversions below."""
-    return set(map(type, values)) <= _TEXT_TYPES
-
-
 def _id_strings(ids: Sequence[object]) -> list[str | None]:
-    if _only_text(ids):
+    if only_text(ids):
         return cast("list[str | None]", list(ids))
     return [x if type(x) is str else (None if x is None else str(x)) for x in ids]
 
@@ -130,19 +119,6 @@ def _match_in_order(keys: Sequence[str | None], targets: Sequence[str | None]) -
         queue = free.get(key) if key is not None else None
         result.append(queue.popleft() if queue else None)
     return result
-
-
-def _scores(values: Sequence[object]) -> pa.Array:
-    """The score column. NaN and +-inf become null, as in the JSON payload, whichever snapshot
-    path supplied the value (the metrics skip them and count them in n_score_null)."""
-    try:
-        scores = pa.array(values, pa.float64())
-    except Exception:
-        scores = pa.array([to_float(v) for v in values], pa.float64())
-    finite = pc.is_finite(scores)
-    if pc.all(finite).as_py() is False:
-        scores = pc.if_else(finite, scores, pa.scalar(None, pa.float64()))
-    return scores
 
 
 class _Candidates:
@@ -253,7 +229,7 @@ def _complete(texts: pa.Array | None, items: Sequence[object]) -> pa.Array:
 def _cap_reasons(values: list[object], cap: int) -> tuple[list[object], int]:
     """Reason texts as strings, those over `cap` characters cut and marked '…[+N chars]'."""
     if values.count(None) == len(values) or (
-            _only_text(values) and max(map(len, cast("list[str]", filter(None, values))), default=0) <= cap):
+            only_text(values) and max(map(len, cast("list[str]", filter(None, values))), default=0) <= cap):
         return values, 0  # the common cases, checked in C
     n_cut = 0
     out: list[object] = []
@@ -328,11 +304,11 @@ _CAP_KNOBS: dict[str, tuple[str, str]] = {
 
 
 class StageBuild:
-    """The stage row and candidate batch of one stage event."""
+    """The stage row and candidate rows of one stage event."""
 
     __slots__ = ("batch", "cuts", "n_truncated", "row")
 
-    def __init__(self, row: Row, batch: pa.RecordBatch | None, n_truncated: int,
+    def __init__(self, row: Row, batch: PendingRows | None, n_truncated: int,
                  cuts: Cuts | None = None) -> None:
         self.row = row
         self.batch = batch
@@ -399,7 +375,7 @@ def build_stage(ev: StageEvent, settings: Settings) -> StageBuild:
         cands = _Candidates()
         _BUILDERS[spec.type](ev, settings, row, cands, problems)
     plugins.measure(spec, row, problems, _plugin_columns(cands))  # after the built-in metrics
-    batch = None
+    batch: PendingRows | None = None
     if cands is not None and cands.payload:
         missing = sum(1 for x in cands.ids if x is None)
         n_before = len(cands.payload)
@@ -410,7 +386,7 @@ def build_stage(ev: StageEvent, settings: Settings) -> StageBuild:
             if keep is not None:
                 cands = cands.take(keep)
         if cands.payload:
-            batch = _candidate_batch(ev, cands)
+            batch = _pending(ev, cands)
         n_stored = batch.num_rows if batch is not None else 0
         row["n_candidates_stored"] = n_stored
         if n_stored < n_before:
@@ -426,31 +402,15 @@ def build_stage(ev: StageEvent, settings: Settings) -> StageBuild:
     return StageBuild(row, batch, n_truncated, cuts)
 
 
-def _candidate_batch(ev: StageEvent, c: _Candidates) -> pa.RecordBatch:
-    """The stored rows as one batch: the fixed columns, then the promoted ones (`f_<name>`)."""
-    n = len(c.payload)
+def _pending(ev: StageEvent, c: _Candidates) -> PendingRows:
+    """The stored rows, converted to Arrow later with the rest of their partition."""
     spec = ev.spec
-    arrays = [
-        pa.repeat(pa.scalar(ev.run_id, pa.string()), n),
-        pa.repeat(pa.scalar(ev.stage_id, pa.string()), n),
-        pa.repeat(pa.scalar(spec.name, pa.string()), n),
-        pa.repeat(pa.scalar(spec.recorded_type, pa.string()), n),
-        pa.array(c.ids, pa.string()),
-        pa.array(c.in_pos, pa.int32()),
-        pa.array(c.out_pos, pa.int32()),
-        pa.array(c.passed if set(map(type, c.passed)) <= _BOOL_TYPES
-                 else [None if p is None else bool(p) for p in c.passed], pa.bool_()),
-        pa.array(_text_or_none(c.reason_label), pa.string()),
-        pa.array(c.reason_text, pa.string()),
-        _scores(c.score),
-        pa.array(_text_or_none(c.reason), pa.string()),
-        c.texts if c.texts is not None else encode_many(c.payload)[0],
-    ]
-    if not c.promoted or not c.promoted.arrays:
-        return pa.RecordBatch.from_arrays(arrays, schema=CANDIDATES)
-    extra = c.promoted.arrays
-    schema = pa.schema([*CANDIDATES, *(pa.field(name, values.type) for name, values in extra)])
-    return pa.RecordBatch.from_arrays([*arrays, *(values for _, values in extra)], schema=schema)
+    promoted = c.promoted.arrays if c.promoted else []
+    return PendingRows(
+        ev.run_id, (ev.stage_id, spec.name, spec.recorded_type), c.ids,
+        c.in_pos, c.out_pos, c.passed, text_or_none(c.reason_label),
+        text_or_none(c.reason_text), c.score, text_or_none(c.reason),
+        c.texts if c.texts is not None else encode_many(c.payload)[0], promoted)
 
 
 def _thaw(ev: StageEvent) -> None:
@@ -459,8 +419,9 @@ def _thaw(ev: StageEvent) -> None:
     # Parsing a blob costs more than packing it: skip it when the ids (captured on the
     # caller's thread) are all the writer needs from those items.
     f = ev.spec.fields
-    ids_only = not (f.passed or f.reason_label or f.reason_text or f.score or f.reason
-                    or f.promoted or plugins.reads_items(ev.spec))
+    reads_items = bool(f.promoted) or plugins.reads_items(ev.spec)
+    ids_only = not (reads_items or f.passed or f.reason_label or f.reason_text or f.score
+                    or f.reason)
     if ev.in_blob is not None:
         ev.in_texts, ev.in_snap, _ = unpack(
             ev.in_blob, None, len(ev.in_keys) if ev.in_keys is not None else None,
@@ -468,7 +429,9 @@ def _thaw(ev: StageEvent) -> None:
     if ev.out_blob is not None:
         texts, items, _ = unpack(
             ev.out_blob, None, len(ev.out_keys) if ev.out_keys is not None else None,
-            decode=ev.helpers or not (ids_only and ev.out_keys is not None))
+            # helpers packed apart bring their own fields: the items' mapped ones are unused
+            decode=ev.helpers or ev.out_keys is None
+            or not (ids_only or (ev.out_fields is not None and not reads_items)))
         if ev.helpers:  # packed as dicts of their fields: rebuild them, re-encode `.item`
             ev.out_snap = [_rebuild_helper(x) for x in items]
         else:
@@ -510,12 +473,6 @@ def _out_texts(ev: StageEvent) -> pa.Array | None:
     """The returned items' JSON texts, unless the helpers were packed whole (texts of the
     helpers then, not of their items)."""
     return None if ev.helpers else cast("pa.Array | None", ev.out_texts)
-
-
-def _text_or_none(values: Sequence[object]) -> list[str | None]:
-    if _only_text(values):
-        return cast("list[str | None]", values if isinstance(values, list) else list(values))
-    return [v if v is None or type(v) is str else str(v) for v in values]
 
 
 # --- per stage type ---------------------------------------------------------------------
@@ -628,7 +585,7 @@ def _generation(ev: StageEvent, s: Settings, row: Row, c: _Candidates, problems:
              texts=_out_texts(ev))
     row["n_in"] = len(ev.in_refs) if ev.in_refs is not None else None
     row["n_out"] = len(payload)
-    row.update(m.generation_metrics(len(payload), _text_or_none(reasons)))
+    row.update(m.generation_metrics(len(payload), text_or_none(reasons)))
 
 
 def _scoring(ev: StageEvent, s: Settings, row: Row, c: _Candidates, problems: list[str]) -> None:
@@ -707,7 +664,7 @@ def _filtering(ev: StageEvent, s: Settings, row: Row, c: _Candidates, problems: 
     row["n_in"] = n_in
     verdicts = cast("list[bool | None]", c.passed)  # read by truthiness
     # over every candidate row: inputs, plus any the stage returned that it was not given
-    row.update(m.filtering_metrics(len(verdicts), verdicts, _text_or_none(c.reason_label)))
+    row.update(m.filtering_metrics(len(verdicts), verdicts, text_or_none(c.reason_label)))
     row["n_out"] = row["n_passed"]
 
 
@@ -768,13 +725,13 @@ def _plugin_columns(c: _Candidates | None) -> plugins.TableFactory | None:
                 "out_position": pa.array(c.out_pos, pa.int32()),
                 "passed": _array(c.passed, pa.bool_(),
                                  lambda v: [None if p is None else bool(p) for p in v]),
-                "reason_label": _array(c.reason_label, pa.string(), _text_or_none),
-                "reason_text": _array(c.reason_text, pa.string(), _text_or_none),
-                "score": _scores(c.score),
-                "reason": _array(c.reason, pa.string(), _text_or_none),
+                "reason_label": _array(c.reason_label, pa.string(), text_or_none),
+                "reason_text": _array(c.reason_text, pa.string(), text_or_none),
+                "score": scores(c.score),
+                "reason": _array(c.reason, pa.string(), text_or_none),
             }
         for name, key in fields:  # inferred type; mixed types as text
-            columns[name] = _array(column(c.payload, key), None, _text_or_none)
+            columns[name] = _array(column(c.payload, key), None, text_or_none)
         return pa.table(columns)
 
     return table

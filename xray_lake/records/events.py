@@ -189,8 +189,8 @@ class StageEvent:
         self.out_blob: bytes | None = None
         self.dropped_blob: bytes | None = None
         self.dropped_idx: list[int] | None = None
-        self.in_keys: list[object] | None = None  # input ids read when the stage returned
-        self.out_keys: list[object] | None = None
+        self.in_keys: tuple[object, ...] | None = None  # input ids read when the stage returned
+        self.out_keys: tuple[object, ...] | None = None
         # the caller's returned objects, only to match candidates without an id to their
         # inputs by identity (a copy of the returned list, so later appends do not count)
         self.out_objs: list[object] | None = None

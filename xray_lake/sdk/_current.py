@@ -271,11 +271,18 @@ def _capture_output(ev: StageEvent, in_list: list[object] | None, result: object
             ev.out_snap = snapshot(result)
         elif result and not helpers:
             ev.out_keys = _keys(ev.out_objs, spec.fields.id)
+    if split is not None:
+        ev.out_objs = split  # the items: the same identities, without the caller's helpers
+    if ev.out_keys is not None and None not in ev.out_keys:
+        # every output has an id to be matched by: no need to keep the caller's objects
+        # alive (and scanned by the cyclic GC) until the writer gets to this record
+        ev.out_objs = None
     ev.in_refs = in_list
     if in_list:
         ev.in_keys = _keys(in_list, spec.fields.id)
         if len(result) < len(in_list):
-            _freeze_dropped(ev, in_list, result if split is None else split, helpers and split is None)
+            _freeze_dropped(ev, in_list, result if split is None else split,
+                            helpers and split is None)
 
 
 def _pack_helpers(ev: StageEvent, result: list[object]) -> list[object] | None:
@@ -290,17 +297,21 @@ def _pack_helpers(ev: StageEvent, result: list[object]) -> list[object] | None:
     return items
 
 
-def _keys(items: list[object], key: str | None) -> list[object] | None:
-    """The candidates' ids as they are now (one C-level pass for dicts that all have the key)."""
+def _keys(items: list[object], key: str | None) -> tuple[object, ...] | None:
+    """The candidates' ids as they are now (one C-level pass for dicts that all have the key).
+
+    A tuple: once the cyclic GC has seen it hold only strings or numbers it stops tracking
+    it, so queued records do not lengthen every collection in the caller's process.
+    """
     if key is None:
         return None
     if not isinstance(items[0], RESULT_HELPERS):
         try:
             getter: Callable[[object], object] = operator.itemgetter(key)  # type: ignore[assignment]
-            return list(map(getter, items))
+            return tuple(map(getter, items))
         except (KeyError, TypeError, IndexError):
             pass
-    return [read_field(_unwrap(x), key) for x in items]
+    return tuple(read_field(_unwrap(x), key) for x in items)
 
 
 def _freeze_dropped(ev: StageEvent, in_list: list[object], result: Sequence[object],
@@ -318,7 +329,7 @@ def _freeze_dropped(ev: StageEvent, in_list: list[object], result: Sequence[obje
         # when its id has no more copies in the input than in the output.
         in_keys = ev.in_keys
         if in_keys is None or len(in_keys) != len(in_list):
-            in_keys = [read_field(_unwrap(x), key) for x in in_list]
+            in_keys = tuple(read_field(_unwrap(x), key) for x in in_list)
         in_ids = list(map(_id_text, in_keys))
         in_counts = Counter(in_ids)
         out_counts = Counter(_id_text(read_field(x, key)) for x in out_items)
