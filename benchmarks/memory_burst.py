@@ -8,7 +8,10 @@ candidate JSON offered to the SDK adds up to `factor` x the bound, far faster th
 can encode and write it. A thread samples RSS every 2 ms (psutil, else /proc/self/statm) from
 before the burst until `xr.flush()` returns. The SDK never blocks the caller: past the bound it
 drops records and counts them (`xr.stats()["dropped"]`), so peak RSS minus the baseline taken
-before the burst should stay within the bound.
+before the burst should stay within the bound. The bound covers the records held (queued and
+buffered: `writer_buffer_limit_bytes`, half of it) and the working sets of encoding and writing
+(the other half); see `max_buffer_bytes` in xray_lake/config.py. `rss_after_flush_bytes` is
+what stays resident once everything is written (allocator memory not returned).
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ def burst(root: str, bound: int, factor: float, candidates: int) -> dict[str, An
     sampler.stop.set()
     sampler.join()
     after = xr.stats()
+    residual = rss_bytes() - baseline
     offered_rows = calls * candidates
     recorded = after["candidates_recorded"] - before["candidates_recorded"]
     dropped = after["dropped_total"] - before["dropped_total"]
@@ -95,9 +99,13 @@ def burst(root: str, bound: int, factor: float, candidates: int) -> dict[str, An
         "growth_vs_bound": round(growth / bound, 3),
         "rss_samples": sampler.samples,
         "peak_writer_buffered_bytes": sampler.peak_buffered,
+        "writer_buffer_limit_bytes": after.get("buffer_limit_bytes"),
+        "writer_peak_held_bytes": after.get("peak_buffered_bytes"),
+        "rss_after_flush_bytes": residual,
         "arrow_pool": pool.backend_name,
         "arrow_peak_allocated_bytes": pool.max_memory(),
         "arrow_allocated_before_bytes": arrow_before,
+        "arrow_allocated_after_bytes": pool.bytes_allocated(),
         "burst_s": round(burst_s, 2),
         "flush_s": round(flush_s, 2),
         "flush_ok": flushed,

@@ -95,14 +95,26 @@ class Settings(BaseModel):
     enabled: bool = True
     # Writer cadence: buffered records are encoded every `drain_interval_s` and written as one
     # file per table/label/date at least every `flush_interval_s`, or sooner when
-    # `flush_rows` candidate rows or `flush_bytes` encoded bytes are buffered.
+    # `flush_rows` candidate rows or `flush_bytes` encoded bytes are buffered (at most
+    # max_buffer_bytes / 8: a write's working set grows with the table, see max_buffer_bytes).
     drain_interval_s: float = Field(default=0.5, gt=0, le=60)
     flush_interval_s: float = Field(default=10.0, gt=0, le=3600)
     flush_rows: int = Field(default=500_000, ge=1)
     flush_bytes: int = Field(default=64 * MIB, ge=1)
-    # Hard bound on memory held by records not yet written (estimated before encoding,
-    # exact after); records past it are dropped and counted.
     max_buffer_bytes: int = Field(default=256 * MIB, ge=MIB // 4)
+    """Bound on the SDK's memory: what its records and its writer add to the process's RSS.
+
+    Half of it is for records not yet written: queued (estimated: the caller's frozen blobs
+    and copies, x2 for decoding them) and buffered (their exact Arrow bytes). A record that
+    would take those past half the bound is dropped and counted (`xr.stats()["dropped"]`);
+    the caller never waits. The other half is reserved for what no record owns: the working
+    set of encoding a record and of writing a table (Parquet pages, compression, a whole file
+    for `s3://`), and memory the allocators keep (freed Arrow memory is returned to the OS
+    after each write). Not covered: the caller's own candidate objects, which a queued record
+    references until the writer encodes it, and the fixed cost of the loaded libraries and
+    the writer thread. A Parquet write takes ~12 MiB whatever the table's size (measured), so
+    bounds under ~64 MiB are exceeded by a roughly fixed amount; see docs/reliability.md.
+    """
     exit_timeout_s: float = Field(default=5.0, ge=0, le=600)
     # Size caps: a longer value is cut, marked and counted in n_truncated.
     payload_cap_bytes: int = Field(default=16 * KIB, ge=64)
