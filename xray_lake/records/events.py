@@ -212,6 +212,7 @@ class StageEvent:
 
     def estimate_bytes(self, row_bytes: float) -> int:
         """Memory this event holds until the writer encodes it (for the buffer bound)."""
-        packed = sum(len(b) for b in (self.in_blob, self.out_blob, self.dropped_blob) if b)
+        packed = sum(len(b) for b in (self.in_blob, self.out_blob, self.out_fields,
+                                        self.dropped_blob) if b)
         copies = sum(len(x) for x in (self.in_snap, self.out_snap) if x is not None)
         return int(1024 + max(2 * packed, self.n_items() * row_bytes) + copies * row_bytes)

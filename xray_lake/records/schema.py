@@ -158,29 +158,16 @@ def promoted_tag(table: str, schema: pa.Schema) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
-def candidates_table(batches: Sequence[pa.RecordBatch]) -> pa.Table:
-    """Candidate batches as one table: the fixed columns, then every promoted column any batch
-    has (sorted by name, types unified by `unify_types`, null where a batch lacks it)."""
-    if all(b.num_columns == len(CANDIDATES) for b in batches):
-        return pa.Table.from_batches(batches, CANDIDATES)
-    seen: dict[str, set[pa.DataType]] = {}
-    for batch in batches:
-        for f in promoted_fields(batch.schema):
-            seen.setdefault(f.name, set()).add(f.type)
-    extra = [pa.field(name, unify_types(seen[name])) for name in sorted(seen)]
-    schema = pa.schema([*CANDIDATES, *extra])
-    tables = []
-    for batch in batches:
-        columns = batch.columns[: len(CANDIDATES)]
-        for f in extra:
-            index = batch.schema.get_field_index(f.name)
-            if index < 0:
-                columns.append(pa.nulls(batch.num_rows, f.type))
-            else:
-                column = batch.column(index)
-                columns.append(column if column.type == f.type else column.cast(f.type))
-        tables.append(pa.RecordBatch.from_arrays(columns, schema=schema))
-    return pa.Table.from_batches(tables, schema)
+def candidates_table(pieces: Sequence[pa.Table | pa.RecordBatch]) -> pa.Table:
+    """Candidate rows as one table, without copying them: the fixed columns, then every
+    promoted column any piece has (sorted by name, types unified by `unify_types`, null where
+    a piece lacks it)."""
+    tables = [p if isinstance(p, pa.Table) else pa.Table.from_batches([p]) for p in pieces]
+    if all(t.num_columns == len(CANDIDATES) for t in tables):
+        return pa.concat_tables(tables)
+    table = concat_unified(tables)
+    extra = sorted(f.name for f in promoted_fields(table.schema))
+    return table.select([*CANDIDATES.names, *extra])
 
 
 def concat_unified(tables: Sequence[pa.Table]) -> pa.Table:

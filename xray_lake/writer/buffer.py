@@ -7,7 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from xray_lake.records.pending import PendingRows, to_batches
+from xray_lake.records.pending import PendingRows, to_tables
 from xray_lake.records.schema import SCHEMAS, candidates_table
 
 # Written in this order so that a reader who sees a run row also sees its stages, and a
@@ -23,7 +23,7 @@ class PartitionBuffer:
     date: str
     runs: list[dict[str, Any]] = field(default_factory=list)
     stages: list[dict[str, Any]] = field(default_factory=list)
-    candidates: list[PendingRows | pa.RecordBatch] = field(default_factory=list)
+    candidates: list[PendingRows] = field(default_factory=list)
     nbytes: int = 0
     n_candidates: int = 0
 
@@ -35,7 +35,7 @@ class PartitionBuffer:
         schema = SCHEMAS[name]
         if name == "candidates":
             # promoted fields (extra columns) may differ per batch: unified here
-            return candidates_table(to_batches(self.candidates)) if self.candidates else None
+            return candidates_table(to_tables(self.candidates)) if self.candidates else None
         rows = self.runs if name == "runs" else self.stages
         return pa.Table.from_pylist(rows, schema) if rows else None
 
