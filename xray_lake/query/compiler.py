@@ -72,7 +72,10 @@ class UnknownNodeError(QueryError):
 
 @dataclass(frozen=True)
 class CompiledQuery:
-    """DuckDB SQL text and its positional parameters (`$1` is `params[0]`)."""
+    """DuckDB SQL text and its positional parameters (`$1` is `params[0]`).
+
+    `tree` is shared by every compilation of an equal query (see `compile_query`): copy it
+    before changing it."""
 
     sql: str
     params: tuple[object, ...]
@@ -80,10 +83,30 @@ class CompiledQuery:
 
 
 def compile_query(query: Query, *, pretty: bool = True) -> CompiledQuery:
-    """Compile a query node to DuckDB SQL; values only ever appear in `params`."""
+    """Compile a query node to DuckDB SQL; values only ever appear in `params`.
+
+    Compiling takes ~1 ms (sqlglot), as much as the headline question's scan of an in-memory
+    `stages`, so the result is kept for the `_CACHE_SIZE` latest queries. Nodes are frozen
+    and time bounds are absolute, so a node compiles to the same SQL every time; the key is
+    the node and its repr (`==` alone would take `True` for `1`, or 00:30+01:00 for 23:30Z).
+    """
     if not isinstance(query, Query):
         raise UnknownNodeError(f"compile_query takes a Query node, got {type(query).__name__}")
-    return _Compiler(query).compile(pretty=pretty)
+    try:
+        key = (query, repr(query), pretty)
+        hit = _COMPILED.get(key)
+    except TypeError:  # an unhashable value somewhere in the node: no caching
+        return _Compiler(query).compile(pretty=pretty)
+    if hit is None:
+        hit = _Compiler(query).compile(pretty=pretty)
+        while len(_COMPILED) >= _CACHE_SIZE:
+            _COMPILED.pop(next(iter(_COMPILED)), None)
+        _COMPILED[key] = hit
+    return hit
+
+
+_CACHE_SIZE: Final = 256
+_COMPILED: dict[tuple[Query, str, bool], CompiledQuery] = {}
 
 
 def _col(table: Table | str, name: str) -> exp.Column:

@@ -13,9 +13,11 @@ import pyarrow as pa
 
 from xray_lake.config import get_settings
 from xray_lake.errors import LakeReadError, QueryError
+from xray_lake.query.cache import DEFAULT_MAX_BYTES, LOAD_AFTER, TableCache
 from xray_lake.storage.catalog import VANISHED, Views, attach_views, fields_tags
 from xray_lake.storage.compact import compaction_epoch, marker_names, wait_until_idle
 from xray_lake.storage.duck_s3 import attach_filesystem
+from xray_lake.storage.s3 import is_remote
 
 _FILE_IN_ERROR = re.compile(r"""(?:file|File)\s*['"]?([^'"\s]+\.parquet)""")
 # A query whose files a compaction deleted under it is re-run on fresh views this many times,
@@ -25,9 +27,15 @@ _BACKOFF_S = 0.05
 
 
 class Lake:
-    """A lake opened for reading. Cheap to create; views see files published after creation."""
+    """A lake opened for reading. Cheap to create; views see files published after creation.
 
-    def __init__(self, root: str | None = None, *, threads: int | None = None) -> None:
+    `cache_bytes`: memory a long-lived `Lake` of a local root may use to hold the `runs` and
+    `stages` tables (`xray_lake.query.cache`: copied by a table's `cache_after`-th query,
+    brought up to date with its files before every query, never stale); 0 turns it off.
+    """
+
+    def __init__(self, root: str | None = None, *, threads: int | None = None,
+                 cache_bytes: int = DEFAULT_MAX_BYTES, cache_after: int = LOAD_AFTER) -> None:
         self.root = root or get_settings().root
         self.connection = duckdb.connect(":memory:")
         if threads:
@@ -39,10 +47,20 @@ class Lake:
         # s3:// roots: "httpfs" or "fsspec", how DuckDB reaches the store (None: local)
         self.s3_access = attach_filesystem(self.connection, self.root)
         self._views: Views = attach_views(self.connection, self.root)
+        self._cache = (TableCache(self.connection, self.root, cache_bytes, cache_after)
+                       if cache_bytes > 0 and not is_remote(self.root) else None)
 
     def refresh(self) -> None:
-        """Re-create the views (needed only when a table had no file when the lake was opened)."""
-        self._views = attach_views(self.connection, self.root)
+        """Re-create the views (needed only when a table had no file when the lake was opened).
+
+        They read the files again (globs) until the next query points them at the copies."""
+        self._attach()
+
+    def _attach(self, explicit: bool = False) -> Views:
+        self._views = attach_views(self.connection, self.root, explicit=explicit)
+        if self._cache is not None:
+            self._cache.views_rebuilt()
+        return self._views
 
     def _prepare(self, explicit: bool) -> Views:
         """Views fit for the next query: kept while no compaction runs, else rebuilt.
@@ -55,8 +73,7 @@ class Lake:
         if explicit or views.explicit or marker_names(self.root) or not all(
                 views.present.values()) or not fields_tags(self.root) <= views.tags:
             # (a new set of promoted fields: its files are in no glob of the views yet)
-            self._views = attach_views(self.connection, self.root, explicit=explicit)
-            return self._views
+            return self._attach(explicit)
         return dataclasses.replace(views, explicit=False, epoch=epoch)
 
     def _fetch(self, sql: str, params: Any) -> pa.Table:
@@ -70,7 +87,7 @@ class Lake:
         while True:
             views = self._prepare(explicit)
             try:
-                result = self._run(sql, params)
+                result = self._run(sql, params, cached=not views.explicit)
             except duckdb.IOException as exc:
                 if not any(text in str(exc) for text in VANISHED):
                     raise _read_error(exc) from None
@@ -88,9 +105,14 @@ class Lake:
                 return result
             explicit = True  # a merge became visible while the globs were read: maybe twice
 
-    def _run(self, sql: str, params: Any) -> pa.Table:
-        """One query; DuckDB's IOException is left to `_fetch` (it may mean a vanished file)."""
+    def _run(self, sql: str, params: Any, cached: bool = False) -> pa.Table:
+        """One query; DuckDB's IOException is left to `_fetch` (it may mean a vanished file).
+
+        `cached`: the views are plain globs, so the in-memory copies may answer (they are
+        brought up to date first, in the same state the globs would be read)."""
         try:
+            if cached and self._cache is not None:
+                self._cache.prepare(sql)
             return self.connection.sql(sql, params=params).to_arrow_table()
         except duckdb.InvalidInputException as exc:
             if ".parquet" in str(exc):
