@@ -567,6 +567,10 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:,.1f} MiB"
 
 
+def _ms(value: float | None) -> str:
+    return "not timed" if value is None else f"{value:,.0f}"
+
+
 def results_table(timings: list[Timing], title: str) -> Table:
     table = Table(title=title, header_style="bold")
     for name, justify in (("#", "right"), ("question", "left"), ("rows", "right"),
@@ -574,7 +578,7 @@ def results_table(timings: list[Timing], title: str) -> Table:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for t in timings:
         table.add_row(t.key, t.title, f"{t.rows:,}", f"{t.cold_ms:,.1f}", f"{t.warm_ms:,.1f}",
-                      f"{t.cli_ms:,.0f}")
+                      _ms(t.cli_ms))
     return table
 
 
@@ -620,7 +624,7 @@ def markdown(report: dict[str, Any], timings: list[Timing], command: str) -> str
     for t in timings:
         call = t.python.replace("|", "\\|")
         lines.append(f"| {t.key} | {t.title} | `{call}` | {t.rows:,} | {t.cold_ms:,.1f} | "
-                     f"{t.warm_ms:,.1f} | {t.cli_ms:,.0f} |")
+                     f"{t.warm_ms:,.1f} | {_ms(t.cli_ms)} |")
     lines += ["", "<details><summary>CLI commands</summary>", "", "```bash"]
     lines += [t.cli for t in timings]
     lines += ["```", "", "</details>", ""]

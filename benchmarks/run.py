@@ -150,9 +150,28 @@ class Suite:
                  f"through the SDK into {lake} (large files)")
         try:
             b = dataclasses.asdict(queries.build(lake, s.w2_runs, s.candidates, self.console))
-            return self._w2(lake, b)
+            result = self._w2(lake, b)
         finally:
             shutil.rmtree(lake, ignore_errors=True)
+        self.say("[bold]W2[/bold] the same runs with recording off (the pipeline's own code)")
+        try:
+            off = queries.build(lake, s.w2_runs, s.candidates, self.console,
+                                settings={**queries.writer_settings(), "enabled": False})
+        finally:
+            shutil.rmtree(lake, ignore_errors=True)
+            xr.configure(enabled=True)
+        rows = result["sdk"]["candidate_rows"]
+        sdk_s = max(result["sdk"]["seconds"] - off.seconds, 1e-9)
+        own = rows / sdk_s
+        result["pipeline_alone_s"] = round(off.seconds, 2)
+        result["sdk_only_rows_per_s"] = round(own)
+        result["sdk_only_pct_of_dicts"] = round(
+            100 * own / max(result["direct"]["dicts_rows_per_s"], 1), 1)
+        result["sdk_only_pct_of_encoded"] = round(
+            100 * own / max(result["direct"]["encoded_rows_per_s"], 1), 1)
+        self.say(f"     pipeline alone {off.seconds:.1f} s; the SDK's own time "
+                 f"{sdk_s:.1f} s = {own:,.0f} rows/s ({result['sdk_only_pct_of_dicts']}% of (ii))")
+        return result
 
     def _w2(self, lake: str, b: dict[str, Any]) -> dict[str, Any]:
         disk = queries.disk_usage(lake)
