@@ -353,12 +353,15 @@ def build(root: str, n_runs: int, size: int, console: Console,
 
 
 def _throttle(limit: int) -> float:
-    """Wait while the writer holds more than half of `max_buffer_bytes` (the SDK never blocks;
-    it drops past the bound, so the driver slows down instead). Returns seconds waited."""
-    if xr.stats()["buffered_bytes"] < limit // 2:
+    """Wait while the writer holds more than half of what records may hold (its
+    `buffer_limit_bytes`, a share of `max_buffer_bytes`): the SDK never blocks, it drops past
+    that, so the driver slows down instead. Returns seconds waited."""
+    stats = xr.stats()
+    hold = int(stats.get("buffer_limit_bytes") or limit)
+    if stats["buffered_bytes"] < hold // 2:
         return 0.0
     t0 = time.perf_counter()
-    while xr.stats()["buffered_bytes"] > limit // 4:
+    while xr.stats()["buffered_bytes"] > hold // 4:
         time.sleep(0.05)
     return time.perf_counter() - t0
 
