@@ -570,7 +570,7 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:,.1f} MiB"
 
 
-def _ms(value: float | None) -> str:
+def _cli_cell(value: float | None) -> str:
     return "not timed" if value is None else f"{value:,.0f}"
 
 
@@ -581,7 +581,7 @@ def results_table(timings: list[Timing], title: str) -> Table:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for t in timings:
         table.add_row(t.key, t.title, f"{t.rows:,}", f"{t.cold_ms:,.1f}", f"{t.warm_ms:,.1f}",
-                      _ms(t.cli_ms))
+                      _cli_cell(t.cli_ms))
     return table
 
 
@@ -627,7 +627,7 @@ def markdown(report: dict[str, Any], timings: list[Timing], command: str) -> str
     for t in timings:
         call = t.python.replace("|", "\\|")
         lines.append(f"| {t.key} | {t.title} | `{call}` | {t.rows:,} | {t.cold_ms:,.1f} | "
-                     f"{t.warm_ms:,.1f} | {_ms(t.cli_ms)} |")
+                     f"{t.warm_ms:,.1f} | {_cli_cell(t.cli_ms)} |")
     lines += ["", "<details><summary>CLI commands</summary>", "", "```bash"]
     lines += [t.cli for t in timings]
     lines += ["```", "", "</details>", ""]
