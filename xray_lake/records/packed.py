@@ -7,7 +7,7 @@ Why a blob: the snapshot must be taken on the caller's thread when the stage ret
 stage instead of thousands of dicts, and freezes nested values too, not just top-level fields.
 
 Items are interleaved with a sentinel string so the writer can split the blob into one JSON
-text per candidate in Arrow (C++) instead of re-encoding each candidate in Python.
+text per candidate (`bytes.split` into Arrow buffers) instead of re-encoding each candidate.
 """
 
 from __future__ import annotations
