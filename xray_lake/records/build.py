@@ -18,7 +18,7 @@ from xray_lake.records.encode import cap_text, encode_many, to_json
 from xray_lake.records.events import RunEvent, StageEvent
 from xray_lake.records.options import Caps
 from xray_lake.records.packed import HELPER_FIELDS, cap_texts, unpack, unpack_fields
-from xray_lake.records.pending import PendingRows, only_text, scores, text_or_none
+from xray_lake.records.pending import PendingRows, only_text, scores, text_or_none, verdicts
 from xray_lake.records.promoted import Extracted, Promoted, extract
 from xray_lake.records.results import HELPER_OF, RESULT_HELPERS, Filtered, Generated, Scored
 from xray_lake.records.values import read_field
@@ -723,8 +723,7 @@ def _plugin_columns(c: _Candidates | None) -> plugins.TableFactory | None:
                 "candidate_id": pa.array(c.ids, pa.string()),
                 "in_position": pa.array(c.in_pos, pa.int32()),
                 "out_position": pa.array(c.out_pos, pa.int32()),
-                "passed": _array(c.passed, pa.bool_(),
-                                 lambda v: [None if p is None else bool(p) for p in v]),
+                "passed": verdicts(c.passed),
                 "reason_label": _array(c.reason_label, pa.string(), text_or_none),
                 "reason_text": _array(c.reason_text, pa.string(), text_or_none),
                 "score": scores(c.score),

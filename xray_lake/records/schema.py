@@ -158,11 +158,10 @@ def promoted_tag(table: str, schema: pa.Schema) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
-def candidates_table(pieces: Sequence[pa.Table | pa.RecordBatch]) -> pa.Table:
+def candidates_table(tables: Sequence[pa.Table]) -> pa.Table:
     """Candidate rows as one table, without copying them: the fixed columns, then every
-    promoted column any piece has (sorted by name, types unified by `unify_types`, null where
-    a piece lacks it)."""
-    tables = [p if isinstance(p, pa.Table) else pa.Table.from_batches([p]) for p in pieces]
+    promoted column any table has (sorted by name, types unified by `unify_types`, null where
+    a table lacks it)."""
     if all(t.num_columns == len(CANDIDATES) for t in tables):
         return pa.concat_tables(tables)
     table = concat_unified(tables)

@@ -271,7 +271,7 @@ def _capture_output(ev: StageEvent, in_list: list[object] | None, result: object
             ev.out_snap = snapshot(result)
         elif result and not helpers:
             ev.out_keys = _keys(ev.out_objs, spec.fields.id)
-    if split is not None:
+    else:
         ev.out_objs = split  # the items: the same identities, without the caller's helpers
     if ev.out_keys is not None and None not in ev.out_keys:
         # every output has an id to be matched by: no need to keep the caller's objects
