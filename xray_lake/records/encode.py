@@ -224,9 +224,10 @@ def _fallback(value: object, error: Exception) -> bytes:
         return orjson.dumps(f"<unencodable {type(value).__name__}>")
 
 
-def _truncated(encoded: bytes, cap: int) -> bytes:
+def _truncated(encoded: bytes, cap: int, length: int | None = None) -> bytes:
     head = encoded[: max(cap, 0)].decode("utf-8", errors="ignore")
-    return orjson.dumps({TRUNCATED_KEY: len(encoded), HEAD_KEY: head})
+    return orjson.dumps({TRUNCATED_KEY: len(encoded) if length is None else length,
+                         HEAD_KEY: head})
 
 
 def _encode(value: object) -> bytes:
@@ -236,13 +237,96 @@ def _encode(value: object) -> bytes:
         return _fallback(value, error)
 
 
+# Containers longer than this are encoded one element at a time against the cap, so a cut
+# value costs about `cap` bytes of encoding, not its whole size (a run's input that holds a
+# 20,000-item catalog is read up to the cap, not encoded whole and then cut).
+_LONG: Final = 256
+_WALK_DEPTH: Final = 4  # how deep the cap-bounded walk goes before encoding values whole
+_CONTAINERS: Final = (dict, list, tuple)
+
+
+def _has_long(value: object, depth: int = 0) -> bool:
+    """Whether a long container sits where `_bounded` would walk: without one, encoding the
+    value whole is the fast path (one orjson call)."""
+    kind = type(value)
+    if kind not in _CONTAINERS:
+        return False
+    if len(value) > _LONG:  # type: ignore[arg-type]
+        return True
+    if depth >= 1:
+        return False
+    children = value.values() if kind is dict else value  # type: ignore[attr-defined]
+    return any(type(c) in _CONTAINERS and _has_long(c, depth + 1) for c in children)
+
+
+def _bounded(value: object, budget: int, depth: int) -> tuple[bytes, int | None]:
+    """Encode `value`, stopping soon after `budget` bytes inside long containers.
+
+    Returns (JSON, None) when the value was encoded whole, byte for byte what `_encode`
+    gives; (a prefix of it, estimated whole length) when encoding stopped early. The estimate
+    extrapolates from the elements encoded so far.
+    """
+    kind = type(value)
+    walk = kind in _CONTAINERS and depth < _WALK_DEPTH and (
+        depth < 2 or len(value) > _LONG)  # type: ignore[arg-type]
+    if walk and kind is dict and not all(type(k) is str for k in value):  # type: ignore[attr-defined]
+        walk = False  # orjson's non-str key handling applies: encode it whole
+    if not walk:
+        return _encode(value), None
+    if kind is dict:
+        return _bounded_items(list(value.items()), budget, depth, b"{", b"}")  # type: ignore[attr-defined]
+    return _bounded_items(value, budget, depth, b"[", b"]")  # type: ignore[arg-type]
+
+
+def _bounded_items(items: Sequence[object], budget: int, depth: int, opening: bytes,
+                   closing: bytes) -> tuple[bytes, int | None]:
+    """The elements of a list (or a dict's (key, value) pairs) against `budget`: the first
+    one on its own, then slices of a list in one orjson call each, sized by the first."""
+    parts: list[bytes] = []
+    used = 2
+    n = len(items)
+    i = 0
+    is_dict = opening == b"{"
+    while i < n:
+        if is_dict or i == 0:
+            if is_dict:
+                key, child = items[i]  # type: ignore[misc]
+                prefix = _encode(key) + b":"
+            else:
+                prefix, child = b"", items[i]
+            encoded, estimate = _bounded(child, budget - used - len(prefix), depth + 1)
+            part, count = prefix + encoded, 1
+            if estimate is not None:  # that element was cut: the rest are estimated like it
+                whole = used + len(prefix) + estimate
+                per = (used - 2) / i if i else len(prefix) + estimate
+                return (opening + b",".join([*parts, part]) + closing,
+                        int(whole + per * (n - i - 1)))
+        else:
+            per = (used - 2) / i
+            count = max(1, min(n - i, int((budget - used) / max(per, 1.0)) + 1))
+            part = _encode(list(items[i:i + count]))[1:-1]
+        parts.append(part)
+        used += len(part) + 1
+        i += count
+        if used > budget and i < n:
+            return opening + b",".join(parts) + closing, int(used * n / i)
+    return opening + b",".join(parts) + closing, None
+
+
 def to_json(value: object, cap: int | None = None) -> tuple[str, bool]:
     """One value -> (JSON text, was_truncated). Never raises.
 
-    Output longer than `cap` bytes becomes ``{"$truncated": <byte length>, "$head": <text>}``.
+    Output longer than `cap` bytes becomes ``{"$truncated": <byte length>, "$head": <text>}``;
+    when a long list or dict was cut before it was encoded whole, the byte length is an
+    estimate (extrapolated from the elements encoded).
     """
     try:
-        encoded = _encode(value)
+        if cap is None or not _has_long(value):
+            encoded, estimate = _encode(value), None
+        else:
+            encoded, estimate = _bounded(value, cap, 0)
+        if estimate is not None:
+            return _truncated(encoded, cap, estimate).decode("utf-8"), True
         if cap is not None and len(encoded) > cap:
             return _truncated(encoded, cap).decode("utf-8"), True
         return encoded.decode("utf-8"), False
