@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import threading
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
-from xray_lake.cli import RootOption, StorageOption
+import xray_lake as xr
+from xray_lake.cli import RootOption, StorageOption, resolve_root
 from xray_lake.cli.output import Format, FormatOption, OutputOption, check_output, emit, open_lake
+from xray_lake.errors import XrayLakeError
 
 HELP = (
     "Answer a question with SQL over the views runs, stages and candidates (DuckDB), or with "
     "the JSON query language (--where): keys pipeline, stage, candidate; $camelCase keys are "
     "metrics; operators $eq $ne $gt $gte $lt $lte $in $nin $exists $and $or $not. Give "
     "exactly one of SQL and --where. SQL '-' reads the query from stdin; --where @FILE "
-    "reads the JSON from a file.\n\n"
+    "reads the JSON from a file. SQL is read-only: one query, the lake's files only "
+    "(--unsafe-sql lifts that, for trusted SQL).\n\n"
     "Examples:\n\n"
     "  xray-lake query \"select label, count(*) from runs group by 1\"\n"
     "  xray-lake query \"select * from stages where type = 'filtering' and fail_ratio > 0.9\" "
@@ -29,6 +36,8 @@ HELP = (
     "--columns run_id,label,name,fail_ratio\n"
     "  xray-lake query - --format parquet -o out.parquet < question.sql"
 )
+
+T = TypeVar("T")
 
 
 # Columns of a wide `--where` result that the terminal table leaves out first.
@@ -80,6 +89,9 @@ def query(
         "--columns", "-c", metavar="A,B,...",
         help="With --where: only these result columns (e.g. run_id,label,name,fail_ratio,"
              "run_status); faster, as nothing else is read.")] = None,
+    unsafe_sql: Annotated[bool, typer.Option(
+        "--unsafe-sql", help="Full DuckDB: any file, COPY, ATTACH, SET, several statements "
+                             "(trusted SQL only; see docs/security.md).")] = False,
     root: RootOption = None,
     storage_option: StorageOption = None,
     fmt: FormatOption = Format.table,
@@ -103,13 +115,55 @@ def query(
         sql = sys.stdin.read()
     if sql is not None and not sql.strip():
         raise typer.BadParameter("the SQL query is empty", param_hint="'[SQL]'")
-    with open_lake(root, storage_option) as lake:
+    lake = _unsafe_lake(root, storage_option) if unsafe_sql else open_lake(root, storage_option)
+    with lake:
         if spec is not None:
-            found = lake.find(spec, per=(per or Per.stage).value, columns=names)
+            found = interruptible(lake, lambda: lake.find(
+                spec, per=(per or Per.stage).value, columns=names))
         else:
             assert sql is not None
-            found = lake.sql(sql)
+            text = sql
+            found = interruptible(lake, lambda: lake.sql(text))
     emit(found, fmt, output, hide=TABLE_HIDES)
+
+
+def _unsafe_lake(root: str | None, storage_options: list[str] | None) -> xr.Lake:
+    """`open_lake` with the full DuckDB (`--unsafe-sql`)."""
+    lake_root = resolve_root(root, storage_options)
+    if "://" not in lake_root and not os.path.isdir(lake_root):
+        raise XrayLakeError(f"no lake at {lake_root}: the folder does not exist (pass --root "
+                            "or set XRAY_LAKE_ROOT; `xray-lake demo` creates one)")
+    return xr.Lake(lake_root, read_only=False)
+
+
+def interruptible(lake: xr.Lake, ask: Callable[[], T]) -> T:
+    """Run `ask` so that Ctrl-C stops it: DuckDB holds the main thread in C while it runs,
+    where Python never sees the signal, so the query runs in a worker thread and the main
+    thread, woken by SIGINT, interrupts the connection."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return ask()  # (a host that handles SIGINT itself, or not the main thread)
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            outcome.append(ask())
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=work, name="xray-lake-query", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.1)
+    except KeyboardInterrupt:
+        lake.interrupt()
+        worker.join(5)
+        raise typer.Abort() from None
+    if failure:
+        raise failure[0]
+    return outcome[0]
 
 
 def register(app: typer.Typer) -> None:

@@ -14,6 +14,7 @@ import pyarrow as pa
 from xray_lake.config import get_settings
 from xray_lake.errors import LakeReadError, QueryError
 from xray_lake.query.cache import DEFAULT_MAX_BYTES, LOAD_AFTER, TableCache
+from xray_lake.query.readonly import HINT, check_statement, lock_down
 from xray_lake.storage.catalog import VANISHED, Views, attach_views, fields_tags
 from xray_lake.storage.compact import compaction_epoch, marker_names, wait_until_idle
 from xray_lake.storage.duck_s3 import attach_filesystem
@@ -32,11 +33,18 @@ class Lake:
     `cache_bytes`: memory a long-lived `Lake` of a local root may use to hold the `runs` and
     `stages` tables (`xray_lake.query.cache`: copied by a table's `cache_after`-th query,
     brought up to date with its files before every query, never stale); 0 turns it off.
+
+    `read_only` (default): `sql()` runs exactly one query (SELECT ...) per call, and the
+    connection reads files under the root and nothing else: no other file or URL, no COPY,
+    ATTACH, INSTALL/LOAD, SET (`xray_lake.query.readonly`, docs/security.md). `False` gives
+    the full DuckDB, for trusted SQL only.
     """
 
     def __init__(self, root: str | None = None, *, threads: int | None = None,
-                 cache_bytes: int = DEFAULT_MAX_BYTES, cache_after: int = LOAD_AFTER) -> None:
+                 cache_bytes: int = DEFAULT_MAX_BYTES, cache_after: int = LOAD_AFTER,
+                 read_only: bool = True) -> None:
         self.root = root or get_settings().root
+        self.read_only = read_only
         self.connection = duckdb.connect(":memory:")
         if threads:
             self.connection.execute(f"SET threads = {int(threads)}")
@@ -46,6 +54,8 @@ class Lake:
         self.connection.execute("SET parquet_metadata_cache = true")
         # s3:// roots: "httpfs" or "fsspec", how DuckDB reaches the store (None: local)
         self.s3_access = attach_filesystem(self.connection, self.root)
+        if read_only:
+            lock_down(self.connection, self.root)
         self._views: Views = attach_views(self.connection, self.root)
         self._cache = (TableCache(self.connection, self.root, cache_bytes, cache_after)
                        if cache_bytes > 0 and not is_remote(self.root) else None)
@@ -114,6 +124,10 @@ class Lake:
             if cached and self._cache is not None:
                 self._cache.prepare(sql)
             return self.connection.sql(sql, params=params).to_arrow_table()
+        except duckdb.PermissionException as exc:
+            raise QueryError(f"query refused: {_first_line(exc)} {HINT}") from None
+        except duckdb.InterruptException:
+            raise QueryError("query interrupted") from None
         except duckdb.InvalidInputException as exc:
             if ".parquet" in str(exc):
                 raise _read_error(exc) from None
@@ -129,13 +143,24 @@ class Lake:
             raise duckdb.IOException(lines[-1] if lines else type(exc).__name__) from None
 
     def sql(self, sql: str, params: Any = None) -> pl.DataFrame:
-        """Run SQL over the views `runs`, `stages`, `candidates`; values bind as `?` or `$name`."""
-        result = pl.from_arrow(self._fetch(sql, params))
+        """Run SQL over the views `runs`, `stages`, `candidates`; values bind as `?` or `$name`.
+
+        A read-only lake (the default) runs one query per call and refuses anything else
+        (COPY, ATTACH, SET, several statements ...) with a `QueryError`."""
+        result = pl.from_arrow(self.sql_arrow(sql, params))
         assert isinstance(result, pl.DataFrame)
         return result
 
     def sql_arrow(self, sql: str, params: Any = None) -> pa.Table:
+        """`sql()`, answering in Arrow."""
+        if self.read_only:
+            check_statement(self.connection, sql)
         return self._fetch(sql, params)
+
+    def interrupt(self) -> None:
+        """Stop the query running on this lake (from another thread or a signal handler);
+        it raises `QueryError` in the thread that ran it."""
+        self.connection.interrupt()
 
     # --- front ends (each lives in its own module) ---------------------------------------
 
