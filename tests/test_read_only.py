@@ -20,11 +20,11 @@ from xray_lake.errors import QueryError
 @pytest.fixture
 def root(isolated_lake: str) -> str:
     for i in range(3):
-        with xr.run("shop", run_id=f"run-{i}") as run:
-            with run.stage("filter", type="filtering", passed="ok", reason_label="why") as st:
-                items = [{"id": f"c{j}", "ok": j < 2, "why": "far"} for j in range(4)]
-                st.input(items)
-                st.output(items)
+        with xr.run("shop", run_id=f"run-{i}") as run, \
+                run.stage("filter", type="filtering", passed="ok", reason_label="why") as st:
+            items = [{"id": f"c{j}", "ok": j < 2, "why": "far"} for j in range(4)]
+            st.input(items)
+            st.output(items)
     assert xr.flush(10)
     return isolated_lake
 
