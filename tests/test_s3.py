@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 import xray_lake as xr
 from tests.s3_server import BUCKET, S3Server, running_server
 from xray_lake.cli.app import app
-from xray_lake.errors import LakeReadError
+from xray_lake.errors import LakeReadError, QueryError
 from xray_lake.sdk import _current
 from xray_lake.storage import doctor
 from xray_lake.storage.remote_compact import _RemoteLock, supports_conditional_writes
@@ -130,6 +130,27 @@ def test_label_and_date_filters_never_open_other_partitions_on_s3(s3_root: str) 
         assert hits.height == 2 * STAGES
         with pytest.raises(LakeReadError):  # without the filters the garbage is read
             lake.sql("select count(*) from candidates")
+
+
+def test_read_only_s3_lake_reads_its_prefix_and_nothing_else(s3_root: str,
+                                                             tmp_path: Path) -> None:
+    record(2, "ro", "2024-01-01")
+    assert xr.flush(10)
+    other = s3_root + "-other"  # a sibling prefix of the same bucket: not this lake
+    store = open_store(other)
+    store.put("secret.csv", b"name,password\nroot,hunter2\n")
+    local = tmp_path / "local.csv"
+    local.write_text("a\n1\n", encoding="utf-8")
+    with xr.Lake(s3_root) as lake:
+        assert counts(lake) == expected(2)
+        assert lake.find({"stage": {"type": "filtering"}}).height == 2 * STAGES
+        for sql in (f"select * from read_csv('{other}/secret.csv')",
+                    f"select * from read_csv('{local}')",
+                    f"copy (select 1) to '{s3_root}/x.csv'"):
+            with pytest.raises(QueryError):
+                lake.sql(sql)
+    with xr.Lake(s3_root, read_only=False) as lake:
+        assert lake.sql(f"select * from read_csv('{other}/secret.csv')").height == 1
 
 
 def test_cli_reads_an_s3_lake_with_storage_options_and_rejects_bad_ones(
