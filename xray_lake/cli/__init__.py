@@ -1,10 +1,15 @@
 """The `xray-lake` command line: one typer app (`cli.app`), one module per command group.
 
-What every command shares lives here, so each command module only imports this package:
-the `--root` option, the consoles, and one-line error reporting. Conventions:
+What every command shares lives here and in `cli/output.py` (the options, `--root` among
+them): the root, the consoles, and one-line error reporting. Conventions:
 
 * every command takes `--root PATH` (env `XRAY_LAKE_ROOT`, else the settings' root) and
-  `--storage-option KEY=VALUE` (repeatable) for `s3://` roots;
+  `--storage-option KEY=VALUE` (repeatable) for `s3://` roots; the storage options are
+  described once, by `xray-lake help storage`, not in each command's help;
+* `xray-lake --help` must not load an engine: modules of this package import only typer
+  and the standard library at the top (this one not even typer), and polars, DuckDB, rich,
+  pyarrow and the settings inside the functions that use them (tests/test_cli_start.py
+  holds the budget);
 * results go to stdout, progress and errors to stderr;
 * an expected failure (`XrayLakeError`, `OSError`) is one line on stderr and exit code 1,
   never a traceback (`app.main` catches them at the top);
@@ -15,36 +20,10 @@ from __future__ import annotations
 
 import os
 import shlex
-from typing import Annotated
+from typing import TYPE_CHECKING
 
-import typer
-from rich.console import Console
-
-from xray_lake.config import DEFAULT_ROOT, configure, get_settings
-
-RootOption = Annotated[
-    str | None,
-    typer.Option(
-        "--root",
-        envvar="XRAY_LAKE_ROOT",
-        metavar="PATH",
-        show_default="data/lake",
-        help="Lake root: a folder or s3://bucket/prefix.",
-    ),
-]
-
-
-StorageOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--storage-option",
-        metavar="KEY=VALUE",
-        help="For s3:// roots, repeatable: endpoint_url, region, access_key_id, "
-             "secret_access_key, session_token, anonymous, connect_timeout, request_timeout, "
-             "duckdb_access. Unset keys come from the AWS_* environment variables.",
-    ),
-]
-
+if TYPE_CHECKING:
+    from rich.console import Console
 
 def resolve_root(root: str | None, storage_options: list[str] | None = None) -> str:
     """The root a command works on: `--root`, else `$XRAY_LAKE_ROOT`, else the settings' root.
@@ -52,7 +31,11 @@ def resolve_root(root: str | None, storage_options: list[str] | None = None) -> 
     `--storage-option KEY=VALUE` values are validated and added to the settings, so the lake,
     compaction, doctor and replay of this command all connect with them.
     """
+    from xray_lake.config import configure, get_settings
+
     if storage_options:
+        import typer
+
         parsed: dict[str, str] = {}
         for item in storage_options:
             key, sep, value = item.partition("=")
@@ -67,17 +50,23 @@ def resolve_root(root: str | None, storage_options: list[str] | None = None) -> 
 
 def root_flag(root: str) -> str:
     """` --root ROOT` for commands printed as suggestions, or '' when ROOT is the default."""
+    from xray_lake.config import DEFAULT_ROOT
+
     default = os.environ.get("XRAY_LAKE_ROOT") or DEFAULT_ROOT
     return "" if root == default else f" --root {shlex.quote(root)}"
 
 
 def stdout() -> Console:
     """Console for results (made per call so test runners that swap sys.stdout see output)."""
+    from rich.console import Console
+
     return Console(highlight=False)
 
 
 def stderr() -> Console:
     """Console for progress, warnings and errors."""
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False)
 
 
@@ -91,8 +80,6 @@ def error_line(exc: BaseException) -> str:
 
 
 __all__ = [
-    "RootOption",
-    "StorageOption",
     "error_line",
     "resolve_root",
     "root_flag",

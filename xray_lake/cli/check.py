@@ -17,20 +17,17 @@ from collections import defaultdict
 from enum import StrEnum
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import orjson
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from xray_lake.cli import stdout
+from xray_lake.cli.help import Command
 from xray_lake.cli.output import OFFLINE_WIDTH
-from xray_lake.config import configure, get_settings
 from xray_lake.errors import DecorationError, XrayLakeError
-from xray_lake.records import plugins
-from xray_lake.sdk import inventory
-from xray_lake.sdk.inventory import Declared
+
+if TYPE_CHECKING:  # loaded when the command runs (see the package docstring)
+    from xray_lake.sdk.inventory import Declared
 
 HELP = (
     "Import MODULE (a dotted name such as pkg.pipelines, or a file path.py) and report every "
@@ -61,6 +58,8 @@ def check(
                                              help="table (default) or json.")] = (
         CheckFormat.table),
 ) -> None:
+    import orjson
+
     report = inspect_module(module)
     if fmt is CheckFormat.json:
         typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
@@ -72,6 +71,10 @@ def check(
 
 def inspect_module(target: str) -> dict[str, Any]:
     """Import `target` with recording off; what it declared, registered and got wrong."""
+    from xray_lake.config import configure, get_settings
+    from xray_lake.records import plugins
+    from xray_lake.sdk import inventory
+
     before = {(d.kind, d.qualname, d.where) for d in inventory.declared()}
     problems = [f"packaged plugin {name}: {problem}"
                 for name, problem in plugins.load_entry_points()]
@@ -214,6 +217,9 @@ def _entry(d: Declared) -> dict[str, Any]:
 
 
 def _print(report: dict[str, Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     out = stdout()
     if not out.is_terminal and not os.environ.get("COLUMNS"):
         out = type(out)(highlight=False, width=OFFLINE_WIDTH)
@@ -249,4 +255,5 @@ def _count(n: int, noun: str) -> str:
 
 def register(app: typer.Typer) -> None:
     """Add `check` to the app."""
-    app.command("check", help=HELP, no_args_is_help=True)(check)
+    app.command("check", help=HELP, cls=Command,
+                no_args_is_help=True)(check)

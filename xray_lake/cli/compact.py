@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from xray_lake.cli import RootOption, StorageOption, resolve_root, stderr, stdout
-from xray_lake.cli.demo import human_bytes
-from xray_lake.storage.compact import CompactionReport, compact
+from xray_lake.cli import resolve_root, stderr, stdout
+from xray_lake.cli.help import Command
+from xray_lake.cli.output import RootOption, StorageOption, human_bytes
+
+if TYPE_CHECKING:  # loaded when the command runs (see the package docstring)
+    from xray_lake.storage.compact import CompactionReport
 
 HELP = (
     "Merge the small files of each partition (table x label x date) into large files sorted "
@@ -94,6 +95,17 @@ def compact_command(
     root: RootOption = None,
     storage_option: StorageOption = None,
 ) -> None:
+    from rich.markup import escape
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from xray_lake.storage.compact import compact
+
     lake_root = resolve_root(root, storage_option)
     size = parse_size(target_size)
     cutoff = parse_date(before)
@@ -119,4 +131,5 @@ def compact_command(
 
 def register(app: typer.Typer) -> None:
     """Add `compact` to the app."""
-    app.command("compact", help=HELP, no_args_is_help=False)(compact_command)
+    app.command("compact", help=HELP, cls=Command,
+                no_args_is_help=False)(compact_command)

@@ -9,8 +9,9 @@ from typing import Annotated
 
 import typer
 
-from xray_lake.cli import RootOption, resolve_root, stderr
-from xray_lake.query import ddl
+from xray_lake.cli import resolve_root, stderr
+from xray_lake.cli.help import Command
+from xray_lake.cli.output import RootOption
 
 HELP = (
     "Print the table definitions of runs, stages and candidates for another engine, derived "
@@ -49,6 +50,8 @@ def ddl_command(
              "'' for none (not for Trino).")] = None,
     root: RootOption = None,
 ) -> None:
+    from xray_lake.query import ddl
+
     lake_root = resolve_root(root)
     name = ddl.check_engine(engine.value)
     if schema:
@@ -70,4 +73,5 @@ def ddl_command(
 
 def register(app: typer.Typer) -> None:
     """Add `ddl` to the app."""
-    app.command("ddl", help=HELP, no_args_is_help=True)(ddl_command)
+    app.command("ddl", help=HELP, cls=Command,
+                no_args_is_help=True)(ddl_command)

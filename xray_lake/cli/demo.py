@@ -10,25 +10,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.syntax import Syntax
-from rich.table import Table
 
-import xray_lake as xr
-from xray_lake.cli import (
-    RootOption,
-    StorageOption,
-    resolve_root,
-    root_flag,
-    stderr,
-    stdout,
-)
-from xray_lake.demo.fashion_search import DemoSummary, run_demo
-from xray_lake.storage.layout import TABLES, is_temp_file
+from xray_lake.cli import resolve_root, root_flag, stderr, stdout
+from xray_lake.cli.help import Command
+from xray_lake.cli.output import RootOption, StorageOption, human_bytes
+
+if TYPE_CHECKING:  # loaded when the command runs (see the package docstring)
+    from xray_lake.demo.fashion_search import DemoSummary
+    from xray_lake.query.lake import Lake
 
 HEADLINE_SQL = """\
 select run_id, label, name as stage, n_in, n_out,
@@ -69,6 +61,8 @@ class DiskUsage:
 
 def disk_usage(root: str) -> DiskUsage | None:
     """Files and bytes of each table under `root`; None for a remote root (not walked)."""
+    from xray_lake.storage.layout import TABLES, is_temp_file
+
     if "://" in root:
         return None
     files = size = 0
@@ -83,15 +77,6 @@ def disk_usage(root: str) -> DiskUsage | None:
         per_table[table] = n
         files += n
     return DiskUsage(files, size, per_table)
-
-
-def human_bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def duckdb_command(root: str) -> str:
@@ -109,7 +94,7 @@ def duckdb_command(root: str) -> str:
     return f'duckdb -c "{sql}"'
 
 
-def _written(lake: xr.Lake, summary: DemoSummary) -> dict[str, Any]:
+def _written(lake: Lake, summary: DemoSummary) -> dict[str, Any]:
     """Rows this demo wrote (its run ids share the batch tag) and what the whole lake holds."""
     pattern = f"__-{summary.run_prefix}-%"
     row = lake.sql(
@@ -122,7 +107,7 @@ def _written(lake: xr.Lake, summary: DemoSummary) -> dict[str, Any]:
     return row
 
 
-def _example_candidate(lake: xr.Lake, run_id: str, stage: str) -> str | None:
+def _example_candidate(lake: Lake, run_id: str, stage: str) -> str | None:
     """A candidate the stage dropped in that run, to make the `why` suggestion concrete."""
     found = lake.sql(
         "select candidate_id from candidates where run_id = ? and stage_name = ? "
@@ -140,6 +125,20 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", metavar="N",
                                       help="Seed: the same seed gives the same runs.")] = 7,
 ) -> None:
+    from rich.markup import escape
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.syntax import Syntax
+    from rich.table import Table
+
+    import xray_lake as xr
+    from xray_lake.demo.fashion_search import run_demo
+
     lake_root = resolve_root(root, storage_option)
     if "://" not in lake_root:
         os.makedirs(lake_root, exist_ok=True)  # fail fast, as one line, on a bad local root
@@ -224,4 +223,5 @@ def demo(
 
 def register(app: typer.Typer) -> None:
     """Add `demo` to the app."""
-    app.command("demo", help=HELP, no_args_is_help=False)(demo)
+    app.command("demo", help=HELP, cls=Command,
+                no_args_is_help=False)(demo)

@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import os
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import orjson
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from xray_lake.cli import (
-    RootOption,
-    StorageOption,
-    resolve_root,
-    root_flag,
-    stderr,
-    stdout,
-)
-from xray_lake.cli.output import OFFLINE_WIDTH
+from xray_lake.cli import resolve_root, root_flag, stderr, stdout
+from xray_lake.cli.help import Command
+from xray_lake.cli.output import OFFLINE_WIDTH, RootOption, StorageOption
 from xray_lake.errors import XrayLakeError
-from xray_lake.storage.doctor import DoctorReport, scan
+
+if TYPE_CHECKING:  # loaded when the command runs (see the package docstring)
+    from xray_lake.storage.doctor import DoctorReport
 
 HELP = (
     "Check every file of the lake: Parquet footer readable, columns of the table's types, "
@@ -53,6 +44,17 @@ def doctor(
                                               help="table (default) or json.")] = (
         DoctorFormat.table),
 ) -> None:
+    import orjson
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from xray_lake.storage.doctor import scan
+
     lake_root = resolve_root(root, storage_option)
     if "://" not in lake_root and not os.path.isdir(lake_root):
         raise XrayLakeError(f"no lake at {lake_root}: the folder does not exist (pass --root "
@@ -73,6 +75,10 @@ def doctor(
 
 
 def _print_table(report: DoctorReport, fix: bool) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
     out = stdout()
     if not out.is_terminal and not os.environ.get("COLUMNS"):
         out = Console(highlight=False, width=OFFLINE_WIDTH)  # a pipe: wide, so paths stay whole
@@ -104,4 +110,5 @@ def _plural(n: int, noun: str) -> str:
 
 def register(app: typer.Typer) -> None:
     """Add `doctor` to the app."""
-    app.command("doctor", help=HELP, no_args_is_help=False)(doctor)
+    app.command("doctor", help=HELP, cls=Command,
+                no_args_is_help=False)(doctor)

@@ -1,4 +1,5 @@
-"""Shared options of the data commands: output format and file, and time windows."""
+"""Shared options of the commands (`--root`, output format and file, time windows) and the
+writing of their results."""
 
 from __future__ import annotations
 
@@ -10,18 +11,41 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import orjson
-import polars as pl
 import typer
-from rich.console import Console, RenderableType
-from rich.markup import escape
-from rich.table import Table
 
-import xray_lake as xr
 from xray_lake.cli import resolve_root, stderr, stdout
 from xray_lake.errors import XrayLakeError
+
+if TYPE_CHECKING:  # loaded by the functions that use them (see the package docstring)
+    import polars as pl
+    from rich.console import Console, RenderableType
+    from rich.table import Table
+
+    from xray_lake.query.lake import Lake
+
+RootOption = Annotated[
+    str | None,
+    typer.Option(
+        "--root",
+        envvar="XRAY_LAKE_ROOT",
+        metavar="PATH",
+        show_default="data/lake",
+        help="Lake root: a folder or s3://bucket/prefix (see 'xray-lake help storage').",
+    ),
+]
+
+
+StorageOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--storage-option",
+        metavar="KEY=VALUE",
+        hidden=True,  # described once, by `xray-lake help storage`
+        help="For s3:// roots, repeatable; keys in 'xray-lake help storage'.",
+    ),
+]
 
 MAX_TABLE_ROWS = 1000  # a terminal table past this is unreadable anyway; csv/json have no cap
 MAX_TABLE_COLUMNS = 14
@@ -59,13 +83,15 @@ def check_output(fmt: Format, output: Path | None) -> None:
                                  param_hint="'--format'")
 
 
-def open_lake(root: str | None, storage_options: list[str] | None = None) -> xr.Lake:
+def open_lake(root: str | None, storage_options: list[str] | None = None) -> Lake:
     """The lake at `--root`; a local root that does not exist is an error, not an empty lake."""
     lake_root = resolve_root(root, storage_options)
     if "://" not in lake_root and not os.path.isdir(lake_root):
         raise XrayLakeError(f"no lake at {lake_root}: the folder does not exist (pass --root "
                             "or set XRAY_LAKE_ROOT; `xray-lake demo` creates one)")
-    return xr.Lake(lake_root)
+    from xray_lake.query.lake import Lake
+
+    return Lake(lake_root)
 
 
 def emit(frame: pl.DataFrame, fmt: Format, output: Path | None, *,
@@ -85,6 +111,8 @@ def emit(frame: pl.DataFrame, fmt: Format, output: Path | None, *,
         if output is None:
             _print_table(_table_console(), frame, table, hide)
         else:
+            from rich.console import Console
+
             with output.open("w", encoding="utf-8") as f:
                 console = Console(file=f, width=OFFLINE_WIDTH, highlight=False, no_color=True)
                 _print_table(console, frame, table, hide)
@@ -109,6 +137,8 @@ def _table_console() -> Console:
     console = stdout()
     if console.is_terminal or os.environ.get("COLUMNS"):
         return console
+    from rich.console import Console
+
     return Console(highlight=False, width=OFFLINE_WIDTH)
 
 
@@ -141,6 +171,9 @@ def _wrote(frame: pl.DataFrame, output: Path) -> None:
 
 def _flat(frame: pl.DataFrame) -> pl.DataFrame:
     """Nested columns (maps, lists, structs) as JSON text, which CSV can hold."""
+    import orjson
+    import polars as pl
+
     nested = [name for name, dtype in frame.schema.items() if dtype.is_nested()
               or isinstance(dtype, getattr(pl, "Map", ()))]
     if not nested:
@@ -171,6 +204,8 @@ def cell(value: Any) -> str:
     if isinstance(value, dict):  # maps such as reason_counts: `price_too_high 412, ...`
         return ", ".join(f"{k} {cell(v)}" for k, v in value.items())
     if isinstance(value, list):
+        import orjson
+
         return orjson.dumps(value, default=str).decode()
     return str(value)
 
@@ -200,6 +235,9 @@ def frame_table(frame: pl.DataFrame, *, columns: Sequence[str] | None = None,
     `width`, columns are kept from the left while they fit (at least two), so a narrow
     terminal shows fewer whole columns rather than many unreadable slivers.
     """
+    from rich.markup import escape
+    from rich.table import Table
+
     names = list(columns or frame.columns)
     rows = [[_cut(cell(v)) for v in row]
             for row in frame.select(names).head(MAX_TABLE_ROWS).iter_rows()]
@@ -219,6 +257,16 @@ def frame_table(frame: pl.DataFrame, *, columns: Sequence[str] | None = None,
     for r in rows:
         table.add_row(*(escape(v) for v in r[:keep]))
     return table, names[:keep]
+
+
+def human_bytes(n: int) -> str:
+    """`512 B`, `3.4 KB`, `12.0 MB`, `1.5 GB` (binary units)."""
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
 
 
 def _cut(text: str) -> str:
@@ -295,6 +343,7 @@ UntilOption = Annotated[
                  help=f"Runs started before WHEN ({WHEN_HELP}); a date includes that day."),
 ]
 
-__all__ = ["Format", "FormatOption", "OutputOption", "SinceOption", "UntilOption", "cell",
-           "check_output", "emit", "frame_table", "open_lake", "parse_when", "table_columns",
-           "window"]
+__all__ = ["Format", "FormatOption", "OutputOption", "RootOption", "SinceOption",
+           "StorageOption", "UntilOption", "cell",
+           "check_output", "emit", "frame_table", "human_bytes", "open_lake", "parse_when",
+           "table_columns", "window"]

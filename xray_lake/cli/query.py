@@ -15,8 +15,18 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 import xray_lake as xr
-from xray_lake.cli import RootOption, StorageOption, resolve_root
-from xray_lake.cli.output import Format, FormatOption, OutputOption, check_output, emit, open_lake
+from xray_lake.cli import resolve_root
+from xray_lake.cli.help import Command
+from xray_lake.cli.output import (
+    Format,
+    FormatOption,
+    OutputOption,
+    RootOption,
+    StorageOption,
+    check_output,
+    emit,
+    open_lake,
+)
 from xray_lake.errors import XrayLakeError
 
 HELP = (
@@ -78,7 +88,7 @@ def parse_where(text: str) -> dict[str, Any]:
 
 def query(
     sql: Annotated[str | None, typer.Argument(
-        metavar="[SQL]", help="A DuckDB SQL query over runs, stages, candidates; '-' = stdin.",
+        metavar="SQL", help="A DuckDB SQL query over runs, stages, candidates; '-' = stdin.",
         show_default=False)] = None,
     where: Annotated[str | None, typer.Option(
         "--where", "-w", metavar="JSON", help="A JSON-language query (or @FILE).")] = None,
@@ -168,4 +178,4 @@ def interruptible(lake: xr.Lake, ask: Callable[[], T]) -> T:
 
 def register(app: typer.Typer) -> None:
     """Add `query` to the app."""
-    app.command("query", help=HELP, no_args_is_help=False)(query)
+    app.command("query", help=HELP, cls=Command, no_args_is_help=False)(query)

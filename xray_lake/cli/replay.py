@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from xray_lake.cli import RootOption, StorageOption, resolve_root, stderr, stdout
-from xray_lake.cli.demo import human_bytes
-from xray_lake.config import get_settings
+from xray_lake.cli import resolve_root, stderr, stdout
+from xray_lake.cli.help import Command
+from xray_lake.cli.output import RootOption, StorageOption, human_bytes
 from xray_lake.errors import XrayLakeError
-from xray_lake.storage.spool import (
-    ReplayResult,
-    canonical_root,
-    pending,
-    replay_folder,
-    spooled_roots,
-)
+
+if TYPE_CHECKING:  # loaded when the command runs (see the package docstring)
+    from xray_lake.storage.spool import ReplayResult
 
 HELP = (
     "Move what the writer spooled while the lake was unreachable into the lake, exactly once "
@@ -62,6 +56,8 @@ def plan(spool_dir: str, root: str | None) -> list[Spooled]:
 
     Raises XrayLakeError when `root` matches no spooled lake and the spool holds several.
     """
+    from xray_lake.storage.spool import canonical_root, pending, spooled_roots
+
     found = [(folder, recorded, len(pending(folder)))
              for folder, recorded in spooled_roots(spool_dir)]
     found = [f for f in found if f[2]]
@@ -88,6 +84,11 @@ def replay(
     root: RootOption = None,
     storage_option: StorageOption = None,
 ) -> None:
+    from rich.markup import escape
+
+    from xray_lake.config import get_settings
+    from xray_lake.storage.spool import pending
+
     resolve_root(root, storage_option)  # validates and applies --storage-option
     spool_dir = spool or get_settings().spool_dir
     source = ctx.get_parameter_source("root")
@@ -120,6 +121,17 @@ def replay(
 
 def _replay_one(item: Spooled, show: bool) -> ReplayResult:
     """Replay one spooled lake, with a progress bar on a terminal."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from xray_lake.config import get_settings
+    from xray_lake.storage.spool import replay_folder
+
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=stderr(), transient=True,
                   disable=not show) as bar:
@@ -134,4 +146,5 @@ def _replay_one(item: Spooled, show: bool) -> ReplayResult:
 
 def register(app: typer.Typer) -> None:
     """Add `replay` to the app."""
-    app.command("replay", help=HELP, no_args_is_help=False)(replay)
+    app.command("replay", help=HELP, cls=Command,
+                no_args_is_help=False)(replay)

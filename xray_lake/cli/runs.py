@@ -7,12 +7,15 @@ from typing import Annotated, Any
 
 import typer
 
-from xray_lake.cli import RootOption, StorageOption, stderr
+from xray_lake.cli import stderr
+from xray_lake.cli.help import Command
 from xray_lake.cli.output import (
     Format,
     FormatOption,
     OutputOption,
+    RootOption,
     SinceOption,
+    StorageOption,
     UntilOption,
     check_output,
     emit,
@@ -85,4 +88,5 @@ def runs(
 
 def register(app: typer.Typer) -> None:
     """Add `runs` to the app."""
-    app.command("runs", help=HELP, no_args_is_help=False)(runs)
+    app.command("runs", help=HELP, cls=Command,
+                no_args_is_help=False)(runs)

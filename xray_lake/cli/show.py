@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import polars as pl
 import typer
-from rich.console import Group
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
-from xray_lake.cli import RootOption, StorageOption, resolve_root
+from xray_lake.cli import resolve_root
+from xray_lake.cli.help import Command
 from xray_lake.cli.output import (
     Format,
     FormatOption,
     OutputOption,
+    RootOption,
+    StorageOption,
     cell,
     check_output,
     emit,
     open_lake,
 )
 from xray_lake.errors import XrayLakeError
-from xray_lake.query.journey import RunInfo, SqlLake, find_runs, funnel
+
+if TYPE_CHECKING:  # loaded when the command runs (see the package docstring)
+    import polars as pl
+    from rich.table import Table
+    from rich.text import Text
+
+    from xray_lake.query.journey import RunInfo, SqlLake
 
 BAR_WIDTH = 12
 
@@ -39,6 +43,8 @@ HELP = (
 
 def runs_of(lake: SqlLake, run_id: str, root: str) -> list[RunInfo]:
     """The run's rows (`find_runs`), or the one-line data error `show` and `why` give."""
+    from xray_lake.query.journey import find_runs
+
     found = find_runs(lake, run_id)
     if not found:
         raise XrayLakeError(f"no run {run_id!r} in the lake at {root} "
@@ -60,6 +66,8 @@ def human_ms(ms: float | None) -> str:
 
 def bar(n_in: int | None, n_out: int | None, width: int = BAR_WIDTH) -> Text:
     """A bar proportional to n_out / n_in and the percentage kept; empty without an input count."""
+    from rich.text import Text
+
     if not n_in or n_out is None:
         return Text("")
     share = n_out / n_in
@@ -73,6 +81,8 @@ def bar(n_in: int | None, n_out: int | None, width: int = BAR_WIDTH) -> Text:
 
 def header(run: RunInfo) -> Text:
     """`fs-3f2a-0017  fashion_search  failure  5.7 ms  2024-05-01 12:00:03 UTC  4 stages`."""
+    from rich.text import Text
+
     status_style = "green" if run.status == "success" else "bold red"
     text = Text.assemble((run.run_id, "bold"), "  ", (run.label or "''", "cyan"), "  ",
                          (run.status or "unknown status", status_style), "  ",
@@ -88,6 +98,9 @@ def header(run: RunInfo) -> Text:
 
 def error(run: RunInfo, stages: pl.DataFrame) -> Text | None:
     """`error at catalog-query: CatalogTimeout:CATALOG_TIMEOUT: catalog did not answer`."""
+    import polars as pl
+    from rich.text import Text
+
     if run.status != "failure" and not run.error_code:
         return None
     failed = stages.filter(pl.col("status") == "failure")
@@ -97,6 +110,10 @@ def error(run: RunInfo, stages: pl.DataFrame) -> Text | None:
 
 
 def funnel_table(stages: pl.DataFrame) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(show_edge=False, pad_edge=False, header_style="bold")
     for name, justify in (("#", "right"), ("stage", "left"), ("type", "left"),
                           ("status", "left"), ("in", "right"), ("out", "right"),
@@ -122,6 +139,11 @@ def show(
     fmt: FormatOption = Format.table,
     output: OutputOption = None,
 ) -> None:
+    from rich.console import Group
+    from rich.text import Text
+
+    from xray_lake.query.journey import funnel
+
     check_output(fmt, output)
     lake_root = resolve_root(root, storage_option)
     with open_lake(lake_root) as lake:
@@ -142,4 +164,5 @@ def show(
 
 def register(app: typer.Typer) -> None:
     """Add `show` to the app."""
-    app.command("show", help=HELP, no_args_is_help=False)(show)
+    app.command("show", help=HELP, cls=Command,
+                no_args_is_help=False)(show)

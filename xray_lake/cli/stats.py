@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import polars as pl
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from xray_lake.cli import RootOption, StorageOption, stderr
+from xray_lake.cli import stderr
+from xray_lake.cli.help import Command
 from xray_lake.cli.output import (
     Format,
     FormatOption,
     OutputOption,
+    RootOption,
     SinceOption,
+    StorageOption,
     UntilOption,
     cell,
     check_output,
@@ -22,6 +22,10 @@ from xray_lake.cli.output import (
     open_lake,
     window,
 )
+
+if TYPE_CHECKING:  # loaded when the command runs (see the package docstring)
+    import polars as pl
+    from rich.table import Table
 
 STAGE_TYPES = ("retrieval", "scoring", "filtering", "generation", "ranking", "raw")
 
@@ -85,6 +89,9 @@ def stats_sql(labels: list[str], types: list[str], since: str | None,
 
 def stats_table(summary: pl.DataFrame) -> Table:
     """The summary for a terminal (no type column): ratios as percentages; reasons wrap."""
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(show_edge=False, pad_edge=False, header_style="bold")
     for name, justify in (("label", "left"), ("stage", "left"), ("runs", "right"),
                           ("fail avg", "right"), ("fail p90", "right"), ("p50 ms", "right"),
@@ -145,4 +152,5 @@ def stats(
 
 def register(app: typer.Typer) -> None:
     """Add `stats` to the app."""
-    app.command("stats", help=HELP, no_args_is_help=False)(stats)
+    app.command("stats", help=HELP, cls=Command,
+                no_args_is_help=False)(stats)

@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import polars as pl
 import typer
-from rich.console import Group
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
-from xray_lake.cli import RootOption, StorageOption, resolve_root, stderr
+from xray_lake.cli import resolve_root, stderr
+from xray_lake.cli.help import Command
 from xray_lake.cli.output import (
     Format,
     FormatOption,
     OutputOption,
+    RootOption,
+    StorageOption,
     cell,
     check_output,
     emit,
     open_lake,
 )
 from xray_lake.cli.show import runs_of
-from xray_lake.query.journey import journey
+
+if TYPE_CHECKING:  # loaded when the command runs (see the package docstring)
+    import polars as pl
+    from rich.table import Table
 
 HELP = (
     "Follow one candidate through a run: every stage it entered, its positions in and out "
@@ -41,6 +42,10 @@ def _position(value: int | None) -> str:
 
 
 def steps_table(steps: pl.DataFrame) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(show_edge=False, pad_edge=False, header_style="bold")
     for name, justify in (("#", "right"), ("stage", "left"), ("type", "left"),
                           ("pos in", "right"), ("pos out", "right"), ("passed", "left"),
@@ -68,6 +73,11 @@ def why(
     fmt: FormatOption = Format.table,
     output: OutputOption = None,
 ) -> None:
+    from rich.console import Group
+    from rich.text import Text
+
+    from xray_lake.query.journey import journey
+
     check_output(fmt, output)
     lake_root = resolve_root(root, storage_option)
     with open_lake(lake_root) as lake:
@@ -85,4 +95,5 @@ def why(
 
 def register(app: typer.Typer) -> None:
     """Add `why` to the app."""
-    app.command("why", help=HELP, no_args_is_help=False)(why)
+    app.command("why", help=HELP, cls=Command,
+                no_args_is_help=False)(why)
