@@ -97,7 +97,7 @@ def _fail(message: str, code: int) -> int:
 def _click_error(exc: typer.TyperException) -> int:
     code = int(getattr(exc, "exit_code", 1))
     if type(exc).__name__ == "NoArgsIsHelpError":  # `xray-lake` alone: the help, on stderr
-        getattr(exc, "show")()
+        exc.show()
         return code
     format_message = getattr(exc, "format_message", None)
     message = error_line(Exception(format_message() if format_message else str(exc)))
