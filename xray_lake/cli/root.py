@@ -96,8 +96,9 @@ def _fail(message: str, code: int) -> int:
 
 def _click_error(exc: typer.TyperException) -> int:
     code = int(getattr(exc, "exit_code", 1))
-    if type(exc).__name__ == "NoArgsIsHelpError":  # `xray-lake` alone: the help, on stderr
-        exc.show()
+    show = getattr(exc, "show", None)
+    if type(exc).__name__ == "NoArgsIsHelpError" and show is not None:
+        show()  # `xray-lake` alone, or a command that needs arguments: the help, on stderr
         return code
     format_message = getattr(exc, "format_message", None)
     message = error_line(Exception(format_message() if format_message else str(exc)))
