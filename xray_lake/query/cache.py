@@ -31,6 +31,7 @@ from typing import Any
 
 import duckdb
 
+from xray_lake.storage import confine
 from xray_lake.storage.catalog import HIVE_TYPES, source_sql
 from xray_lake.storage.layout import VERSION_TOKEN
 
@@ -53,21 +54,12 @@ def list_table(root: str, table: str) -> frozenset[str]:
     folders not starting with a dot, `part-v<token>-*.parquet` files."""
     found: list[str] = []
     base = os.path.join(root, table)
-    try:
-        labels = [e.path for e in os.scandir(base) if e.is_dir() and e.name[0] != "."]
-    except OSError:
-        return frozenset()
-    for label in labels:
-        try:
-            dates = [e.path for e in os.scandir(label) if e.is_dir() and e.name[0] != "."]
-        except OSError:
-            continue
-        for date in dates:
-            try:
-                names = os.listdir(date)
-            except OSError:
-                continue
-            found += [f"{date}/{n}" for n in names if _PART.match(n)]
+    if os.path.islink(base):
+        return frozenset()  # links are never followed (storage.confine)
+    for label in confine.subdirs(base):
+        for date in confine.subdirs(f"{base}/{label}"):
+            folder = f"{base}/{label}/{date}"
+            found += [f"{folder}/{n}" for n in confine.files(folder) if _PART.match(n)]
     return frozenset(found)
 
 

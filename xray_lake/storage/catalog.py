@@ -21,6 +21,7 @@ from xray_lake.records.schema import (
     table_schema,
     unify_types,
 )
+from xray_lake.storage import confine
 from xray_lake.storage.compact import compaction_epoch, marker_names, read_marker
 from xray_lake.storage.layout import FIELDS_DIR, VERSION_TOKEN, version_glob
 from xray_lake.storage.s3 import is_remote
@@ -39,18 +40,32 @@ _VERSION = re.compile(rf"^part-v({VERSION_TOKEN})-.*\.parquet$")
 
 def schema_versions(root: str, table: str) -> list[str]:
     """The version tokens that have published files in a table (listing names only)."""
-    found: set[str] = set()
     if is_remote(root):
         return sorted({version for t, version, _rel in _list_remote(root, (table,))})
+    return _local_versions(root, table)[0]
+
+
+def _local_versions(root: str, table: str) -> tuple[list[str], bool]:
+    """The version tokens of a local table's files, and whether its folders hold a link.
+
+    DuckDB's globs follow links, so a table with one is read from explicit lists that skip
+    them (`storage.confine`: nothing outside the root is ever read)."""
+    found: set[str] = set()
+    linked = False
     base = os.path.join(root, table)
-    if not os.path.isdir(base):
-        return []
-    for _dirpath, _dirs, files in os.walk(base):
+    if os.path.islink(base):
+        return [], True
+    for dirpath, dirs, files in os.walk(base):
+        for name in dirs:
+            linked = linked or os.path.islink(os.path.join(dirpath, name))
         for name in fnmatch.filter(files, "part-v*.parquet"):
             match = _VERSION.match(name)
             if match:
-                found.add(match.group(1))
-    return sorted(found)
+                if os.path.islink(os.path.join(dirpath, name)):
+                    linked = True
+                else:
+                    found.add(match.group(1))
+    return sorted(found), linked
 
 
 def has_files(root: str, table: str) -> bool:
@@ -191,8 +206,9 @@ def _attach_once(con: Any, root: str, explicit: bool) -> Views:
     epoch = 0 if remote else compaction_epoch(root)
     markers = frozenset() if remote else marker_names(root)
     if not markers and not explicit and not remote:
-        found, tags = _attach_globs(con, root)
-        return Views(found, False, markers, epoch, tags)
+        globbed = _attach_globs(con, root)
+        if globbed is not None:
+            return Views(globbed[0], False, markers, epoch, globbed[1])
     files, markers, epoch = consistent_files(root)
     present: dict[str, bool] = {}
     for table in SCHEMAS:
@@ -249,14 +265,12 @@ def _list_files(root: str) -> list[tuple[str, str, str]]:
         return _list_remote(root, tuple(SCHEMAS))
     found: list[tuple[str, str, str]] = []
     for table in SCHEMAS:
+        if os.path.islink(os.path.join(root, table)):
+            continue  # never read through a link: storage.confine
         for label_dir in _subdirs(os.path.join(root, table)):
             for date_dir in _subdirs(os.path.join(root, table, label_dir)):
                 rel = f"{table}/{label_dir}/{date_dir}"
-                try:
-                    names = os.listdir(os.path.join(root, rel))
-                except OSError:
-                    continue
-                for name in names:
+                for name in confine.files(os.path.join(root, rel)):
                     match = _VERSION.match(name)
                     if match:
                         found.append((table, match.group(1), f"{rel}/{name}"))
@@ -279,17 +293,20 @@ def _list_remote(root: str, tables: tuple[str, ...]) -> list[tuple[str, str, str
 
 
 def _subdirs(path: str) -> list[str]:
-    try:
-        return [e.name for e in os.scandir(path) if not e.name.startswith(".") and e.is_dir()]
-    except OSError:
-        return []
+    return confine.subdirs(path)
 
 
-def _attach_globs(con: Any, root: str) -> tuple[dict[str, bool], frozenset[str]]:
+def _attach_globs(con: Any, root: str) -> tuple[dict[str, bool], frozenset[str]] | None:
+    """Glob views; None (nothing created) when a table holds a link: list files instead."""
     present: dict[str, bool] = {}
     tags: frozenset[str] = frozenset()
+    listed = {}
     for table in SCHEMAS:
-        versions = schema_versions(root, table)
+        listed[table], linked = _local_versions(root, table)
+        if linked:
+            return None
+    for table in SCHEMAS:
+        versions = listed[table]
         present[table] = bool(versions)
         if table == "candidates":
             tags = _tags(versions)

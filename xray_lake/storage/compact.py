@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from xray_lake.config import get_settings
 from xray_lake.errors import XrayLakeError
+from xray_lake.storage import confine
 from xray_lake.storage.fs import fsync_dir, fsync_file, write_parquet
 from xray_lake.storage.layout import (
     TABLES,
@@ -34,6 +35,7 @@ from xray_lake.storage.s3 import is_remote
 DEFAULT_TARGET_SIZE = 128 * 2**20
 COMPACTION_DIR = "_compaction"
 EPOCH_FILE = "epoch"
+MERGED_DIR = "_merged"  # <root>/_merged/<partition key>: names of files merged away
 PENDING = ".pending.json"
 COMMITTED = ".committed.json"
 LOCK_STALE_S = 3600.0
@@ -249,6 +251,8 @@ class _File:
 def _partitions(root: str, label: str | None) -> Iterator[_Partition]:
     wanted = None if label is None else "label=" + escape_label(label)
     for table in TABLES:
+        if os.path.islink(os.path.join(root, table)):
+            continue  # never follow a link out of (or around) the lake: storage.confine
         for label_dir in _subdirs(os.path.join(root, table)):
             if not label_dir.startswith("label=") or (wanted and label_dir != wanted):
                 continue
@@ -259,10 +263,7 @@ def _partitions(root: str, label: str | None) -> Iterator[_Partition]:
 
 
 def _subdirs(path: str) -> list[str]:
-    try:
-        return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
-    except OSError:
-        return []
+    return sorted(confine.subdirs(path))
 
 
 def _data_files(folder: str) -> list[_File]:
@@ -273,7 +274,7 @@ def _data_files(folder: str) -> list[_File]:
         return found
     for entry in entries:
         match = _DATA_FILE.match(entry.name)
-        if match is None:
+        if match is None or entry.is_symlink():
             continue
         try:
             st = entry.stat()
@@ -418,6 +419,42 @@ class _Lock:
         self.held = False
 
 
+# --- merged names: exactly once across compaction ------------------------------------------
+
+
+def _part_key(part: _Partition) -> str:
+    digest = hashlib.sha1(part.value.encode("utf-8")).hexdigest()
+    return f"{part.table}.{digest}.{part.date}"
+
+
+def merged_path(root: str, part: _Partition) -> str:
+    """`_merged/<table>.<label digest>.<date>`: one name a line, appended to (kept out of
+    `_compaction/`, which holds only what a running compaction needs)."""
+    return os.path.join(root, MERGED_DIR, _part_key(part))
+
+
+def merged_names(root: str, partition_rel: str) -> frozenset[str]:
+    """Names of the files compaction merged away from a partition (`<table>/label=/date=`).
+
+    A spooled file of that name was already in the lake once and is in a merged file now:
+    replay deletes it instead of copying it back (storage.spool)."""
+    part = _partition_of(partition_rel)
+    if part is None:
+        return frozenset()
+    try:
+        with open(merged_path(root, part), encoding="utf-8") as fh:
+            return frozenset(line.strip() for line in fh if line.strip())
+    except FileNotFoundError:
+        return frozenset()
+
+
+def partition_lock(root: str, partition_rel: str) -> _Lock | None:
+    """The compaction lock of a partition (`<table>/label=/date=`), for replay to hold while
+    it copies a file in; None if `partition_rel` is not a partition."""
+    part = _partition_of(partition_rel)
+    return None if part is None else _Lock(root, part)
+
+
 # --- the compactor -------------------------------------------------------------------------
 
 
@@ -445,11 +482,14 @@ class _Compactor:
     def recover(self, part: _Partition) -> tuple[int, int]:
         """Under the partition's lock, finish what dead compactors left: (rolled back, forward)."""
         back = forward = 0
+        if confine.through_link(self.root, part.rel) is not None:
+            return back, forward  # its files are not the lake's: never delete through a link
         for name in sorted(marker_names(self.root)):
             marker = read_marker(self.root, name)
             if marker is None or marker.partition != part.rel:
                 continue
             if marker.committed:  # roll forward: the target is in, the sources must go
+                self._record_merged(part, [s.rpartition("/")[2] for s in marker.sources])
                 for source in marker.sources:
                     self._unlink(os.path.join(self.root, source))
                 self._sync(os.path.join(self.root, part.rel))
@@ -473,6 +513,7 @@ class _Compactor:
     # - merging -
 
     def partition(self, part: _Partition, lock: _Lock, target_size: int) -> PartitionResult:
+        confine.check_inside(self.root, part.rel)
         folder = os.path.join(self.root, part.rel)
         return merge_bins(part, _data_files(folder), target_size, lock,
                           lambda group: self._merge(part, folder, group, lock))
@@ -530,6 +571,7 @@ class _Compactor:
                 self._unlink(temp)
             raise
         # Committed: from here on a failure leaves the marker for recovery to roll forward.
+        self._record_merged(part, [f.name for f in group])
         for path in sources:
             self._unlink(path)
             _hook("source_deleted")
@@ -540,6 +582,16 @@ class _Compactor:
         return merged.num_rows, os.path.getsize(final)
 
     # - helpers -
+
+    def _record_merged(self, part: _Partition, names: list[str]) -> None:
+        """Append the names of merged sources before deleting them (see `merged_names`)."""
+        path = merged_path(self.root, part)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write("".join(f"{name}\n" for name in names))
+            if self.fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
 
     def _write_json(self, path: str, value: dict[str, object]) -> None:
         temp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
@@ -691,6 +743,11 @@ def compact(
         return remote_compact.compact(root, label=label, before=before,
                                       target_size=target_size, progress=progress)
     cutoff = _cutoff(before)
+    for rel in (COMPACTION_DIR, f"{COMPACTION_DIR}/{EPOCH_FILE}", MERGED_DIR):
+        try:
+            confine.check_inside(root, rel)
+        except OSError as exc:
+            raise XrayLakeError(str(exc)) from None
     os.makedirs(compaction_dir(root), exist_ok=True)
     compactor = _Compactor(root, settings.compression_level, settings.fsync)
 

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from xray_lake.records.schema import SCHEMA_VERSION, SCHEMAS
+from xray_lake.storage import confine
 from xray_lake.storage.layout import TABLES, is_temp_file, unescape_label
 from xray_lake.storage.s3 import is_remote
 from xray_lake.storage.spool import host_tag
@@ -33,6 +34,9 @@ UNREADABLE = "unreadable"
 FOREIGN_SCHEMA = "foreign_schema"
 BAD_PARTITION = "bad_partition"
 STALE_TEMP = "stale_temp"
+LINK = "link"
+"""A symbolic link in the lake's folders: never followed by any operation, never fixed (the
+link may be someone's on purpose); reported so that its owner moves the data in."""
 
 _VERSION = re.compile(r"part-v([0-9]+)-")
 _DATE = re.compile(r"date=([0-9]{4}-[0-9]{2}-[0-9]{2})")
@@ -89,6 +93,11 @@ def scan(root: str, *, fix: bool = False,
     if is_remote(root):
         return _scan_remote(root, fix, progress)
     report = DoctorReport(root=root)
+    for rel, target, leaves in confine.links(root):
+        where = "out of the lake" if leaves else "inside the lake"
+        report.problems.append(Problem(
+            LINK, rel, f"symbolic link to {target} ({where}): never followed, so whatever it "
+                       "points at is not part of the lake; move the files in and remove it"))
     files = list(_files(root))
     now = time.time()
     for done, (table, rel) in enumerate(files, 1):
@@ -242,15 +251,22 @@ def _files(root: str) -> Iterator[tuple[str, str]]:
     """(table, path relative to root) of every file under the table folders, sorted."""
     for table in TABLES:
         base = os.path.join(root, table)
-        for dirpath, dirs, names in os.walk(base):
+        if os.path.islink(base):
+            continue  # reported by `confine.links`, never followed
+        for dirpath, dirs, names in os.walk(base):  # (os.walk does not enter linked folders)
             dirs.sort()
             for name in sorted(names):
-                yield table, os.path.relpath(os.path.join(dirpath, name), root)
+                if not os.path.islink(os.path.join(dirpath, name)):
+                    yield table, os.path.relpath(os.path.join(dirpath, name), root)
 
 
 def _quarantine(root: str, rel: str, problem: Problem) -> None:
     """Move a bad file under `_quarantine/`, keeping its relative path (never overwriting)."""
     target = os.path.join(root, QUARANTINE, rel)
+    link = confine.through_link(root, os.path.join(QUARANTINE, rel))
+    if link is not None:
+        problem.action = f"could not quarantine: {link} is a symbolic link"
+        return
     n = 0
     while os.path.lexists(target):
         n += 1
