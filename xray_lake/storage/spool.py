@@ -5,6 +5,12 @@ name it will have in the lake. Replay copies a file to that same name (temp + re
 object storage one PUT) and only then deletes it from the spool, so a replay killed at any
 instant and run again rewrites identical bytes under the same name: nothing is lost and no
 row is ever doubled.
+
+Compaction may have merged that name away in between (a replay killed after the copy, then
+`compact`): it lists the names it merged per partition (`compact.merged_names`), and replay
+deletes a spooled file of such a name instead of copying it back. In a local lake replay
+holds the partition's compaction lock while it checks and copies one file, so a merge never
+runs in between, and two replayers of one file count it once.
 """
 
 from __future__ import annotations
@@ -16,12 +22,15 @@ import re
 import secrets
 import shutil
 import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from xray_lake.storage import confine
+from xray_lake.storage.compact import COMPACTION_DIR, MERGED_DIR, merged_names, partition_lock
 from xray_lake.storage.fs import fsync_dir, fsync_file
 from xray_lake.storage.layout import TABLES, temp_file_name
 from xray_lake.storage.s3 import is_remote
@@ -76,7 +85,8 @@ def pending(folder: str) -> list[str]:
         base = os.path.join(folder, table)
         for dirpath, _dirs, files in os.walk(base):
             for name in files:
-                if name.endswith(".parquet") and not name.startswith("."):
+                if name.endswith(".parquet") and not name.startswith(".") and \
+                        not os.path.islink(os.path.join(dirpath, name)):
                     found.append(os.path.relpath(os.path.join(dirpath, name), folder))
     # candidates first, runs last: a reader who sees a run also sees its stages
     order = {"candidates": 0, "stages": 1, "runs": 2}
@@ -91,15 +101,25 @@ class ReplayResult:
     failed: int = 0
     quarantined: int = 0
     error: str | None = None
+    already_merged: int = 0
+    """Spooled files whose name compaction had already merged: deleted, not copied back."""
+
+
+LOCK_WAIT_S = 10.0
+"""How long replay waits for a partition a compactor (or another replayer) holds."""
 
 
 def replay_folder(folder: str, lake_root: str, *, fsync: bool = True,
-                  progress: Callable[[int, int], None] | None = None) -> ReplayResult:
+                  progress: Callable[[int, int], None] | None = None,
+                  lock_wait_s: float = LOCK_WAIT_S) -> ReplayResult:
     """Move every spooled file of `folder` into `lake_root`; stops at the first write failure.
 
     A spooled file that is not readable Parquet can never be replayed: it is moved to
     `<folder>/_quarantine/` (counted) instead of blocking the files behind it forever.
-    Temp files of killed replayers or writers are removed first.
+    Temp files of killed replayers or writers are removed first. A file whose name
+    compaction already merged is deleted (`already_merged`); a partition folder that is a
+    symbolic link is never written through (a failure). `files` counts only the files this
+    call moved, so concurrent replayers' counts add up to the files there were.
     """
     from xray_lake.storage.doctor import clean_stale_temps  # doctor imports this module
 
@@ -110,14 +130,13 @@ def replay_folder(folder: str, lake_root: str, *, fsync: bool = True,
     put = _remote_put(lake_root) if is_remote(lake_root) else None
     for i, rel in enumerate(files):
         source = os.path.join(folder, rel)
-        target = os.path.join(lake_root, rel)
+        partition = os.path.dirname(rel).replace(os.sep, "/")
+        outcome: tuple[int, int] | None
         try:
-            rows = pq.ParquetFile(source).metadata.num_rows
-            size = os.path.getsize(source)
             if put is not None:
-                put(source, rel.replace(os.sep, "/"))
+                outcome = _replay_remote(source, lake_root, rel, put)
             else:
-                _copy_atomically(source, target, fsync)
+                outcome = _replay_local(source, lake_root, partition, fsync, lock_wait_s)
         except FileNotFoundError:
             continue  # another replayer moved it first
         except OSError as exc:
@@ -128,14 +147,68 @@ def replay_folder(folder: str, lake_root: str, *, fsync: bool = True,
             _quarantine(folder, rel)
             result.quarantined += 1
             continue
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(source)
+        if outcome is None:
+            continue  # another replayer moved it while we waited for the lock
+        rows, size = outcome
+        if rows < 0:
+            result.already_merged += 1
+            continue
         result.files += 1
         result.rows += rows
         result.bytes += size
         if progress is not None:
             progress(i + 1, len(files))
     return result
+
+
+def _replay_remote(source: str, lake_root: str, rel: str,
+                   put: Callable[[str, str], None]) -> tuple[int, int]:
+    rows = pq.ParquetFile(source).metadata.num_rows
+    size = os.path.getsize(source)
+    # (object storage: compaction does not list merged names there yet; see docs/security.md)
+    put(source, rel.replace(os.sep, "/"))
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(source)
+    return rows, size
+
+
+def _replay_local(source: str, lake_root: str, partition: str, fsync: bool,
+                  lock_wait_s: float) -> tuple[int, int] | None:
+    """Copy one spooled file in under its partition's lock: (rows, bytes), (-1, 0) when its
+    name was merged already (spool copy deleted), None when another replayer took it."""
+    confine.check_inside(lake_root, partition)
+    confine.check_inside(lake_root, COMPACTION_DIR)
+    confine.check_inside(lake_root, MERGED_DIR)
+    lock = partition_lock(lake_root, partition)
+    name = os.path.basename(source)
+    if lock is None:  # not a partition folder: no compaction ever touches it
+        rows = pq.ParquetFile(source).metadata.num_rows
+        size = os.path.getsize(source)
+        _copy_atomically(source, os.path.join(lake_root, partition, name), fsync)
+        os.unlink(source)
+        return rows, size
+    os.makedirs(os.path.join(lake_root, COMPACTION_DIR), exist_ok=True)
+    deadline = time.monotonic() + lock_wait_s
+    while not lock.acquire():
+        if not os.path.exists(source):
+            return None
+        if time.monotonic() >= deadline:
+            raise OSError(f"partition {partition} stayed locked by a compaction for "
+                          f"{lock_wait_s:g} s; its files wait in the spool")
+        time.sleep(0.01)
+    try:
+        if not os.path.exists(source):
+            return None  # another replayer copied it and deleted it while we waited
+        rows = pq.ParquetFile(source).metadata.num_rows
+        size = os.path.getsize(source)
+        if name in merged_names(lake_root, partition):
+            os.unlink(source)  # in the lake already, inside a merged file
+            return -1, 0
+        _copy_atomically(source, os.path.join(lake_root, partition, name), fsync)
+        os.unlink(source)
+        return rows, size
+    finally:
+        lock.release()
 
 
 def _quarantine(folder: str, rel: str) -> None:

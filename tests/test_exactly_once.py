@@ -1,0 +1,98 @@
+"""Exactly once across compaction: replay never brings back a file compaction merged away."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import xray_lake as xr
+from tests.test_replay import cli, counts, expected, spool_while_unwritable
+from xray_lake.storage.compact import merged_names
+from xray_lake.storage.spool import pending, spool_root
+
+# A replay process that is killed (SIGKILL, by itself) right after its second copy into the
+# lake and before it deletes that file from the spool.
+KILLED_REPLAY = textwrap.dedent("""
+    import os, signal, sys
+    from xray_lake.storage import spool
+    copied = []
+    real_copy = spool._copy_atomically
+    def copy_then_die(source, target, fsync):
+        real_copy(source, target, fsync)
+        copied.append(target)
+        if len(copied) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+    spool._copy_atomically = copy_then_die
+    from xray_lake.cli.app import app
+    app(["replay", "--spool", sys.argv[1]])
+""")
+
+
+def test_replay_killed_after_its_copy_then_compact_then_replay_never_doubles(
+        tmp_path: Path) -> None:
+    lake, spool = tmp_path / "lake", tmp_path / "spool"
+    spool_while_unwritable(lake, spool, 6, "p", flush_each=True)
+    folder = spool_root(str(spool), str(lake))
+    total = len(pending(folder))
+    assert total == 18
+
+    killed = subprocess.run([sys.executable, "-c", KILLED_REPLAY, str(spool)],
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    in_lake = sorted(lake.glob("candidates/*/*/*.parquet"))
+    assert len(in_lake) == 2
+    assert len(pending(folder)) == total - 1  # the second copy is in the lake AND the spool
+    assert in_lake[0].name in {Path(p).name for p in pending(folder)} or \
+        in_lake[1].name in {Path(p).name for p in pending(folder)}
+
+    report = xr.compact(str(lake), before="2999-01-01")
+    assert report.errors == () and report.files_in == 2 and report.files_out == 1
+    partition = in_lake[0].parent.relative_to(lake).as_posix()
+    assert merged_names(str(lake), partition) == {p.name for p in in_lake}
+
+    result = CliRunner().invoke(cli(), ["replay", "--spool", str(spool)])
+    assert result.exit_code == 0, result.output
+    assert f"replayed {total - 2} files" in result.output
+    assert pending(folder) == []
+    assert counts(lake) == expected(6)  # 360 candidate rows, all distinct: none came back
+
+
+REPLAYER = textwrap.dedent("""
+    import os, sys, time
+    from xray_lake.storage.spool import replay_folder
+    while not os.path.exists(sys.argv[3]):
+        time.sleep(0.001)
+    result = replay_folder(sys.argv[1], sys.argv[2], fsync=False)
+    print(result.files, result.failed)
+""")
+
+
+@pytest.mark.slow
+def test_concurrent_replays_report_files_that_add_up_to_the_files_there_were(
+        tmp_path: Path) -> None:
+    lake, spool = tmp_path / "lake", tmp_path / "spool"
+    spool_while_unwritable(lake, spool, 30, "p", flush_each=True)
+    folder = spool_root(str(spool), str(lake))
+    total = len(pending(folder))
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", REPLAYER, folder, str(lake), str(go)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    time.sleep(1.0)  # let the three import; they then start within a millisecond of `go`
+    go.touch()
+    reports = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        files, failed = (int(x) for x in out.split())
+        assert failed == 0
+        reports.append(files)
+    assert sum(reports) == total, reports
+    assert pending(folder) == []
+    assert counts(lake) == expected(30)
