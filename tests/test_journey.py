@@ -112,9 +112,12 @@ def test_ranked_candidate_gets_its_final_place(shop: xr.Lake) -> None:
     assert shop.journey("r-17", "p-1").verdict == "ranked 2nd of 2 at rerank"
 
 
-def test_candidate_cut_by_the_ranking_says_where_it_entered(shop: xr.Lake) -> None:
+def test_candidate_cut_by_the_ranking_says_where_it_entered_and_its_score_by_the_cutoff(
+        shop: xr.Lake) -> None:
     path = shop.journey("r-17", "p-4")
-    assert path.verdict == "cut at rerank: entered 2nd of 3, not among the 2 it returned"
+    # rerank records no scores: both come from relevance (p-4 0.2; p-1, the last kept, 0.5)
+    assert path.verdict == ("cut at rerank: entered 2nd of 3, not among the 2 it returned "
+                            "(score 0.2 at relevance, cutoff 0.5)")
     assert path.steps["stage"].to_list() == ["search", "price-filter", "relevance", "rerank"]
 
 

@@ -137,8 +137,9 @@ def journey(lake: SqlLake, run_id: str, candidate_id: str, *,
     """One candidate's path through a run: a row per stage it entered, and where it ended up.
 
     The verdict is one line: `dropped at price-filter: price_too_high (price 129.00 above
-    max 100)`, `ranked 3rd of 30 at rerank`, `never retrieved in run r-17`, or
-    `no run r-17 in the lake`. `runs`: as for `funnel`.
+    max 100)`, `ranked 3rd of 30 at rerank`, `cut at rerank: entered 16th of 223, not among
+    the 48 it returned (score 0.41 at relevance, cutoff 0.57)`, `never retrieved in run
+    r-17`, or `no run r-17 in the lake`. `runs`: as for `funnel`.
     """
     candidate_id = str(candidate_id)
     runs = find_runs(lake, run_id) if runs is None else runs
@@ -153,14 +154,43 @@ def journey(lake: SqlLake, run_id: str, candidate_id: str, *,
         f"where run_id = ? and candidate_id = ? and {scope}",
         [run_id, candidate_id, *params],
     )
-    steps = (
+    joined = (
         rows.join(stages.select("stage_id", "seq", "name", "type"), on="stage_id", how="left")
         .with_columns(stage=pl.coalesce("name", "stage_name"),
                       type=pl.coalesce("type", "stage_type"))
         .sort(["seq", "in_position"], nulls_last=True)
-        .select([pl.col(name).cast(dtype) for name, dtype in STEP_COLUMNS.items()])
     )
-    return Journey(run_id, candidate_id, steps, _verdict(run_id, runs[0], stages, steps))
+    steps = joined.select([pl.col(name).cast(dtype) for name, dtype in STEP_COLUMNS.items()])
+    verdict = _verdict(run_id, runs[0], stages, steps, _cut_scores(lake, run_id, runs, joined))
+    return Journey(run_id, candidate_id, steps, verdict)
+
+
+def _cut_scores(lake: SqlLake, run_id: str, runs: list[RunInfo],
+                joined: pl.DataFrame) -> str | None:
+    """`score 0.2 at relevance, cutoff 0.5` for a candidate a stage cut (neither passed nor
+    failed it, and left it out): its latest score, and the score of the last candidate the
+    stage kept, read from the same stage. None when there is no cut or no score."""
+    if joined.is_empty():
+        return None
+    last = joined.row(joined.height - 1, named=True)
+    if last["passed"] is False or last["out_position"] is not None:
+        return None
+    scored = joined.filter(pl.col("score").is_not_null())
+    if scored.is_empty():
+        return None
+    source = scored.row(scored.height - 1, named=True)
+    scope, params = _scope(runs)
+    cutoff = lake.sql(
+        f"select score from candidates where run_id = ? and stage_id = ? and {scope} "
+        "and candidate_id = (select candidate_id from candidates where run_id = ? "
+        f"and stage_id = ? and {scope} and out_position is not null "
+        "order by out_position desc limit 1)",
+        [run_id, source["stage_id"], *params, run_id, last["stage_id"], *params],
+    )
+    if cutoff.is_empty() or cutoff.item(0, 0) is None:
+        return None
+    at = "" if source["stage_id"] == last["stage_id"] else f" at {source['stage']}"
+    return f"score {source['score']:.4g}{at}, cutoff {cutoff.item(0, 0):.4g}"
 
 
 def ordinal(n: int) -> str:
@@ -187,7 +217,8 @@ def _of(n: int | None) -> str:
     return "" if n is None else f" of {n}"
 
 
-def _verdict(run_id: str, run: RunInfo, stages: pl.DataFrame, steps: pl.DataFrame) -> str:
+def _verdict(run_id: str, run: RunInfo, stages: pl.DataFrame, steps: pl.DataFrame,
+             cut_scores: str | None = None) -> str:
     if steps.is_empty():
         why = _failure(run, stages)
         if why is None and stages.filter(pl.col("sampled").fill_null(False)).height:
@@ -211,7 +242,8 @@ def _verdict(run_id: str, run: RunInfo, stages: pl.DataFrame, steps: pl.DataFram
         if last["in_position"] is not None:
             entered += f" {ordinal(last['in_position'] + 1)}" + _of(n_in)
         kept = f"the {n_out} it returned" if n_out is not None else "what it returned"
-        return f"cut at {name}: {entered}, not among {kept}"
+        scores = f" ({cut_scores})" if cut_scores else ""
+        return f"cut at {name}: {entered}, not among {kept}{scores}"
     place = ordinal(last["out_position"] + 1) + _of(n_out)
     later = stages.filter(pl.col("seq") > last["seq"], pl.col("n_in").is_not_null())
     if later.height:
