@@ -148,9 +148,14 @@ def test_why_prints_the_journey_and_the_verdict(root: str,
     assert "stage" in out.splitlines()[0]
 
 
-def test_why_for_a_candidate_the_run_never_saw(root: str, dropped: tuple[str, str, str]) -> None:
-    out = ok(invoke(root, "why", dropped[0], "no-such-product")).stdout
-    assert f"no-such-product: never retrieved in run {dropped[0]}" in out
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_why_for_a_candidate_the_run_never_saw_is_a_one_line_data_error(
+        root: str, dropped: tuple[str, str, str], fmt: str) -> None:
+    result = invoke(root, "why", dropped[0], "no-such-product", "--format", fmt)
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    assert result.stderr.startswith("xray-lake: error: no candidate 'no-such-product' in run ")
+    assert f"never retrieved in run {dropped[0]}" in result.stderr
+    assert result.stderr.count("\n") == 1 and result.stdout == ""
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -20,6 +20,7 @@ from xray_lake.cli.output import (
     open_lake,
 )
 from xray_lake.cli.show import runs_of
+from xray_lake.errors import XrayLakeError
 
 if TYPE_CHECKING:  # loaded when the command runs (see the package docstring)
     import polars as pl
@@ -29,7 +30,8 @@ HELP = (
     "Follow one candidate through a run: every stage it entered, its positions in and out "
     "(1-based), pass/fail, reason and score, then a one-line verdict such as 'dropped at "
     "price-filter: price_too_high (...)' or 'ranked 3rd of 30 at rerank'. Other formats "
-    "write the stage rows (positions 0-based, as stored) and print the verdict on stderr.\n\n"
+    "write the stage rows (positions 0-based, as stored) and print the verdict on stderr. "
+    "A candidate the run never saw (or a mistyped id) is an error: exit code 1.\n\n"
     "Examples:\n\n"
     "  xray-lake why fs-3f2a-0017 p-00042\n"
     "  xray-lake why fs-3f2a-0017 p-00042 --format json\n"
@@ -83,11 +85,13 @@ def why(
     with open_lake(lake_root) as lake:
         found = runs_of(lake, run_id, lake_root)
         path = journey(lake, run_id, candidate_id, runs=found)
+    if path.steps.is_empty():  # a mistyped id must not read like a real miss: exit 1
+        raise XrayLakeError(f"no candidate {candidate_id!r} in run {run_id}: {path.verdict}; "
+                            "check the id (as stored in candidates.candidate_id)")
     verdict = Text(f"{candidate_id}: {path.verdict}", style="bold")
     renderable: Any = None
     if fmt is Format.table:
-        parts: list[Any] = [steps_table(path.steps), Text(""), verdict]
-        renderable = Group(*parts) if not path.steps.is_empty() else verdict
+        renderable = Group(steps_table(path.steps), Text(""), verdict)
     emit(path.steps, fmt, output, table=renderable)
     if fmt is not Format.table:
         stderr().print(verdict, soft_wrap=True)
