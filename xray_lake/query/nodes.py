@@ -126,8 +126,19 @@ def parse_time(value: TimeLike, *, end_of_day: bool = False,
 
     Relative values and timedeltas count back from `now`. Naive datetimes are taken as UTC.
     A bare date means its midnight, or the next midnight with `end_of_day` (so `$until` of a
-    date includes that whole day).
+    date includes that whole day). A time past the calendar's ends ('9999-12-31' as an
+    `until`, '1000000000d') is a `QueryError`.
     """
+    try:
+        return _parse_time(value, end_of_day, now)
+    except OverflowError:
+        raise QueryError(
+            f"time {value!r} is out of range: use a date between 0001-01-01 and 9999-12-30 "
+            "or a relative time that stays after year 1 ('30m', '24h', '7d', '2w')"
+        ) from None
+
+
+def _parse_time(value: TimeLike, end_of_day: bool, now: dt.datetime | None) -> dt.datetime:
     if isinstance(value, dt.timedelta):
         return (now or dt.datetime.now(dt.UTC)) - value
     if isinstance(value, str):

@@ -31,6 +31,12 @@ Paths are plain ``/``-joined strings. They are *paths*, not URIs: pyarrow's
 would turn ``%2F`` back into ``/``. Resolve the root once (``fs, base = from_uri(root)``) and build
 paths from ``base``. On case-insensitive filesystems (macOS and Windows defaults), labels that
 differ only in case share a folder.
+
+Unicode: a label is NFC-normalised before it is escaped, so a composed ``"é"`` (U+00E9) and a
+decomposed one (``"e"`` + U+0301), which look the same, share one folder, and readers (who take
+the label from the folder name) see the NFC form. Query the NFC form: Python string literals
+and most keyboards give it; ``unicodedata.normalize("NFC", label)`` makes it from any other.
+macOS filesystems may store names decomposed; readers there still decode the folder name.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import re
+import unicodedata
 
 TABLES: tuple[str, ...] = ("runs", "stages", "candidates")
 
@@ -105,8 +112,10 @@ def escape_label(label: str) -> str:
 
     The result never contains ``/``, ``\\``, NUL or control characters and is never ``.``/``..``,
     so it cannot leave its folder. Different labels never give the same value (see the module
-    docstring about long labels).
+    docstring about long labels), except canonically equivalent ones: the label is
+    NFC-normalised first.
     """
+    label = nfc(label)
     whole = _escape_whole(label)
     if len(whole.encode("utf-8")) <= MAX_LABEL_BYTES:
         return whole
@@ -115,7 +124,12 @@ def escape_label(label: str) -> str:
 
 def label_is_shortened(label: str) -> bool:
     """Tell whether readers will see a shortened value, so the caller can warn and keep the label."""
-    return len(_escape_whole(label).encode("utf-8")) > MAX_LABEL_BYTES
+    return len(_escape_whole(nfc(label)).encode("utf-8")) > MAX_LABEL_BYTES
+
+
+def nfc(label: str) -> str:
+    """The label's NFC form, the one its folder holds."""
+    return unicodedata.normalize("NFC", label)
 
 
 def unescape_label(value: str) -> str:
