@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import duckdb
 import typer
 
 import xray_lake as xr
@@ -155,21 +158,30 @@ def interruptible(lake: xr.Lake, ask: Callable[[], T]) -> T:
         return ask()  # (a host that handles SIGINT itself, or not the main thread)
     outcome: list[T] = []
     failure: list[BaseException] = []
+    done = threading.Event()  # (not Thread.join: on 3.11 a join that KeyboardInterrupt
+    # breaks can leave the thread marked as finished while it still runs)
 
     def work() -> None:
         try:
             outcome.append(ask())
         except BaseException as exc:
             failure.append(exc)
+        finally:
+            done.set()
 
-    worker = threading.Thread(target=work, name="xray-lake-query", daemon=True)
-    worker.start()
+    threading.Thread(target=work, name="xray-lake-query", daemon=True).start()
     try:
-        while worker.is_alive():
-            worker.join(0.1)
+        while not done.wait(0.1):
+            pass
     except KeyboardInterrupt:
-        lake.interrupt()
-        worker.join(5)
+        # DuckDB refuses `interrupt` while the connection is in some other call (creating
+        # the views): keep asking until the worker is done, for a few seconds at most.
+        deadline = time.monotonic() + 5.0
+        while not done.is_set() and time.monotonic() < deadline:
+            with contextlib.suppress(duckdb.Error):
+                lake.interrupt()
+            done.wait(0.05)
+        failure.clear()  # (its traceback holds the interrupted query)
         raise typer.Abort() from None
     if failure:
         raise failure[0]
