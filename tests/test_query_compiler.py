@@ -36,22 +36,26 @@ HEADLINE = {"pipeline": {"label": "competitor_discovery"},
             "stage": {"type": "filtering", "$failRatio": {"$gt": 0.9}}}
 
 CASES: dict[str, Callable[[], CompiledQuery]] = {
-    "headline": lambda: compile_find(HEADLINE),
-    "label_restriction": lambda: compile_find({"pipeline": {"label": "competitor_discovery"}}),
-    "per_run": lambda: compile_find(HEADLINE, per="run"),
-    "per_run_runs_only": lambda: compile_find({"pipeline": {"status": "failure"}}, per="run"),
+    "headline": lambda: compile_find(HEADLINE, columns="all"),
+    "headline_default_columns": lambda: compile_find(HEADLINE),
+    "label_restriction": lambda: compile_find({"pipeline": {"label": "competitor_discovery"}},
+                                              columns="all"),
+    "per_run": lambda: compile_find(HEADLINE, per="run", columns="all"),
+    "per_run_default_columns": lambda: compile_find(HEADLINE, per="run"),
+    "per_run_runs_only": lambda: compile_find({"pipeline": {"status": "failure"}}, per="run",
+                                              columns="all"),
     "candidate_clause": lambda: compile_find({
         "stage": {"name": "price-filter"},
         "candidate": {"candidate_id": "42", "passed": False},
-    }),
+    }, columns="all"),
     "metrics_and_reason_counts": lambda: compile_find({
         "stage": {"$metrics.ndcg": {"$lt": 0.5}, "$reasonCounts.price_too_high": {"$gt": 100}},
-    }),
+    }, columns="all"),
     "since_until": lambda: compile_find({
         "pipeline": {"label": "competitor_discovery"},
         "stage": {"$since": "2024-05-02T00:00:00Z"},
         "$since": "7d", "$until": "2024-05-09",
-    }, now=NOW),
+    }, now=NOW, columns="all"),
     "or_not_in": lambda: compile_find({
         "pipeline": {"$or": [{"label": "a"}, {"label": "b"}]},
         "stage": {
@@ -60,7 +64,7 @@ CASES: dict[str, Callable[[], CompiledQuery]] = {
             "status": {"$nin": ["failure"]},
             "validation_error": {"$exists": False},
         },
-    }),
+    }, columns="all"),
     "builder_order_limit": lambda: Query().where(
         stage.type == "scoring", run.label == "search", stage.score_p90 <= 0.2,
     ).select(stage.run_id, stage.name, stage.score_p90, run.started_at, stage.metrics["ndcg"]) \
@@ -100,7 +104,7 @@ def test_every_case_runs_on_an_empty_lake(tmp_path: Path) -> None:
 
 
 def test_one_param_object_binds_once_however_often_it_appears() -> None:
-    compiled = compile_find(HEADLINE)
+    compiled = compile_find(HEADLINE, columns="all")
     assert compiled.params == ("competitor_discovery", "filtering", 0.9)
     assert compiled.sql.count("$1") == 2  # runs (join) and stages scans
 

@@ -101,13 +101,31 @@ def test_headline_question_finds_the_filtering_stage_that_dropped_over_90_percen
     lake: xr.Lake,
 ) -> None:
     found = lake.find({"pipeline": {"label": CD},
-                       "stage": {"type": "filtering", "$failRatio": {"$gt": 0.9}}})
+                       "stage": {"type": "filtering", "$failRatio": {"$gt": 0.9}}},
+                      columns="all")
     assert found["stage_id"].to_list() == ["s2"]
     row = found.row(0, named=True)
     assert row["run_status"] == "success" and row["run_started_at"] == _ts(1, 10)
     assert row["label"] == CD and row["date"] == "2024-05-01"
     assert len(found.columns) == len(set(found.columns))
     assert "run_run_id" not in found.columns and "run_label" not in found.columns
+
+
+def test_the_default_columns_are_ids_names_counts_ratios_and_what_the_query_tests(
+        lake: xr.Lake) -> None:
+    found = lake.find({"stage": {"type": "filtering", "$failRatio": {"$gt": 0.9}}})
+    assert found.columns == ["run_id", "label", "date", "stage_id", "name", "type", "n_in",
+                             "n_out", "n_passed", "n_failed", "fail_ratio", "pass_ratio"]
+    assert sorted(found["stage_id"]) == ["s2", "s6"]
+    tested = lake.find({"pipeline": {"status": "success"},
+                        "stage": {"$reasonCounts.out_of_stock": {"$gt": 0}}})
+    assert tested.columns[-2:] == ["run_status", "reason_counts.out_of_stock"]
+    per_run = lake.find({"stage": {"type": "filtering"}}, per="run")
+    assert per_run.columns == ["run_id", "label", "date", "started_at", "status", "n_stages",
+                               "n_matching_stages", "input_json"]
+    everything = lake.find({"stage": {"type": "filtering"}}, columns="all")
+    assert {"run_status", "error_message", "reason_counts", "metrics"} <= set(everything.columns)
+    assert len(lake.find({}, per="run", columns="all").columns) > len(per_run.columns)
 
 
 def test_columns_keep_only_the_named_result_columns_in_that_order(lake: xr.Lake) -> None:
@@ -300,7 +318,8 @@ def test_builder_answers_like_find(lake: xr.Lake) -> None:
                            run.label == CD)
     assert q.to_polars()["stage_id"].to_list() == ["s2"]
     same = compile_find({"pipeline": {"label": CD},
-                         "stage": {"type": "filtering", "$failRatio": {"$gt": 0.9}}})
+                         "stage": {"type": "filtering", "$failRatio": {"$gt": 0.9}}},
+                        columns="all")
     assert q.sql() == (same.sql, list(same.params))
     per_run = q.per_run().to_polars()
     assert per_run["run_id"].to_list() == ["r1"] and per_run["n_matching_stages"][0] == 1

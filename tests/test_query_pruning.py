@@ -61,7 +61,7 @@ def _scanned(lake: xr.Lake, compiled: CompiledQuery) -> Iterator[tuple[str, str,
 
 RESTRICTED: dict[str, tuple[Callable[[], CompiledQuery], set[tuple[str, str]]]] = {
     "label": (lambda: compile_find({"pipeline": {"label": "a"},
-                                    "stage": {"type": "filtering"}}),
+                                    "stage": {"type": "filtering"}}, columns="all"),
               {("a", "2024-01-01"), ("a", "2024-01-05")}),
     "label_and_since": (lambda: compile_find({"pipeline": {"label": "a"}, "$since": "2024-01-03",
                                               "candidate": {"passed": False}}),

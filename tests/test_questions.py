@@ -30,6 +30,7 @@ Q2_WHERE = ('{"pipeline": {"label": "fashion_search"}, '
             '"stage": {"type": "filtering", "$failRatio": {"$gt": 0.9}}}')
 Q6_WHERE = '{"stage": {"type": "ranking", "$rankKendallTau": {"$gt": 0.95}}}'
 Q8_WHERE = '{"pipeline": {"status": "failure"}, "stage": {"status": "failure"}}'
+Q8_COLUMNS = ["run_id", "label", "name", "error_code", "error_message", "run_error_code"]
 WEEK_AGO_S = 8 * 86400
 
 
@@ -191,11 +192,13 @@ def test_q7_slowest_stage_per_label_at_p90(lake: xr.Lake, root: str) -> None:
 
 def test_q8_failed_runs_with_error_code_and_the_stage_that_raised(lake: xr.Lake,
                                                                   root: str) -> None:
-    documented(f"lake.find({Q8_WHERE})", f"xray-lake query --where '{Q8_WHERE}'")
-    rows = lake.find(json.loads(Q8_WHERE))
+    documented(f"lake.find({Q8_WHERE}, columns={json.dumps(Q8_COLUMNS)})",
+               f"xray-lake query --where '{Q8_WHERE}' --columns {','.join(Q8_COLUMNS)}")
+    rows = lake.find(json.loads(Q8_WHERE), columns=Q8_COLUMNS)
     failed = lake.sql("select run_id from runs where status = 'failure'")["run_id"]
     assert sorted(rows["run_id"]) == sorted(failed) and failed.len() >= 2
     assert set(rows["error_code"]) == {"CatalogTimeout:CATALOG_TIMEOUT"}
     assert set(rows["name"]) <= {"catalog-query", "same-category"}
     assert (rows["run_error_code"] == rows["error_code"]).all()
-    assert sorted(cli(root, "query", "--where", Q8_WHERE)["run_id"]) == sorted(failed)
+    assert sorted(cli(root, "query", "--where", Q8_WHERE, "--columns", ",".join(Q8_COLUMNS))
+                  ["run_id"]) == sorted(failed)

@@ -99,9 +99,11 @@ def query(
         "--per", case_sensitive=False,
         help="With --where: one row per matching stage (default) or per run.")] = None,
     columns: Annotated[str | None, typer.Option(
-        "--columns", "-c", metavar="A,B,...",
+        "--columns", "-c", metavar="A,B,...|all",
         help="With --where: only these result columns (e.g. run_id,label,name,fail_ratio,"
-             "run_status); faster, as nothing else is read.")] = None,
+             "run_status), or 'all' (every stage and run_ column, or run column). Default: "
+             "ids, label, date, stage name and type, counts and ratios, and the columns the "
+             "query tests; per run, the run's status and input.")] = None,
     unsafe_sql: Annotated[bool, typer.Option(
         "--unsafe-sql", help="Full DuckDB: any file, COPY, ATTACH, SET, several statements "
                              "(trusted SQL only; see docs/security.md).")] = False,
@@ -111,14 +113,17 @@ def query(
     output: OutputOption = None,
 ) -> None:
     if (sql is None) == (where is None):
-        raise typer.BadParameter("give exactly one of SQL and --where", param_hint="'[SQL]'")
+        raise typer.BadParameter("give exactly one of SQL and --where", param_hint="'SQL'")
     if per is not None and where is None:
         raise typer.BadParameter("--per applies to --where queries only",
                                  param_hint="'--per'")
     if columns is not None and where is None:
         raise typer.BadParameter("--columns applies to --where queries only (in SQL, "
                                  "name the columns in the SELECT)", param_hint="'--columns'")
-    names = [c.strip() for c in columns.split(",") if c.strip()] if columns is not None else None
+    names: list[str] | str | None = None
+    if columns is not None:
+        names = [c.strip() for c in columns.split(",") if c.strip()]
+        names = "all" if names == ["all"] else names
     if names is not None and not names:
         raise typer.BadParameter("--columns is empty: give names like run_id,name,fail_ratio",
                                  param_hint="'--columns'")
@@ -127,7 +132,7 @@ def query(
     if sql == "-":
         sql = sys.stdin.read()
     if sql is not None and not sql.strip():
-        raise typer.BadParameter("the SQL query is empty", param_hint="'[SQL]'")
+        raise typer.BadParameter("the SQL query is empty", param_hint="'SQL'")
     lake = _unsafe_lake(root, storage_option) if unsafe_sql else open_lake(root, storage_option)
     with lake:
         if spec is not None:

@@ -7,13 +7,27 @@ alone, and joins `runs` only when a `run_` column is asked for (the headline que
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Final
 
 from xray_lake.errors import QueryError
 from xray_lake.query.nodes import COLUMNS, Column, Expr, Kind, MapItem, Per, Table, unknown_name
 
 RUN_PREFIX = "run_"
 _SHARED = ("run_id", "label", "date")
+
+ALL: Final = "all"
+"""`columns="all"`: every stage column and the run's (per stage), or every run column."""
+
+DEFAULT: Final[Mapping[str, tuple[str, ...]]] = {
+    "stage": ("run_id", "label", "date", "stage_id", "name", "type", "n_in", "n_out",
+              "n_passed", "n_failed", "fail_ratio", "pass_ratio"),
+    "run": ("run_id", "label", "date", "started_at", "status", "n_stages",
+            "n_matching_stages", "input_json"),
+}
+"""What `find` returns without `columns`: ids, label and date, the stage's name and type,
+counts and ratios (per run: the run's status, input and how many of its stages matched).
+Narrow, so a stage question never joins `runs` and a terminal table fits."""
 
 
 def valid_names(per: Per) -> list[str]:

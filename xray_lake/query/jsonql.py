@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Final, get_args
 import polars as pl
 
 from xray_lake.errors import QueryError
-from xray_lake.query.columns import resolve
+from xray_lake.query.columns import ALL, DEFAULT, resolve
 from xray_lake.query.compiler import CompiledQuery, compile_query
 from xray_lake.query.fields import field_names, promoted_columns
 from xray_lake.query.nodes import (
@@ -57,8 +57,10 @@ from xray_lake.query.nodes import (
     Regex,
     Table,
     TimeBound,
+    output_name,
     parse_time,
     unknown_name,
+    walk,
 )
 from xray_lake.records.metrics import METRIC_COLUMNS
 from xray_lake.records.schema import PROMOTED_PREFIX
@@ -94,11 +96,15 @@ METRIC_KEYS: Final[Mapping[Table, Mapping[str, str]]] = {
 
 def find(lake: Lake, query: Mapping[str, Any], *, per: str = "stage",
          columns: Sequence[str] | None = None) -> pl.DataFrame:
-    """Run a JSON query; one row per matching stage with its run's columns (or per run).
+    """Run a JSON query; one row per matching stage (or per run).
 
-    Columns per stage: the stage's, then the run's prefixed `run_` (`run_status`, ...);
-    per run: the run's, then `n_matching_stages`. `columns` keeps only those (by these
-    names), which reads only those from the lake. Raises QueryError on unknown keys.
+    By default a narrow projection (`columns.DEFAULT`): per stage run_id, label, date,
+    stage_id, name, type, n_in, n_out, n_passed, n_failed, fail_ratio, pass_ratio; per run
+    run_id, label, date, started_at, status, n_stages, n_matching_stages, input_json.
+    `columns="all"`: per stage every stage column, then the run's prefixed `run_`
+    (`run_status`, ...); per run every run column, then `n_matching_stages`. A list of
+    those names keeps only them, which reads only those from the lake. Raises QueryError
+    on unknown keys.
     """
     try:  # promoted fields are read from the views only if a candidate key needs them
         compiled = compile_find(query, per=per, fields=lambda: promoted_columns(lake),
@@ -118,9 +124,42 @@ def compile_find(query: Mapping[str, Any], *, per: str = "stage",
     `fields`: the promoted candidate columns (`f_price` -> kind) candidate keys may name, or
     a function returning them (called only when a candidate key is not a fixed column)."""
     node = parse(query, per=per, now=now, fields=fields)
+    if columns == ALL:
+        return compile_query(node)
     if columns is not None:
-        node = dataclasses.replace(node, select=resolve(columns, node.per))
-    return compile_query(node)
+        return compile_query(dataclasses.replace(node, select=resolve(columns, node.per)))
+    wanted = [*DEFAULT[node.per]]
+    wanted += [name for name in _tested(node) if name not in wanted]
+    if node.per == "run":
+        return _narrow_runs(compile_query(node), wanted)
+    return compile_query(dataclasses.replace(node, select=resolve(wanted, node.per)))
+
+
+def _tested(node: Query) -> list[str]:
+    """Result names of the columns the query's conditions test outside candidate clauses
+    (`rank_kendall_tau`, `run_status`, `metrics.ndcg`), so the default projection shows them."""
+    names: list[str] = []
+    for pred in node.where:
+        for item in walk(pred, into_candidates=False):
+            if (isinstance(item, Column) and item.kind is not Kind.MAP) or (
+                    isinstance(item, MapItem) and node.per == "stage"):
+                table = item.table if isinstance(item, Column) else item.column.table
+                if node.per == "stage" or table is Table.RUN:
+                    names.append(output_name(item, node.per))
+    return list(dict.fromkeys(names))
+
+
+def _narrow_runs(wide: CompiledQuery, names: Sequence[str]) -> CompiledQuery:
+    """Per run, `names` of the full result (`n_matching_stages` among them, which no select
+    can name): the whole query as a subquery, of which DuckDB reads only these columns."""
+    from sqlglot import exp
+
+    inner = wide.tree.copy()
+    inner.set("order", None)  # the outer query orders
+    tree = (exp.select(*(exp.column(name) for name in names))
+            .from_(inner.subquery("found"))
+            .order_by(exp.column("started_at"), exp.column("run_id")))
+    return CompiledQuery(tree.sql(dialect="duckdb", pretty=True), wide.params, tree)
 
 
 def parse(query: Mapping[str, Any], *, per: str = "stage",
