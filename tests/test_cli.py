@@ -209,6 +209,26 @@ def test_query_where_per_run(root: str, db: xr.Lake) -> None:
         db.sql("select run_id from runs where status = 'failure'")["run_id"])
 
 
+def test_query_where_per_run_shows_the_run_input(root: str) -> None:
+    where = '{"stage": {"type": "filtering", "$failRatio": {"$gt": 0.9}}}'
+    rows = json.loads(ok(invoke(root, "query", "--where", where, "--per", "run",
+                                "-f", "json")).stdout)
+    assert rows and all(r["input_json"] and r["n_matching_stages"] >= 1 for r in rows)
+    table = ok(invoke(root, "query", "--where", where, "--per", "run")).stdout
+    assert "input_json" in table.splitlines()[0]
+
+
+def test_query_where_shows_a_narrow_default_and_everything_with_columns_all(root: str) -> None:
+    where = '{"stage": {"type": "filtering", "$failRatio": {"$gt": 0.9}}}'
+    narrow = json.loads(ok(invoke(root, "query", "--where", where, "-f", "json")).stdout)
+    assert list(narrow[0]) == ["run_id", "label", "date", "stage_id", "name", "type", "n_in",
+                               "n_out", "n_passed", "n_failed", "fail_ratio", "pass_ratio"]
+    wide = json.loads(ok(invoke(root, "query", "--where", where, "--columns", "all",
+                                "-f", "json")).stdout)
+    assert len(wide) == len(narrow)
+    assert {"run_status", "error_message", "reason_counts", *narrow[0]} <= set(wide[0])
+
+
 def test_query_where_keeps_only_the_named_columns(root: str, db: xr.Lake) -> None:
     where = '{"stage": {"type": "filtering", "$failRatio": {"$gt": 0.9}}}'
     out = ok(invoke(root, "query", "--where", where, "--columns",
@@ -358,6 +378,24 @@ def test_every_command_has_examples_in_its_help() -> None:
         assert result.exit_code == 0
         assert "Examples" in result.stdout and f"xray-lake {command}" in result.stdout
         assert "--root" in result.stdout and "--format" in result.stdout
+
+
+def test_durations_print_with_two_decimals_whatever_their_size() -> None:
+    from xray_lake.cli.output import ms_cell
+    from xray_lake.cli.show import human_ms
+
+    assert [human_ms(v) for v in (0.00497, 0.03, 8.76, 11.0, 1240.0, 185_000.0, None)] == [
+        "<0.01 ms", "0.03 ms", "8.76 ms", "11.00 ms", "1.24 s", "3 min 05 s", "-"]
+    assert [ms_cell(v) for v in (0.0, 0.004, 1204.5, None)] == ["0.00", "<0.01", "1,204.50", ""]
+
+
+def test_show_header_says_1_stage_not_1_stages() -> None:
+    from xray_lake.cli.show import header
+    from xray_lake.query.journey import RunInfo
+
+    one = RunInfo("r-1", "shop", "2024-05-01", status="success", duration_ms=5.7, n_stages=1)
+    assert "  1 stage" in header(one).plain and "stages" not in header(one).plain
+    assert "  2 stages" in header(RunInfo("r-2", "shop", "2024-05-01", n_stages=2)).plain
 
 
 def test_relative_and_absolute_times() -> None:

@@ -210,6 +210,16 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+def ms_cell(ms: float | None) -> str:
+    """A duration in ms with two decimals, so a column of them lines up: `8.76`, `0.03`,
+    `1,204.50`; `<0.01` for a positive one that would print as zero; '' for null."""
+    if ms is None:
+        return ""
+    if 0 < ms < 0.005:
+        return "<0.01"
+    return f"{ms:,.2f}"
+
+
 def table_columns(frame: pl.DataFrame, hide: Sequence[str] = ()) -> list[str]:
     """The columns worth a terminal table; all of them unless there are too many.
 
@@ -239,7 +249,9 @@ def frame_table(frame: pl.DataFrame, *, columns: Sequence[str] | None = None,
     from rich.table import Table
 
     names = list(columns or frame.columns)
-    rows = [[_cut(cell(v)) for v in row]
+    texts = [ms_cell if name.endswith("_ms") and frame.schema[name].is_float() else cell
+             for name in names]
+    rows = [[_cut(text(v)) for text, v in zip(texts, row, strict=True)]
             for row in frame.select(names).head(MAX_TABLE_ROWS).iter_rows()]
     widths = [max([len(name), *(len(r[i]) for r in rows)]) for i, name in enumerate(names)]
     keep = len(names)
@@ -345,5 +357,6 @@ UntilOption = Annotated[
 
 __all__ = ["Format", "FormatOption", "OutputOption", "RootOption", "SinceOption",
            "StorageOption", "UntilOption", "cell",
-           "check_output", "emit", "frame_table", "human_bytes", "open_lake", "parse_when",
+           "check_output", "emit", "frame_table", "human_bytes", "ms_cell", "open_lake",
+           "parse_when",
            "table_columns", "window"]

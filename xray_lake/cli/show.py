@@ -17,6 +17,7 @@ from xray_lake.cli.output import (
     cell,
     check_output,
     emit,
+    ms_cell,
     open_lake,
 )
 from xray_lake.errors import XrayLakeError
@@ -53,13 +54,14 @@ def runs_of(lake: SqlLake, run_id: str, root: str) -> list[RunInfo]:
 
 
 def human_ms(ms: float | None) -> str:
-    """5.7 ms, 1.24 s, 3 min 05 s."""
+    """Two decimals whatever the size, so durations line up: 0.03 ms, 8.76 ms, 1.24 s,
+    3 min 05 s."""
     if ms is None:
         return "-"
     if ms < 1000:
-        return f"{ms:.3g} ms" if ms < 10 else f"{ms:.0f} ms"
+        return f"{ms_cell(ms)} ms"
     if ms < 60_000:
-        return f"{ms / 1000:.3g} s"
+        return f"{ms / 1000:.2f} s"
     minutes, seconds = divmod(round(ms / 1000), 60)
     return f"{minutes} min {seconds:02d} s"
 
@@ -80,7 +82,7 @@ def bar(n_in: int | None, n_out: int | None, width: int = BAR_WIDTH) -> Text:
 
 
 def header(run: RunInfo) -> Text:
-    """`fs-3f2a-0017  fashion_search  failure  5.7 ms  2024-05-01 12:00:03 UTC  4 stages`."""
+    """`fs-3f2a-0017  fashion_search  failure  5.70 ms  2024-05-01 12:00:03 UTC  4 stages`."""
     from rich.text import Text
 
     status_style = "green" if run.status == "success" else "bold red"
@@ -90,7 +92,7 @@ def header(run: RunInfo) -> Text:
     if run.started_at is not None:
         text.append(f"  started {cell(run.started_at)} UTC")
     if run.n_stages is not None:
-        text.append(f"  {run.n_stages} stages")
+        text.append(f"  {run.n_stages} stage{'' if run.n_stages == 1 else 's'}")
     if run.status is None:
         text.append("  (no run row: the process may have died mid-run)", style="yellow")
     return text

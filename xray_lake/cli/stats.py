@@ -19,6 +19,7 @@ from xray_lake.cli.output import (
     cell,
     check_output,
     emit,
+    ms_cell,
     open_lake,
     window,
 )
@@ -100,8 +101,8 @@ def stats_table(summary: pl.DataFrame) -> Table:
     table.add_column("top reasons", ratio=1, min_width=24)
     for row in summary.iter_rows(named=True):
         table.add_row(escape(row["label"]), escape(row["stage"]), cell(row["runs"]), _pct(row["fail_ratio_mean"]),
-                      _pct(row["fail_ratio_p90"]), cell(row["duration_p50_ms"]),
-                      cell(row["duration_p90_ms"]), escape(row["top_reasons"] or ""))
+                      _pct(row["fail_ratio_p90"]), ms_cell(row["duration_p50_ms"]),
+                      ms_cell(row["duration_p90_ms"]), escape(row["top_reasons"] or ""))
     return table
 
 
