@@ -142,7 +142,8 @@ def main() -> None:
     with xr.Lake(root) as lake, pl.Config(tbl_rows=8, tbl_width_chars=120, fmt_str_lengths=40):
         print("\njudge stages that rejected more than a quarter of what they saw (JSON query):")
         print(lake.find({"stage": {"type": "llm_judge",
-                                   "$metrics.reject_share": {"$gt": 0.25}}})
+                                   "$metrics.reject_share": {"$gt": 0.25}}},
+                        columns=["run_id", "name", "n_in", "n_out", "metrics"])
               .select("run_id", "name", "n_in", "n_out",
                       pl.col("metrics").alias("metrics (reject_share, confidence.*)")))
         print("\nthe same stages with the typed builder:")

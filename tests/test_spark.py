@@ -126,7 +126,7 @@ def headline(session: SparkSession) -> list[tuple[Any, ...]]:
 
 
 def duckdb_headline(lake: xr.Lake) -> list[tuple[Any, ...]]:
-    found = lake.find(HEADLINE)
+    found = lake.find(HEADLINE, columns="all")
     return sorted(found.select("run_id", "stage_id", "label", "date", "fail_ratio",
                                found["run_started_at"].dt.epoch("us")).iter_rows())
 
