@@ -120,8 +120,8 @@ app = typer.Typer(
         "  xray-lake why RUN_ID CANDIDATE_ID   # where and why a candidate was dropped\n"
         "  xray-lake query \"select label, count(*) from runs group by 1\"\n"
         "  xray-lake stats --since 7d --format csv\n\n"
-        "Every command takes --root (a folder or s3://bucket/prefix; 'xray-lake help storage' "
-        "for S3) and -h/--help.\n\n"
+        "Commands that read or write a lake take --root (a folder or s3://bucket/prefix; "
+        "'xray-lake help storage' for S3); every command takes -h/--help.\n\n"
         "Exit codes: 0 ok, 1 data error (unreadable lake, no such run), 2 usage or query error."
     ),
     no_args_is_help=True,
