@@ -14,7 +14,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import duckdb
 import typer
 
 import xray_lake as xr
@@ -179,6 +178,8 @@ def interruptible(lake: xr.Lake, ask: Callable[[], T]) -> T:
         while not done.wait(0.1):
             pass
     except KeyboardInterrupt:
+        import duckdb  # loaded already by the lake; imported here so `--help` stays light
+
         # DuckDB refuses `interrupt` while the connection is in some other call (creating
         # the views): keep asking until the worker is done, for a few seconds at most.
         deadline = time.monotonic() + 5.0
