@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 import xray_lake as xr
-from xray_lake.cli.app import app, main
+from xray_lake.cli.app import COMMANDS, app, main
 from xray_lake.cli.output import parse_when
 from xray_lake.demo.fashion_search import run_demo
 
@@ -378,6 +379,38 @@ def test_every_command_has_examples_in_its_help() -> None:
         assert result.exit_code == 0
         assert "Examples" in result.stdout and f"xray-lake {command}" in result.stdout
         assert "--root" in result.stdout and "--format" in result.stdout
+
+
+@pytest.mark.parametrize("command", [[], *([name] for name in COMMANDS)])
+def test_help_is_clicks_plain_layout_without_type_noise_or_the_storage_block(
+        command: list[str]) -> None:
+    result = CliRunner().invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    assert out.startswith(f"Usage: xray-lake {' '.join(command)}".rstrip())
+    assert not re.search(r"<(str|bool|int|float|path|text)>|\{[A-Z_]+\}|\[\[", out), out
+    assert "endpoint_url" not in out and "secret_access_key" not in out
+    assert "-h, --help" in out
+
+
+def test_help_storage_describes_every_storage_option_once(tmp_path: Path) -> None:
+    from xray_lake.config import STORAGE_OPTIONS
+
+    out = ok(CliRunner().invoke(app, ["help", "storage"])).stdout
+    assert all(key in out for key in STORAGE_OPTIONS) and "--storage-option" in out
+    assert ok(CliRunner().invoke(app, ["help", "why"])).stdout == \
+        ok(CliRunner().invoke(app, ["why", "--help"])).stdout
+    bad = CliRunner().invoke(app, ["help", "stroage"])
+    assert bad.exit_code == 2 and bad.stderr.count("\n") == 1 and "storage" in bad.stderr
+    # the option is still taken (and checked) by every command, only not listed
+    result = CliRunner().invoke(app, ["runs", "--root", str(tmp_path), "--storage-option", "x"])
+    assert result.exit_code == 2 and "is not KEY=VALUE" in result.stderr
+
+
+def test_version_prints_the_version() -> None:
+    from xray_lake import __version__
+
+    assert ok(CliRunner().invoke(app, ["--version"])).stdout == f"xray-lake {__version__}\n"
 
 
 def test_durations_print_with_two_decimals_whatever_their_size() -> None:

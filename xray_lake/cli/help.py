@@ -100,6 +100,8 @@ def help_record(param: Param) -> tuple[str, str] | None:
         extra.append(f"env var: {param.envvar}")
     if (default := _default(param)) is not None:
         extra.append(f"default: {default}")
+    if param.required:
+        extra.append("required")
     if extra:
         text = f"{text}  [{'; '.join(extra)}]" if text else f"[{'; '.join(extra)}]"
     return name, text
