@@ -1,6 +1,6 @@
 """Plain, click-style help for every command, and `xray-lake help [TOPIC | COMMAND]`.
 
-Typer's own help imports rich (a third of the CLI's start) and prints `<str>`, `<bool>` and
+Typer's rich help imports rich on every `--help` and prints `<str>`, `<bool>` and
 `{RUN_ID}` where click prints `RUN_ID`; `Command` and `Group` write click's layout instead:
 usage with bare argument names, `-f, --format [table|csv|...]`, defaults and environment
 variables in brackets, example paragraphs kept as written. Options described once for all
@@ -202,5 +202,4 @@ def help_command(
 
 def register(app: typer.Typer) -> None:
     """Add `help` to the app."""
-    app.command("help", help=HELP, short_help="Show help on a topic (storage) or a command.",
-                cls=Command)(help_command)
+    app.command("help", help=HELP, cls=Command)(help_command)
