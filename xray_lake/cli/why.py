@@ -86,8 +86,10 @@ def why(
         found = runs_of(lake, run_id, lake_root)
         path = journey(lake, run_id, candidate_id, runs=found)
     if path.steps.is_empty():  # a mistyped id must not read like a real miss: exit 1
-        raise XrayLakeError(f"no candidate {candidate_id!r} in run {run_id}: {path.verdict}; "
-                            "check the id (as stored in candidates.candidate_id)")
+        detail = path.verdict.removeprefix(f"never retrieved in run {run_id}")
+        raise XrayLakeError(f"no candidate {candidate_id!r} in run {run_id}{detail}: never "
+                            "retrieved, or the id is mistyped (ids as in "
+                            "candidates.candidate_id)")
     verdict = Text(f"{candidate_id}: {path.verdict}", style="bold")
     renderable: Any = None
     if fmt is Format.table:
