@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 import xray_lake as xr
 from xray_lake.cli.compact import register
 from xray_lake.demo.fashion_search import run_demo
-from xray_lake.records.schema import SCHEMAS
+from xray_lake.records.schema import SCHEMA_VERSION, SCHEMAS
 from xray_lake.storage import compact as compact_mod
 from xray_lake.storage.fs import publish
 from xray_lake.storage.layout import partition_dir
@@ -126,7 +126,7 @@ def test_compaction_keeps_exactly_the_same_rows_of_every_table(isolated_lake: st
     for table in SCHEMAS:  # one file per partition, named like every data file
         files = data_files(isolated_lake, table)
         assert len(files) == len({f.parent for f in files}) == 2
-        assert all(f.name.startswith("part-v1-compact-") for f in files)
+        assert all(f.name.startswith(f"part-v{SCHEMA_VERSION}-compact-") for f in files)
     assert leftovers(isolated_lake) == []
 
 

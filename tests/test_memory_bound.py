@@ -82,11 +82,37 @@ def test_stats_report_the_records_share() -> None:
     assert stats["peak_buffered_bytes"] == 0
 
 
-def test_a_burst_of_ten_times_the_bound_is_dropped_and_counted_within_the_share(
+def test_by_default_a_burst_of_ten_times_the_bound_waits_for_room_and_loses_nothing(
     violations: list[str],
 ) -> None:
     bound = 2 * MIB
     xr.configure(max_buffer_bytes=bound, drain_interval_s=0.05)
+    items = products()
+    keep_cheap(items)  # starts the writer
+    assert xr.flush(30)
+    before = xr.stats()
+    calls = 10 * bound // 200_000 + 1  # ~10x the bound of candidate JSON, back to back
+    for _ in range(calls):
+        assert keep_cheap(items) == [x for x in items if x["price"] < 50]  # never changed
+    assert xr.flush(60)
+    after = xr.stats()
+
+    assert violations == []
+    assert after["dropped_total"] == 0
+    assert 0 < after["peak_buffered_bytes"] <= after["buffer_limit_bytes"] < bound
+    assert after["blocked_calls"] > before["blocked_calls"]  # the producer did wait
+    recorded = sum(after[k] - before[k]
+                   for k in ("runs_recorded", "stages_recorded", "candidates_recorded"))
+    assert recorded == calls * (2 + N)
+    written = after["rows_written"]["candidates"] - before["rows_written"]["candidates"]
+    assert written == calls * N
+
+
+def test_under_the_drop_policy_a_burst_of_ten_times_the_bound_is_dropped_and_counted(
+    violations: list[str],
+) -> None:
+    bound = 2 * MIB
+    xr.configure(max_buffer_bytes=bound, drain_interval_s=0.05, on_full="drop")
     items = products()
     keep_cheap(items)  # starts the writer
     assert xr.flush(30)
@@ -112,14 +138,17 @@ def test_a_burst_of_ten_times_the_bound_is_dropped_and_counted_within_the_share(
     assert written == after["candidates_recorded"] - before["candidates_recorded"]
 
 
+@pytest.mark.parametrize(("policy", "reason"), [("drop", "buffer_full"),
+                                               ("block", "block_timeout")])
 def test_with_lake_and_spool_down_records_stay_within_the_share_and_flush_answers(
-    tmp_path: Path, violations: list[str],
+    tmp_path: Path, violations: list[str], policy: str, reason: str,
 ) -> None:
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
     bound = 2 * MIB
     xr.configure(root=str(blocker / "lake"), spool_dir=str(blocker / "spool"),
-                 max_buffer_bytes=bound, drain_interval_s=0.05)
+                 max_buffer_bytes=bound, drain_interval_s=0.05, on_full=policy,
+                 max_block_s=0.05)
     items = products()
     for _ in range(30):
         keep_cheap(items)
@@ -131,7 +160,7 @@ def test_with_lake_and_spool_down_records_stay_within_the_share_and_flush_answer
     assert not writer._queue
     stats = xr.stats()
     assert violations == []
-    assert stats["dropped"].get("buffer_full", 0) > 0
+    assert stats["dropped"].get(reason, 0) > 0
     assert writer.memory.flush_at <= stats["buffered_bytes"] <= stats["buffer_limit_bytes"]
 
 

@@ -106,15 +106,23 @@ class Settings(BaseModel):
 
     Half of it is for records not yet written: queued (estimated: the caller's frozen blobs
     and copies, x2 for decoding them) and buffered (their exact Arrow bytes). A record that
-    would take those past half the bound is dropped and counted (`xr.stats()["dropped"]`);
-    the caller never waits. The other half is reserved for what no record owns: the working
-    set of encoding a record and of writing a table (Parquet pages, compression, a whole file
-    for `s3://`), and memory the allocators keep (freed Arrow memory is returned to the OS
+    would take those past half the bound waits for room (`on_full`, `max_block_s`). The
+    other half is reserved for what no record owns: the working set of encoding a record and
+    of writing a table (Parquet pages, compression, a whole file for `s3://`), and memory the allocators keep (freed Arrow memory is returned to the OS
     after each write). Not covered: the caller's own candidate objects, which a queued record
     references until the writer encodes it, and the fixed cost of the loaded libraries and
     the writer thread. A Parquet write takes ~12 MiB whatever the table's size (measured), so
     bounds under ~64 MiB are exceeded by a roughly fixed amount; see docs/reliability.md.
     """
+    on_full: Literal["block", "drop"] = "block"
+    """What a recording call does when the records held reach their share of max_buffer_bytes:
+    "block" (default) waits for the writer to make room, up to `max_block_s`, so a writer that
+    is merely behind never loses a record; "drop" sheds at once (latency-critical services).
+    Shed records are counted (`xr.stats()["dropped"]`) and their run is written with
+    status 'incomplete'."""
+    max_block_s: float = Field(default=60.0, ge=0, le=3600)
+    """The longest one recording call waits for room under on_full="block" (like Kafka's
+    producer `max.block.ms`); past it the record is shed and counted."""
     exit_timeout_s: float = Field(default=5.0, ge=0, le=600)
     # Size caps: a longer value is cut, marked and counted in n_truncated.
     payload_cap_bytes: int = Field(default=16 * KIB, ge=64)

@@ -12,7 +12,9 @@ SELECT
   r.output_json AS run_output_json,
   r.sdk_version AS run_sdk_version,
   r.host AS run_host,
-  r.pid AS run_pid
+  r.pid AS run_pid,
+  r.n_stages_shed AS run_n_stages_shed,
+  r.n_candidates_shed AS run_n_candidates_shed
 FROM stages AS s
 LEFT JOIN runs AS r
   ON r.run_id = s.run_id

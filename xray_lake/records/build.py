@@ -48,8 +48,8 @@ def build_run(ev: RunEvent, settings: Settings, host: str, pid: int, version: st
         "started_at": timestamp(ev.started_at),
         "finished_at": timestamp(ev.finished_at),
         "duration_ms": ev.duration_ms,
-        "status": ev.status,
-        "error_message": ev.error_message,
+        "status": "incomplete" if ev.n_stages_shed else ev.status,
+        "error_message": ev.error_message if not ev.n_stages_shed else _shed_message(ev),
         "error_code": ev.error_code,
         "n_stages": ev.n_stages,
         "attributes": attributes,
@@ -58,7 +58,15 @@ def build_run(ev: RunEvent, settings: Settings, host: str, pid: int, version: st
         "sdk_version": version,
         "host": host,
         "pid": pid,
+        "n_stages_shed": ev.n_stages_shed,
+        "n_candidates_shed": ev.n_candidates_shed,
     }
+
+
+def _shed_message(ev: RunEvent) -> str:
+    shed = (f"xray-lake shed {ev.n_stages_shed} of {ev.n_stages} stage records "
+            f"({ev.n_candidates_shed} candidate rows) of this run; see xr.stats()['dropped']")
+    return shed if ev.error_message is None else f"{ev.error_message} ({shed})"
 
 
 # --- field extraction -------------------------------------------------------------------

@@ -9,10 +9,10 @@ import datetime
 import enum
 import uuid
 from array import array
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from decimal import Decimal
-from typing import Final
+from typing import Final, cast
 
 import orjson
 import pyarrow as pa
@@ -255,7 +255,7 @@ def _has_long(value: object, depth: int = 0) -> bool:
         return True
     if depth >= 1:
         return False
-    children = value.values() if kind is dict else value  # type: ignore[attr-defined]
+    children: Iterable[object] = value.values() if isinstance(value, dict) else value  # type: ignore[assignment]
     return any(type(c) in _CONTAINERS and _has_long(c, depth + 1) for c in children)
 
 
@@ -290,8 +290,8 @@ def _bounded_items(items: Sequence[object], budget: int, depth: int, opening: by
     while i < n:
         if is_dict or i == 0:
             if is_dict:
-                key, child = items[i]  # type: ignore[misc]
-                prefix = _encode(key) + b":"
+                pair = cast("tuple[object, object]", items[i])
+                prefix, child = _encode(pair[0]) + b":", pair[1]
             else:
                 prefix, child = b"", items[i]
             encoded, estimate = _bounded(child, budget - used - len(prefix), depth + 1)
@@ -325,7 +325,7 @@ def to_json(value: object, cap: int | None = None) -> tuple[str, bool]:
             encoded, estimate = _encode(value), None
         else:
             encoded, estimate = _bounded(value, cap, 0)
-        if estimate is not None:
+        if cap is not None and estimate is not None:
             return _truncated(encoded, cap, estimate).decode("utf-8"), True
         if cap is not None and len(encoded) > cap:
             return _truncated(encoded, cap).decode("utf-8"), True

@@ -74,15 +74,15 @@ class RunEvent:
     __slots__ = (
         "attributes",
         "date",
-        "dropped_blob",
-        "dropped_idx",
         "duration_ms",
         "error_code",
         "error_message",
         "finished_at",
         "input",
         "label",
+        "n_candidates_shed",
         "n_stages",
+        "n_stages_shed",
         "output",
         "run_id",
         "started_at",
@@ -118,6 +118,10 @@ class RunEvent:
         self.attributes = attributes
         self.input = input
         self.output = output
+        # what the writer had to shed of this run before its row was written (whole runs or
+        # nothing: such a run is recorded with status 'incomplete')
+        self.n_stages_shed = 0
+        self.n_candidates_shed = 0
 
 
 class StageEvent:

@@ -15,7 +15,7 @@ JSON = pa.large_string()
 # Bumped whenever a table gains columns. Files carry it in their name (`part-v1-…`), so the
 # views read each version with one uniform schema (no per-file footer reads at planning,
 # which would defeat partition pruning) and union versions by name.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Columns that come from the folder names (label=/date=), not from the files.
 PARTITION_COLUMNS = ("label", "date")
@@ -40,6 +40,9 @@ RUNS = pa.schema(
         pa.field("sdk_version", pa.string()),
         pa.field("host", pa.string()),
         pa.field("pid", pa.int32()),
+        # what of the run was shed (status 'incomplete'): stage records and candidate rows
+        pa.field("n_stages_shed", pa.int64()),
+        pa.field("n_candidates_shed", pa.int64()),
     ]
 )
 

@@ -33,6 +33,16 @@ HOLD_SHARE = 0.5
 # hold to take records while the table is written.
 FLUSH_SHARE = 0.25
 RELEASE_STEPS = 8  # freed Arrow memory is returned after every reserved/8 bytes encoded
+_MAX_SHED_RUNS = 100_000  # runs with shed records whose run row has not come yet
+_DROP_REASONS = {
+    "buffer_full": "the records held reached their share of max_buffer_bytes and "
+                   "on_full='drop' (or the record came from the writer's own thread)",
+    "block_timeout": "a recording call waited max_block_s for the writer to make room",
+    "run_incomplete": "an earlier record of the same run was shed (on_full='drop' sheds "
+                      "whole runs where it can)",
+    "closed": "the writer was closed (a record after exit, or after configure())",
+    "encode_error": "a record could not be encoded",
+}
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,9 @@ class Counters:
     replayed_files: int = 0
     truncated_values: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
+    runs_incomplete: int = 0
+    blocked_calls: int = 0  # recording calls that waited for room (on_full="block")
+    blocked_s: float = 0.0  # their total wait
 
 
 class _Ticket:
@@ -96,6 +109,8 @@ class Writer:
         self._host, self._pid, self._version = host, pid, version
         self._queue: deque[tuple[object, int]] = deque()
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # notified whenever held bytes shrink
+        self._shed_runs: dict[str, list[int]] = {}  # run id -> [stage records, candidates] shed
         self._wake = threading.Event()
         self.memory = MemoryPlan.of(settings)
         self._queued_bytes = 0
@@ -117,20 +132,45 @@ class Writer:
     # --- caller's thread -----------------------------------------------------------------
 
     def submit(self, event: RunEvent | StageEvent) -> None:
-        """Queue a record; O(1), no I/O. Drops (and counts) it when the memory bound is hit."""
+        """Queue a record; no I/O. At the memory bound it waits for room (on_full="block", up
+        to max_block_s) or sheds the record (counted, and its run is marked incomplete)."""
         if isinstance(event, StageEvent):
             n = event.n_items()
             estimate = event.estimate_bytes(self._avg_row_bytes)
         else:
             n, estimate = 0, _STAGE_ROW_BYTES
+        s = self.settings
+        deadline: float | None = None
         with self._lock:
-            if self._closed:
-                self._drop("closed", event, n)
-                return
+            while True:
+                if self._closed:
+                    self._drop("closed", event, n)
+                    return
+                if isinstance(event, RunEvent):
+                    break  # run rows are always taken: small, and they tell what was shed
+                if s.on_full == "drop" and event.run_id in self._shed_runs:
+                    self._drop("run_incomplete", event, n)  # whole runs where possible
+                    return
+                held = self._queued_bytes + self._buffered_bytes
+                if held + estimate <= self.memory.hold or held == 0:
+                    break  # room (a record larger than the hold gets in when nothing else is)
+                if s.on_full == "drop" or threading.current_thread() is self._thread:
+                    self._drop("buffer_full", event, n)
+                    return
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + s.max_block_s
+                    self.counters.blocked_calls += 1
+                    blocked_at = now
+                if now >= deadline:
+                    self.counters.blocked_s += now - blocked_at
+                    self._drop("block_timeout", event, n)
+                    return
+                self._wake.set()
+                self._room.wait(min(deadline - now, 0.25))
+            if deadline is not None:
+                self.counters.blocked_s += time.monotonic() - blocked_at
             held = self._queued_bytes + self._buffered_bytes + estimate
-            if held > self.memory.hold:
-                self._drop("buffer_full", event, n)
-                return
             self._queued_bytes += estimate
             self._peak_held = max(self._peak_held, held)
             self._queue.append((event, estimate))
@@ -178,16 +218,23 @@ class Writer:
             return waiting, self._queued_bytes + self._buffered_bytes
 
     def _drop(self, reason: str, event: object, n: int) -> None:
+        """Shed one record (lock held): counted by reason, and charged to its run, whose row
+        then says 'incomplete'."""
         self.counters.dropped[reason] += 1 + n
         self._failed_since_flush = True
+        if isinstance(event, StageEvent):
+            shed = self._shed_runs.get(event.run_id)
+            if shed is None:
+                if len(self._shed_runs) >= _MAX_SHED_RUNS:  # runs whose row never came
+                    self._shed_runs.pop(next(iter(self._shed_runs)))
+                shed = self._shed_runs[event.run_id] = [0, 0]
+            shed[0] += 1
+            shed[1] += n
         if reason not in self._warned:
             self._warned.add(reason)
-            logger.warning(
-                "xray-lake: dropping records (%s): records held would exceed %d bytes (their "
-                "share of max_buffer_bytes=%d; the rest is reserved for encoding and "
-                "writing) or the writer is closed; counted in xr.stats()['dropped']",
-                reason, self.memory.hold, self.settings.max_buffer_bytes,
-            )
+            logger.warning("xray-lake: shedding records (%s): %s; counted in "
+                           "xr.stats()['dropped'], their runs are written with status "
+                           "'incomplete'", reason, _DROP_REASONS.get(reason, reason))
 
     # --- worker thread -------------------------------------------------------------------
 
@@ -258,6 +305,7 @@ class Writer:
                 if self._pending:  # not accounted by _add (it failed): release the estimate
                     with self._lock:
                         self._queued_bytes -= self._pending
+                        self._room.notify_all()
                     self._pending = 0
             del item  # the caller's objects it references are freed now, not next round
             self._since_release += estimate
@@ -270,9 +318,9 @@ class Writer:
     def _add(self, event: object) -> None:
         """Encode one record into its partition buffer.
 
-        Its queued estimate becomes its encoded size in one step (`_account`), so queued +
-        buffered never passes the hold limit; a record that would pass it (lake and spool
-        refusing writes, or an estimate that was too low) is dropped and counted.
+        Its queued estimate becomes its encoded size in one step (`_account`); admission keeps
+        queued + buffered near the hold, and only a record that would take it past the whole
+        bound while nothing buffered can be written is dropped and counted.
         """
         if isinstance(event, StageEvent):
             built = build_stage(event, self.settings)
@@ -296,6 +344,13 @@ class Writer:
             buf.nbytes += added
             return
         if isinstance(event, RunEvent):
+            with self._lock:  # its stages were queued before it: all are in, or shed, by now
+                shed = self._shed_runs.pop(event.run_id, None)
+            if shed is not None:
+                event.n_stages_shed += shed[0]
+                event.n_candidates_shed += shed[1]
+            if event.n_stages_shed:
+                self.counters.runs_incomplete += 1
             row = build_run(event, self.settings, self._host, self._pid, self._version)
             if not self._account(_STAGE_ROW_BYTES, event, 0):
                 return
@@ -311,8 +366,12 @@ class Writer:
         with self._lock:
             self._queued_bytes -= self._pending
             self._pending = 0
+            self._room.notify_all()
             held = self._queued_bytes + self._buffered_bytes + added
-            if held > self.memory.hold:
+            if held > self.memory.bound and self._buffered_bytes > 0:
+                # admission keeps what is held near the hold; an estimate that was far too low,
+                # while what is buffered cannot be written (lake and spool refuse), must not
+                # take memory past the bound itself
                 self._drop("buffer_full", event, n)
                 return False
             self._buffered_bytes += added
@@ -383,6 +442,7 @@ class Writer:
             self._drain_spool()
         with self._lock:
             self._buffered_bytes = sum(b.nbytes for b in self._buffers.values())
+            self._room.notify_all()
             if not ok:
                 self._failed_since_flush = True
         self._last_write = time.monotonic()
@@ -469,4 +529,7 @@ class Writer:
             "truncated_values": c.truncated_values,
             "dropped": dict(c.dropped),
             "dropped_total": sum(c.dropped.values()),
+            "runs_incomplete": c.runs_incomplete,
+            "blocked_calls": c.blocked_calls,
+            "blocked_s": round(c.blocked_s, 3),
         }

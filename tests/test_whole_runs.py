@@ -1,0 +1,109 @@
+"""Whole runs or nothing: a run any of whose records was shed says so on its run row."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import pytest
+
+import xray_lake as xr
+from xray_lake.config import MIB
+from xray_lake.writer import engine
+
+N = 200
+
+
+@xr.retrieval_stage("search", id="id")
+def search(k: int) -> list[dict[str, Any]]:
+    return [{"id": f"c{i}", "price": i, "pad": "x" * 200} for i in range(k)]
+
+
+@xr.filtering_stage("cheap", id="id", passed="ok", reason_label="why")
+def cheap(items: Annotated[list[dict[str, Any]], xr.Candidates()]) -> list[dict[str, Any]]:
+    return [{**it, "ok": it["price"] < 20, "why": None if it["price"] < 20 else "price"}
+            for it in items]
+
+
+@xr.pipeline("whole")
+def one_run(k: int) -> int:
+    return sum(it["ok"] for it in cheap(search(k)))
+
+
+def _slow_builds(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """A writer far slower than the producer: every stage record takes `seconds` to build."""
+    real = engine.build_stage
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(seconds)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "build_stage", slow)
+
+
+def _runs_and_stage_counts(lake: xr.Lake) -> list[dict[str, Any]]:
+    return lake.sql(
+        "select r.run_id, r.status, r.n_stages, r.n_stages_shed, r.n_candidates_shed, "
+        "count(s.stage_id) as stored from runs r left join stages s using (run_id) "
+        "group by all").to_dicts()
+
+
+def test_under_the_drop_policy_no_run_silently_lacks_stages(
+        monkeypatch: pytest.MonkeyPatch, lake: Callable[[], xr.Lake]) -> None:
+    xr.configure(on_full="drop", max_buffer_bytes=MIB // 2, drain_interval_s=0.01)
+    _slow_builds(monkeypatch, 0.01)
+    for _ in range(60):
+        assert one_run(N) == 20  # the pipeline's answer never changes
+    xr.flush(30)  # False: records were shed
+    stats = xr.stats()
+    assert stats["dropped_total"] > 0 and stats["runs_incomplete"] > 0
+    rows = _runs_and_stage_counts(xr.Lake(xr.get_settings().root))
+    assert len(rows) == 60  # every run row lands, incomplete or not
+    incomplete = [r for r in rows if r["status"] == "incomplete"]
+    assert len(incomplete) == stats["runs_incomplete"]
+    for r in rows:
+        if r["status"] == "incomplete":
+            assert r["n_stages_shed"] > 0 and r["stored"] == r["n_stages"] - r["n_stages_shed"]
+        else:
+            assert r["n_stages_shed"] == 0 and r["stored"] == r["n_stages"] == 2
+
+
+def test_a_recording_call_sheds_only_after_waiting_max_block_s(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    xr.configure(max_buffer_bytes=MIB // 2, max_block_s=0.05, drain_interval_s=0.01)
+    _slow_builds(monkeypatch, 0.3)
+    for _ in range(8):
+        one_run(N)
+    xr.flush(30)
+    stats = xr.stats()
+    assert stats["dropped"].get("block_timeout", 0) > 0
+    assert stats["blocked_calls"] > 0 and stats["blocked_s"] > 0
+    rows = _runs_and_stage_counts(xr.Lake(xr.get_settings().root))
+    assert any(r["status"] == "incomplete" for r in rows)
+
+
+def test_a_record_that_cannot_be_built_marks_its_run_incomplete(
+        monkeypatch: pytest.MonkeyPatch, lake: Callable[[], xr.Lake]) -> None:
+    xr.configure(strict=False)
+    real = engine.build_stage
+
+    def failing(ev: Any, settings: Any) -> Any:
+        if ev.spec.name == "cheap":
+            raise RuntimeError("boom")
+        return real(ev, settings)
+
+    monkeypatch.setattr(engine, "build_stage", failing)
+    one_run(10)
+    assert xr.flush(10) is False
+    (row,) = _runs_and_stage_counts(xr.Lake(xr.get_settings().root))
+    assert row["status"] == "incomplete"
+    assert (row["n_stages_shed"], row["n_candidates_shed"], row["stored"]) == (1, 10, 1)
+    assert xr.stats()["dropped"] == {"encode_error": 1 + 10}  # the stage and its candidates
+
+
+def test_complete_runs_record_zero_shed(lake: Callable[[], xr.Lake]) -> None:
+    one_run(5)
+    (row,) = _runs_and_stage_counts(lake())
+    assert row["status"] == "success"
+    assert (row["n_stages_shed"], row["n_candidates_shed"], row["stored"]) == (0, 0, 2)
