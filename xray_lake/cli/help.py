@@ -141,8 +141,19 @@ def write_text(text: str | None, formatter: Formatter) -> None:
         formatter.write_text("\n\n".join(paragraphs))
 
 
+def bool_help_option(option: Any) -> Any:
+    """The `-h/--help` option with a bool default: typer coerces a None through pydantic, which
+    `xray-lake CMD --help` would otherwise import for the root's unused help option."""
+    if option is not None and option.default is None:
+        option.default = False
+    return option
+
+
 class Command(TyperCommand):
     """A command whose help is click's plain layout (see the module docstring)."""
+
+    def get_help_option(self, ctx: Context) -> Any:
+        return bool_help_option(super().get_help_option(ctx))
 
     def collect_usage_pieces(self, ctx: Context) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
@@ -158,6 +169,9 @@ class Command(TyperCommand):
 
 class Group(TyperGroup):
     """The root command's help in the same layout, with the help topics after the commands."""
+
+    def get_help_option(self, ctx: Context) -> Any:
+        return bool_help_option(super().get_help_option(ctx))
 
     def format_help_text(self, ctx: Context, formatter: Formatter) -> None:
         write_text(self.help, formatter)
