@@ -6,9 +6,9 @@ Run (its own process, so RSS is the SDK's alone):
 A filtering stage over 5,000 product dicts (hot_path.py's) is called back to back until the
 candidate JSON offered to the SDK adds up to `factor` x the bound, far faster than the writer
 can encode and write it. A thread samples RSS every 2 ms (psutil, else /proc/self/statm) from
-before the burst until `xr.flush()` returns. The SDK never blocks the caller: past the bound it
-drops records and counts them (`xr.stats()["dropped"]`), so peak RSS minus the baseline taken
-before the burst should stay within the bound. The bound covers the records held (queued and
+before the burst until `xr.flush()` returns. With default settings the caller waits for room at
+the bound (`on_full="block"`) and nothing is dropped (`records_dropped` should be 0), so peak RSS
+minus the baseline taken before the burst should stay within the bound. The bound covers the records held (queued and
 buffered: `writer_buffer_limit_bytes`, half of it) and the working sets of encoding and writing
 (the other half); see `max_buffer_bytes` in xray_lake/config.py. `rss_after_flush_bytes` is
 what stays resident once everything is written (allocator memory not returned).

@@ -134,11 +134,11 @@ def test_postgres_ran_here_or_says_why_not(small: dict[str, Any]) -> None:
         assert "notice" in w4["headline"]
 
 
-def test_memory_burst_is_measured_and_drops_are_counted(small: dict[str, Any]) -> None:
+def test_memory_burst_is_measured_and_waits_instead_of_dropping(small: dict[str, Any]) -> None:
     m = small["workloads"]["memory"]
     assert m["offered_payload_bytes"] >= 10 * m["bound_bytes"]
     assert m["peak_rss_bytes"] >= m["baseline_rss_bytes"] > 0
-    assert m["records_dropped"] > 0  # the burst is far faster than the writer
+    assert m["records_dropped"] == 0  # the burst is far faster than the writer: it waits
     assert m["candidate_rows_written"] == m["candidate_rows_recorded"] > 0
     assert m["peak_writer_buffered_bytes"] > 0
 

@@ -145,7 +145,7 @@ def test_athena_ddl_shape() -> None:
     assert "CREATE DATABASE IF NOT EXISTS `analytics`;" in text
     assert "CREATE EXTERNAL TABLE IF NOT EXISTS `analytics`.`runs` (\n  `run_id` string,\n" in text
     assert "  `reason_counts` map<string,bigint>,\n" in text
-    assert ("  `pid` int\n)\nPARTITIONED BY (`label` string, `date` string)\nSTORED AS PARQUET\n"
+    assert ("  `n_candidates_shed` bigint\n)\nPARTITIONED BY (`label` string, `date` string)\nSTORED AS PARQUET\n"
             "LOCATION 's3://bucket/lake/runs/';") in text
     assert "MSCK REPAIR TABLE `analytics`.`stages`;" in text
     assert "`label` string,\n" not in text  # partition columns only in PARTITIONED BY

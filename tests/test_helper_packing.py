@@ -13,7 +13,8 @@ import orjson
 import pytest
 
 import xray_lake as xr
-from xray_lake.records.packed import pack_helpers, unpack, unpack_fields
+from xray_lake.records.packed import pack_helpers
+from xray_lake.records.unpack import unpack, unpack_fields
 from xray_lake.testing import capture_records
 
 Item = dict[str, Any]

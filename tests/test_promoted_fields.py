@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 import xray_lake as xr
 from xray_lake.cli.app import app
 from xray_lake.query import candidate, stage
-from xray_lake.records import promoted as promoted_module
+from xray_lake.records import promoted_columns as promoted_module
+from xray_lake.records.schema import SCHEMA_VERSION
 from xray_lake.storage.catalog import attach_views
 
 Lake = Callable[[], xr.Lake]
@@ -364,7 +365,7 @@ def test_compaction_merges_files_of_one_promoted_schema(lake: Lake, isolated_lak
     report = xr.compact(isolated_lake, before=tomorrow.isoformat())
     assert report.errors == ()
     files = sorted(p.name for p in Path(isolated_lake, "candidates").rglob("*.parquet"))
-    assert len(files) == 2 and any(name.startswith("part-v1p") for name in files)
+    assert len(files) == 2 and any(name.startswith(f"part-v{SCHEMA_VERSION}p") for name in files)
     db = lake()
     rows = db.sql("select candidate_id, f_price from candidates order by 1").rows()
     assert rows == [("c0", 0), ("c1", 1), ("c2", 2), ("plain", None)]

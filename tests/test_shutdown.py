@@ -1,7 +1,7 @@
 """Exit-safety: a process whose lake write hangs for real still exits within exit_timeout_s.
 
 The hang is real, not mocked: before recording, the child puts a FIFO where its writer will
-create its first temp file (`<partition>/.part-v1-<writer id>-00000001.parquet.tmp`). Opening
+create its first temp file (`<partition>/.part-v<schema>-<writer id>-00000001.parquet.tmp`). Opening
 a FIFO for writing blocks until a reader comes, and none ever does, so the writer thread is
 stuck inside the Parquet write exactly as on a dead NFS mount or a stalled FUSE disk.
 (That a process exiting without flush() still lands its records is in test_writer.py.)
@@ -31,13 +31,15 @@ CHILD = textwrap.dedent("""
     atexit.register(report)
 
     import xray_lake as xr
+    from xray_lake.records.schema import SCHEMA_VERSION
     from xray_lake.storage.layout import data_file_name, partition_dir, temp_file_name
     from xray_lake.writer import process
 
     root, exit_timeout, mode = sys.argv[1], float(sys.argv[2]), sys.argv[3]
     xr.configure(root=root, exit_timeout_s=exit_timeout, flush_interval_s=3600, fsync=False,
                  drain_interval_s=0.01)
-    first_temp = temp_file_name(data_file_name(process.get_writer().sink.writer_id, 1))
+    first_temp = temp_file_name(data_file_name(process.get_writer().sink.writer_id, 1,
+                                               SCHEMA_VERSION))
     today = datetime.datetime.now(datetime.UTC).date()
     for day in (today - datetime.timedelta(days=1), today, today + datetime.timedelta(days=1)):
         for table in ("candidates", "stages", "runs"):

@@ -164,7 +164,7 @@ def test_memory_bound_drops_and_counts_instead_of_growing(tmp_path: Path) -> Non
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
     xr.configure(root=str(blocker / "lake"), spool_dir=str(blocker / "spool"), fsync=False,
-                 max_buffer_bytes=300_000)
+                 max_buffer_bytes=300_000, on_full="drop")
     record_runs(50, candidates=200)
     assert xr.flush(10) is False
     stats = xr.stats()

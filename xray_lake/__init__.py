@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xray_lake._version import __version__
 from xray_lake.config import Settings, configure, get_settings
@@ -13,7 +13,6 @@ from xray_lake.errors import (
     QueryError,
     XrayLakeError,
 )
-from xray_lake.query.lake import Lake
 from xray_lake.records.options import Caps, Sample
 from xray_lake.records.promoted import Field
 from xray_lake.records.results import Filtered, Generated, Scored
@@ -30,8 +29,25 @@ from xray_lake.sdk.decorators import (
 )
 from xray_lake.sdk.markers import Candidates, RawInput
 from xray_lake.sdk.plugins import metric, register_metric, register_stage_type
-from xray_lake.storage.compact import compact
 from xray_lake.writer import process as _process
+
+if TYPE_CHECKING:  # the query engines (duckdb, polars) load on first use, not on import
+    from xray_lake.query.lake import Lake
+    from xray_lake.storage.compact import compact
+
+_LAZY = {"Lake": "xray_lake.query.lake", "compact": "xray_lake.storage.compact"}
+
+
+def __getattr__(name: str) -> Any:
+    """`xr.Lake` and `xr.compact` import the query side on first use: recording needs neither."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'xray_lake' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def flush(timeout: float | None = None) -> bool:

@@ -1,14 +1,18 @@
-"""Process-wide settings: read from the environment once, validated once at configure()."""
+"""Process-wide settings: read from the environment once, validated once at configure().
+
+A frozen dataclass checked by hand rather than a pydantic model: `import xray_lake` stays
+light (pydantic's import and model build cost more than the rest of the SDK's import).
+"""
 
 from __future__ import annotations
 
 import difflib
 import os
 import threading
+from dataclasses import asdict, dataclass, fields
+from dataclasses import field as _field
 from pathlib import Path
 from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from xray_lake.errors import ConfigError
 
@@ -84,24 +88,26 @@ def check_storage_options(options: dict[str, Any]) -> dict[str, str]:
     return checked
 
 
-class Settings(BaseModel):
-    """Everything the SDK and writer need; frozen so a running writer never sees it change."""
+@dataclass(frozen=True)
+class Settings:
+    """Everything the SDK and writer need; frozen so a running writer never sees it change.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Raises ValueError naming every bad setting (configure() turns it into ConfigError).
+    """
 
-    root: str = Field(default=DEFAULT_ROOT, min_length=1)
-    spool_dir: str = Field(default_factory=_default_spool_dir, min_length=1)
+    root: str = _field(default=DEFAULT_ROOT, metadata={"min_length": 1})
+    spool_dir: str = _field(default_factory=_default_spool_dir, metadata={"min_length": 1})
     strict: bool = False
     enabled: bool = True
     # Writer cadence: buffered records are encoded every `drain_interval_s` and written as one
     # file per table/label/date at least every `flush_interval_s`, or sooner when
     # `flush_rows` candidate rows or `flush_bytes` encoded bytes are buffered (at most
     # max_buffer_bytes / 8: a write's working set grows with the table, see max_buffer_bytes).
-    drain_interval_s: float = Field(default=0.5, gt=0, le=60)
-    flush_interval_s: float = Field(default=10.0, gt=0, le=3600)
-    flush_rows: int = Field(default=500_000, ge=1)
-    flush_bytes: int = Field(default=64 * MIB, ge=1)
-    max_buffer_bytes: int = Field(default=256 * MIB, ge=MIB // 4)
+    drain_interval_s: float = _field(default=0.5, metadata={"gt": 0, "le": 60})
+    flush_interval_s: float = _field(default=10.0, metadata={"gt": 0, "le": 3600})
+    flush_rows: int = _field(default=500_000, metadata={"ge": 1})
+    flush_bytes: int = _field(default=64 * MIB, metadata={"ge": 1})
+    max_buffer_bytes: int = _field(default=256 * MIB, metadata={"ge": MIB // 4})
     """Bound on the SDK's memory: what its records and its writer add to the process's RSS.
 
     Half of it is for records not yet written: queued (estimated: the caller's frozen blobs
@@ -120,42 +126,87 @@ class Settings(BaseModel):
     is merely behind never loses a record; "drop" sheds at once (latency-critical services).
     Shed records are counted (`xr.stats()["dropped"]`) and their run is written with
     status 'incomplete'."""
-    max_block_s: float = Field(default=60.0, ge=0, le=3600)
+    max_block_s: float = _field(default=60.0, metadata={"ge": 0, "le": 3600})
     """The longest one recording call waits for room under on_full="block" (like Kafka's
     producer `max.block.ms`); past it the record is shed and counted."""
-    exit_timeout_s: float = Field(default=5.0, ge=0, le=600)
+    exit_timeout_s: float = _field(default=5.0, metadata={"ge": 0, "le": 600})
     # Size caps: a longer value is cut, marked and counted in n_truncated.
-    payload_cap_bytes: int = Field(default=16 * KIB, ge=64)
-    raw_cap_bytes: int = Field(default=64 * KIB, ge=64)
-    reason_cap_chars: int = Field(default=2000, ge=16)
+    payload_cap_bytes: int = _field(default=16 * KIB, metadata={"ge": 64})
+    raw_cap_bytes: int = _field(default=64 * KIB, metadata={"ge": 64})
+    reason_cap_chars: int = _field(default=2000, metadata={"ge": 16})
     # "freeze": candidates are encoded on the caller's thread when the stage returns, so later
     # mutations never reach the record (~1x one orjson.dumps of the list). "reference": the
     # writer reads them within drain_interval_s (~0.1x); only for pipelines that never
     # mutate candidates after a stage returned.
     snapshot: Literal["freeze", "reference"] = "freeze"
-    compression_level: int = Field(default=3, ge=1, le=22)
+    compression_level: int = _field(default=3, metadata={"ge": 1, "le": 22})
     fsync: bool = True
-    topk: int = Field(default=10, ge=1)
+    topk: int = _field(default=10, metadata={"ge": 1})
     # For `s3://` roots: endpoint, region, credentials (see STORAGE_OPTIONS); unset keys come
     # from the standard AWS environment variables.
-    storage_options: dict[str, str] = Field(default_factory=dict)
+    storage_options: dict[str, str] = _field(default_factory=dict)
 
-    @field_validator("root")
-    @classmethod
-    def _check_root(cls, value: str) -> str:
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            try:
+                checked = _check(f.name, f.type, value, f.metadata)
+            except ValueError as exc:
+                problems.append(f"{f.name}: {exc}")
+                continue
+            if checked is not value:
+                object.__setattr__(self, f.name, checked)
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def model_dump(self) -> dict[str, Any]:
+        """The settings as a dict (what configure() starts from)."""
+        return asdict(self)
+
+
+_LITERALS = {"on_full": ("block", "drop"), "snapshot": ("freeze", "reference")}
+
+
+def _check(name: str, kind: object, value: Any, rules: Any) -> Any:
+    """One setting checked against its declared type and bounds; returns it (coerced)."""
+    kind = str(kind)
+    if name in _LITERALS:
+        if value not in _LITERALS[name]:
+            raise ValueError(f"must be one of {', '.join(map(repr, _LITERALS[name]))}, "
+                             f"got {value!r}")
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"must be true or false, got {value!r}")
+        return value
+    if kind in ("int", "float"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"must be a number, got {value!r}")
+        if kind == "int":
+            if value != int(value):
+                raise ValueError(f"must be a whole number, got {value!r}")
+            value = int(value)
+        else:
+            value = float(value)
+        for rule, ok in (("gt", value.__gt__), ("ge", value.__ge__), ("le", value.__le__)):
+            if rule in rules and not ok(rules[rule]):
+                word = {"gt": "greater than", "ge": "at least", "le": "at most"}[rule]
+                raise ValueError(f"must be {word} {rules[rule]}, got {value!r}")
+        return value
+    if name == "storage_options":
+        if not isinstance(value, dict):
+            raise ValueError(f"must be a dict of KEY: value, got {type(value).__name__}")
+        return check_storage_options(value)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"must be a non-empty string, got {value!r}")
+    if name == "root":
         if "://" in value and not value.startswith("s3://"):
             raise ValueError(f"{value!r}: unsupported scheme {value.split('://')[0]}://; a lake "
                              "root is a local folder or s3://bucket/prefix")
         if value.startswith("s3://") and not value[5:].strip("/"):
             raise ValueError(f"{value!r} names no bucket: use s3://bucket/prefix")
-        return value
-
-    @field_validator("storage_options", mode="before")
-    @classmethod
-    def _check_storage_options(cls, value: Any) -> dict[str, str]:
-        if not isinstance(value, dict):
-            raise ValueError(f"must be a dict of KEY: value, got {type(value).__name__}")
-        return check_storage_options(value)
+    return value
 
 
 _lock = threading.Lock()
@@ -177,14 +228,17 @@ def _from_env() -> dict[str, Any]:
 
 
 def _validate(values: dict[str, Any]) -> Settings:
+    unknown = sorted(set(values) - {f.name for f in fields(Settings)})
+    if unknown:
+        near = {u: difflib.get_close_matches(u, [f.name for f in fields(Settings)], n=1)
+                for u in unknown}
+        hints = [f"{u}: unknown setting" + (f" (did you mean {near[u][0]!r}?)" if near[u] else "")
+                 for u in unknown]
+        raise ConfigError(f"invalid xray-lake settings: {'; '.join(hints)}")
     try:
         return Settings(**values)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(f"invalid xray-lake settings: {problems}") from None
+    except ValueError as exc:
+        raise ConfigError(f"invalid xray-lake settings: {exc}") from None
 
 
 def get_settings() -> Settings:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from xray_lake.errors import QueryError
 from xray_lake.query.nodes import Field, Kind, Node, unknown_name, walk
-from xray_lake.records.schema import CANDIDATES, PROMOTED_PREFIX
+from xray_lake.records.promoted import PROMOTED_PREFIX
+from xray_lake.records.schema import CANDIDATES
 
 if TYPE_CHECKING:
     from xray_lake.query.lake import Lake

@@ -63,7 +63,7 @@ from xray_lake.query.nodes import (
     walk,
 )
 from xray_lake.records.metrics import METRIC_COLUMNS
-from xray_lake.records.schema import PROMOTED_PREFIX
+from xray_lake.records.promoted import PROMOTED_PREFIX
 
 if TYPE_CHECKING:
     from xray_lake.query.lake import Lake

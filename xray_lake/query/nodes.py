@@ -22,7 +22,8 @@ from typing import Final, Literal, NoReturn, TypeAlias, TypeVar, get_args
 import pyarrow as pa
 
 from xray_lake.errors import QueryError
-from xray_lake.records.schema import PARTITION_COLUMNS, PROMOTED_PREFIX, table_schema
+from xray_lake.records.promoted import PROMOTED_PREFIX
+from xray_lake.records.schema import PARTITION_COLUMNS, table_schema
 
 __all__ = [
     "PARTITION_COLUMNS",

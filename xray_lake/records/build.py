@@ -17,10 +17,12 @@ from xray_lake.records import plugins
 from xray_lake.records.encode import cap_text, encode_many, to_json
 from xray_lake.records.events import RunEvent, StageEvent
 from xray_lake.records.options import Caps
-from xray_lake.records.packed import HELPER_FIELDS, cap_texts, unpack, unpack_fields
+from xray_lake.records.packed import HELPER_FIELDS
 from xray_lake.records.pending import PendingRows, only_text, scores, text_or_none, verdicts
-from xray_lake.records.promoted import Extracted, Promoted, extract
+from xray_lake.records.promoted import Promoted
+from xray_lake.records.promoted_columns import Extracted, extract
 from xray_lake.records.results import HELPER_OF, RESULT_HELPERS, Filtered, Generated, Scored
+from xray_lake.records.unpack import cap_texts, unpack, unpack_fields
 from xray_lake.records.values import read_field
 
 Row = dict[str, Any]

@@ -12,10 +12,12 @@ from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from decimal import Decimal
-from typing import Final, cast
+from typing import TYPE_CHECKING, Final, cast
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 import orjson
-import pyarrow as pa
 
 __all__ = ["HEAD_KEY", "TRUNCATED_KEY", "cap_text", "encode_many", "to_json"]
 
@@ -343,6 +345,8 @@ def encode_many(
     both without copying: keeping thousands of separate orjson results alive at once is several
     times slower than the whole encode.
     """
+    import pyarrow as pa  # the writer's: the SDK's hot path imports no pyarrow
+
     buf = bytearray()
     offsets = array("q", [0])
     n_truncated = 0

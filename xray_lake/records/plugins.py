@@ -12,7 +12,6 @@ all the same.
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import inspect
 import math
 import numbers
@@ -24,9 +23,10 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pyarrow as pa
+if TYPE_CHECKING:  # plugins run on the writer's side, which loads pyarrow; registering needs none
+    import pyarrow as pa
 
 from xray_lake._guard import warn_once
 from xray_lake.records.events import STAGE_TYPES, StageSpec
@@ -42,7 +42,7 @@ STANDARD_COLUMNS = ("candidate_id", "in_position", "out_position", "passed", "re
 
 Frame = Literal["polars", "arrow"]
 # (names of candidate fields to read, with the standard columns?) -> the candidate table
-TableFactory = Callable[[Sequence[tuple[str, str]], bool], pa.Table]
+TableFactory = Callable[[Sequence[tuple[str, str]], bool], "pa.Table"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +199,8 @@ def load_entry_points(timeout: float = -1) -> list[tuple[str, str]]:
             return list(_load_problems)
         _loading = threading.get_ident()
         try:
+            import importlib.metadata  # only when packaged plugins are first looked up
+
             found = list(importlib.metadata.entry_points(group=GROUP))
         except Exception as exc:
             found = []
@@ -282,6 +284,8 @@ def measure(spec: StageSpec, row: dict[str, Any], problems: list[str],
 
 def _columns(table: TableFactory | None, wanted: list[tuple[str, str]], standard: bool,
              aliases: list[tuple[str, str]]) -> pa.Table:
+    import pyarrow as pa
+
     if table is None:  # a raw-based type, or a stage that recorded no candidate list
         names = [*STANDARD_COLUMNS, *(f for f, _ in wanted), *(f for f, _ in aliases)]
         return pa.table({n: pa.array([], pa.null()) for n in dict.fromkeys(names)})
@@ -354,6 +358,8 @@ def _values(plugin: MetricPlugin, result: object) -> dict[str, float] | str:
 
 def _number(value: object) -> float | str | None:
     """The value as a finite float (None: no value), or what is wrong with it."""
+    import pyarrow as pa
+
     if isinstance(value, pa.Scalar):
         value = value.as_py()
     elif type(value).__module__.startswith("polars") and hasattr(value, "item"):

@@ -128,8 +128,6 @@ def table_schema(table: str) -> pa.Schema:
 
 # --- promoted fields (records/promoted.py): extra typed columns of `candidates` ------------
 
-# Every promoted column is named `f_<name>`; no fixed column may ever start with it.
-PROMOTED_PREFIX = "f_"
 _NUMBERS = frozenset({pa.int64(), pa.float64()})
 
 

@@ -317,30 +317,51 @@ def _keys(items: list[object], key: str | None) -> tuple[object, ...] | None:
 def _freeze_dropped(ev: StageEvent, in_list: list[object], result: Sequence[object],
                     helpers: bool) -> None:
     """Pack the inputs the stage did not return (matched by identity, then id): only they
-    are recorded from the input side. Skipped when nothing can have been dropped."""
+    are recorded from the input side. Skipped when nothing can have been dropped.
+
+    On the caller's thread: per-candidate work stays in C (map, set, Counter) for the common
+    shapes (plain candidates, string ids).
+    """
     out_items = [x.item for x in result] if helpers else result  # type: ignore[attr-defined]
     returned = set(map(id, out_items))
-    same = set(itertools.compress(range(len(in_list)),
-                                  map(returned.__contains__, map(id, map(_unwrap, in_list)))))
-    maybe = [i for i in range(len(in_list)) if i not in same] if len(same) < len(in_list) else []
+    plain = not _HELPER_TYPES.intersection(map(type, in_list))
+    inputs = in_list if plain else list(map(_unwrap, in_list))
+    same = set(itertools.compress(range(len(inputs)), map(returned.__contains__, map(id, inputs))))
+    maybe = sorted(set(range(len(inputs))).difference(same)) if len(same) < len(inputs) else []
     key = ev.spec.fields.id
     if maybe and key is not None:
         # The writer matches ids one to one, in order (as text): an input is surely matched only
         # when its id has no more copies in the input than in the output.
         in_keys = ev.in_keys
-        if in_keys is None or len(in_keys) != len(in_list):
-            in_keys = tuple(read_field(_unwrap(x), key) for x in in_list)
-        in_ids = list(map(_id_text, in_keys))
+        if in_keys is None or len(in_keys) != len(inputs):
+            in_keys = tuple(read_field(x, key) for x in inputs)
+        out_keys = ev.out_keys
+        if out_keys is None or len(out_keys) != len(out_items):
+            out_keys = tuple(read_field(x, key) for x in out_items)
+        in_ids = _id_texts(in_keys)
         in_counts = Counter(in_ids)
-        out_counts = Counter(_id_text(read_field(x, key)) for x in out_items)
+        out_counts = Counter(_id_texts(out_keys))
         maybe = [i for i in maybe
                  if in_ids[i] is None or in_counts[in_ids[i]] > out_counts[in_ids[i]]]
     if maybe:
-        dropped = [_unwrap(in_list[i]) for i in maybe]
+        dropped = list(map(inputs.__getitem__, maybe))
         ev.dropped_blob = pack(dropped)
         ev.dropped_idx = maybe
         if ev.dropped_blob is None:
             ev.in_snap = snapshot(in_list)
+
+
+_HELPER_TYPES = frozenset(RESULT_HELPERS)
+
+
+def _id_texts(keys: Sequence[object]) -> Sequence[str | None]:
+    """Ids as the writer stores them (text); string ids as they are, with no per-id call."""
+    if _STR_ONLY.issuperset(map(type, keys)):
+        return keys  # type: ignore[return-value]
+    return list(map(_id_text, keys))
+
+
+_STR_ONLY = frozenset({str})
 
 
 def _unwrap(item: object) -> object:

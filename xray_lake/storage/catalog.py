@@ -14,9 +14,9 @@ import duckdb
 import pyarrow as pa
 
 from xray_lake.errors import LakeReadError
+from xray_lake.records.promoted import PROMOTED_PREFIX
 from xray_lake.records.schema import (
     CANDIDATES,
-    PROMOTED_PREFIX,
     SCHEMAS,
     table_schema,
     unify_types,

@@ -8,12 +8,14 @@ import re
 import secrets
 import socket
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xray_lake._version import __version__
 from xray_lake.config import Settings, get_settings, on_change
-from xray_lake.writer.engine import Writer
-from xray_lake.writer.sinks import LakeSink, Sink
+
+if TYPE_CHECKING:  # the writer (pyarrow, Parquet) loads with the first record, not on import
+    from xray_lake.writer.engine import Writer
+    from xray_lake.writer.sinks import Sink
 
 _lock = threading.Lock()
 _writer: Writer | None = None
@@ -33,6 +35,9 @@ def get_writer() -> Writer:
     if writer is None:
         with _lock:
             if _writer is None:
+                from xray_lake.writer.engine import Writer
+                from xray_lake.writer.sinks import LakeSink
+
                 settings = get_settings()
                 sink = _sink_override or LakeSink(settings, writer_id())
                 _writer = Writer(settings, sink, host=HOST, pid=os.getpid(), version=__version__)
@@ -78,6 +83,9 @@ def _at_exit() -> None:
 def stats() -> dict[str, Any]:
     writer = _writer
     if writer is None:
+        from xray_lake.writer.engine import Writer
+        from xray_lake.writer.sinks import LakeSink
+
         return Writer(get_settings(), LakeSink(get_settings(), "stats"), host=HOST,
                       pid=os.getpid(), version=__version__).stats()
     return writer.stats()
