@@ -42,6 +42,19 @@ def _slow_builds(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
     monkeypatch.setattr(engine, "build_stage", slow)
 
 
+def _cheap_cannot_be_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer fails to build every record of the 'cheap' stage (an encode error)."""
+    xr.configure(strict=False)
+    real = engine.build_stage
+
+    def failing(ev: Any, settings: Any) -> Any:
+        if ev.spec.name == "cheap":
+            raise RuntimeError("boom")
+        return real(ev, settings)
+
+    monkeypatch.setattr(engine, "build_stage", failing)
+
+
 def _runs_and_stage_counts(lake: xr.Lake) -> list[dict[str, Any]]:
     return lake.sql(
         "select r.run_id, r.status, r.n_stages, r.n_stages_shed, r.n_candidates_shed, "
@@ -85,15 +98,7 @@ def test_a_recording_call_sheds_only_after_waiting_max_block_s(
 
 def test_a_record_that_cannot_be_built_marks_its_run_incomplete(
         monkeypatch: pytest.MonkeyPatch, lake: Callable[[], xr.Lake]) -> None:
-    xr.configure(strict=False)
-    real = engine.build_stage
-
-    def failing(ev: Any, settings: Any) -> Any:
-        if ev.spec.name == "cheap":
-            raise RuntimeError("boom")
-        return real(ev, settings)
-
-    monkeypatch.setattr(engine, "build_stage", failing)
+    _cheap_cannot_be_built(monkeypatch)
     one_run(10)
     assert xr.flush(10) is False
     (row,) = _runs_and_stage_counts(xr.Lake(xr.get_settings().root))
@@ -107,3 +112,23 @@ def test_complete_runs_record_zero_shed(lake: Callable[[], xr.Lake]) -> None:
     (row,) = _runs_and_stage_counts(lake())
     assert row["status"] == "success"
     assert (row["n_stages_shed"], row["n_candidates_shed"], row["stored"]) == (0, 0, 2)
+
+
+def test_show_runs_and_stats_say_a_run_is_incomplete(
+        monkeypatch: pytest.MonkeyPatch, isolated_lake: str) -> None:
+    from typer.testing import CliRunner
+
+    from xray_lake.cli.app import app
+
+    _cheap_cannot_be_built(monkeypatch)
+    one_run(10)
+    xr.flush(10)
+    run_id = xr.Lake(isolated_lake).sql("select run_id from runs")["run_id"][0]
+    runner = CliRunner()
+    shown = runner.invoke(app, ["show", run_id, "--root", isolated_lake])
+    assert shown.exit_code == 0 and "incomplete" in shown.stdout
+    assert "shed 1 of 2 stage records" in shown.stdout
+    listed = runner.invoke(app, ["runs", "--root", isolated_lake, "--format", "csv"])
+    assert listed.exit_code == 0 and "incomplete" in listed.stdout
+    summary = runner.invoke(app, ["stats", "--root", isolated_lake])
+    assert summary.exit_code == 0 and "1 run(s) in the window are incomplete" in summary.stderr

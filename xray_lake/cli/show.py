@@ -103,7 +103,7 @@ def error(run: RunInfo, stages: pl.DataFrame) -> Text | None:
     import polars as pl
     from rich.text import Text
 
-    if run.status != "failure" and not run.error_code:
+    if run.status not in ("failure", "incomplete") and not run.error_code:
         return None
     failed = stages.filter(pl.col("status") == "failure")
     where = f" at {failed['name'][0]}" if failed.height else ""

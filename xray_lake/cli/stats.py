@@ -88,6 +88,18 @@ def stats_sql(labels: list[str], types: list[str], since: str | None,
     return STATS_SQL.format(where=where), params
 
 
+def incomplete_sql(labels: list[str], since: str | None,
+                   until: str | None) -> tuple[str, list[Any]]:
+    """How many runs in the window lost records (status 'incomplete'): their funnels lack
+    stages, so the summary says so."""
+    clauses, params = window(since, until)
+    if labels:
+        clauses.insert(0, "label in (" + ", ".join("?" for _ in labels) + ")")
+        params = [*labels, *params]
+    clauses.append("status = 'incomplete'")
+    return f"select count(*) as n from runs where {' and '.join(clauses)}", params
+
+
 def stats_table(summary: pl.DataFrame) -> Table:
     """The summary for a terminal (no type column): ratios as percentages; reasons wrap."""
     from rich.markup import escape
@@ -145,7 +157,12 @@ def stats(
     with open_lake(root, storage_option) as lake:
         _check_types(lake, stage_type or [])
         summary = lake.sql(sql, params)
+        incomplete = int(lake.sql(*incomplete_sql(label or [], since, until))["n"][0])
     emit(summary, fmt, output, table=stats_table(summary) if fmt is Format.table else None)
+    if incomplete:
+        stderr().print(f"{incomplete} run(s) in the window are incomplete (xray-lake shed some "
+                       "of their records): their stages are counted as they landed; leave "
+                       "them out with runs.status != 'incomplete'", markup=False)
     if fmt is Format.table and summary.is_empty():
         stderr().print(f"no stages in the window (since {since}); try --since all",
                        markup=False)
