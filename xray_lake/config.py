@@ -11,7 +11,6 @@ import os
 import threading
 from dataclasses import asdict, dataclass, fields
 from dataclasses import field as _field
-from pathlib import Path
 from typing import Any, Literal
 
 from xray_lake.errors import ConfigError
@@ -22,8 +21,9 @@ MIB = 1024 * KIB
 
 
 def _default_spool_dir() -> str:
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return str(Path(state) / "xray-lake" / "spool")
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local",
+                                                                 "state")
+    return os.path.join(state, "xray-lake", "spool")
 
 
 def _env_flag(name: str) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import operator
 import os
-import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -56,15 +55,15 @@ _STAGE: ContextVar[str | None] = ContextVar("xray_lake_stage", default=None)
 
 # Ids are a random per-process prefix plus a counter: unique across processes and hosts,
 # and no os.urandom call per run (measured at milliseconds per call on some VMs).
-_prefix = secrets.token_hex(4)
-_run_prefix = secrets.token_hex(8)
+_prefix = os.urandom(4).hex()
+_run_prefix = os.urandom(8).hex()
 _counter = itertools.count(1)
 
 
 def _reseed_after_fork() -> None:
     global _prefix, _run_prefix, _counter
-    _prefix = secrets.token_hex(4)
-    _run_prefix = secrets.token_hex(8)
+    _prefix = os.urandom(4).hex()
+    _run_prefix = os.urandom(8).hex()
     _counter = itertools.count(1)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import os
 import re
-import secrets
 import socket
 import threading
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,7 @@ HOST = socket.gethostname()
 def writer_id() -> str:
     """Unique per process and per fork: host, pid and a random part (names never collide)."""
     host = re.sub(r"[^A-Za-z0-9_.-]", "_", HOST)[:32] or "host"
-    return f"{host}-{os.getpid()}-{secrets.token_hex(4)}"
+    return f"{host}-{os.getpid()}-{os.urandom(4).hex()}"
 
 
 def get_writer() -> Writer:
