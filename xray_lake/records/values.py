@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 
 def read_field(item: object, name: str) -> object:
@@ -31,3 +32,14 @@ def finite_float(value: object) -> float | None:
     """`to_float`, with NaN and infinities as None too."""
     result = to_float(value)
     return result if result is not None and math.isfinite(result) else None
+
+
+def escape_surrogates(value: Any) -> Any:
+    """A string with lone surrogates (which UTF-8 cannot encode) escaped as `\\udXXX`;
+    anything else as it is. Escaping keeps distinct ids distinct."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value

@@ -7,8 +7,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from xray_lake._guard import warn_once
 from xray_lake.records.pending import PendingRows, to_tables
 from xray_lake.records.schema import SCHEMAS, candidates_table
+from xray_lake.records.values import escape_surrogates
 
 # Written in this order so that a reader who sees a run row also sees its stages, and a
 # stage row its candidates (within one flush).
@@ -31,7 +33,36 @@ class PartitionBuffer:
         return not (self.runs or self.stages or self.candidates)
 
     def table(self, name: str) -> pa.Table | None:
-        """The buffered rows of table `name` as one Arrow table (None when there are none)."""
+        """The buffered rows of table `name` as one Arrow table (None when there are none).
+
+        A string Arrow cannot take (a lone surrogate: legal in JSON and in Python, not in
+        UTF-8) is escaped as `\\udXXX` in every buffered row, once, and the table built
+        again: one bad id or message never stops the writer.
+        """
+        try:
+            return self._table(name)
+        except UnicodeEncodeError:
+            self._escape_surrogates(name)
+            warn_once(f"surrogates:{name}", "xray-lake: some %s values held lone surrogates, "
+                      "which UTF-8 cannot encode; they are stored escaped (\\udXXX)", name)
+            return self._table(name)
+
+    def _escape_surrogates(self, name: str) -> None:
+        if name == "candidates":
+            for rows in self.candidates:
+                rows.run_id = escape_surrogates(rows.run_id)
+                rows.stage = tuple(map(escape_surrogates, rows.stage))
+                for column in ("ids", "reason_label", "reason_text", "reason"):
+                    setattr(rows, column, tuple(map(escape_surrogates, getattr(rows, column))))
+            return
+        for row in self.runs if name == "runs" else self.stages:
+            for key, value in row.items():
+                if isinstance(value, dict):
+                    row[key] = {escape_surrogates(k): v for k, v in value.items()}
+                else:
+                    row[key] = escape_surrogates(value)
+
+    def _table(self, name: str) -> pa.Table | None:
         schema = SCHEMAS[name]
         if name == "candidates":
             # promoted fields (extra columns) may differ per batch: unified here
