@@ -6,6 +6,7 @@ one shallow copy of the candidate list that supplies payloads, and queue an even
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import operator
 import os
@@ -212,10 +213,17 @@ def end_stage(call: StageCall, result: object, exc: BaseException | None,
             _capture_output(ev, call.in_list, result)
         get_writer().submit(ev)
     except Exception as err:
+        _lost(ev)
         report("stage.end", err)
     finally:
         if call.run.implicit:
             end_run(call.run, exc)
+
+
+def _lost(ev: StageEvent) -> None:
+    """A stage record that capturing failed on: counted, so flush() tells the truth."""
+    with contextlib.suppress(Exception):  # the writer itself failed: still counted as internal
+        get_writer().shed("internal_error", ev)
 
 
 def _freeze_inputs(ev: StageEvent, in_list: list[object] | None) -> None:

@@ -42,6 +42,8 @@ _DROP_REASONS = {
                       "whole runs where it can)",
     "closed": "the writer was closed (a record after exit, or after configure())",
     "encode_error": "a record could not be encoded",
+    "internal_error": "recording a stage failed inside xray-lake (see xr.stats()"
+                      "['internal_errors'] and the log)",
 }
 
 
@@ -185,6 +187,13 @@ class Writer:
             self._thread.start()
         if wake:
             self._wake.set()
+
+    def shed(self, reason: str, event: RunEvent | StageEvent) -> None:
+        """Count a record the SDK lost before it reached the queue (an internal error while
+        capturing it): flush() then returns False and its run row says 'incomplete'."""
+        n = event.n_items() if isinstance(event, StageEvent) else 0
+        with self._lock:
+            self._drop(reason, event, n)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Publish everything submitted so far; True only if all of it is now durable."""
