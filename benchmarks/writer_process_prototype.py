@@ -37,9 +37,8 @@ FRAME = struct.Struct("!I")
 def _wire(ev: Any) -> bytes:
     """The record as a writer process would get it: caller objects replaced where the record
     already holds what the writer reads from them (their ids); pickled."""
-    from xray_lake.records.events import StageEvent
-
     from xray_lake.records.encode import to_json
+    from xray_lake.records.events import StageEvent
 
     if isinstance(ev, StageEvent):
         # raw values are encoded (capped) before they leave: the writer keeps only the JSON
@@ -130,7 +129,7 @@ def main() -> None:
             proc.stdin.write(frame)
         proc.stdin.close()
         send_s = time.perf_counter() - t0
-        n, rows, busy = proc.stdout.read().split()
+        _, rows, busy = proc.stdout.read().split()
         durable_s = time.perf_counter() - t0
         proc.wait()
     finally:

@@ -12,6 +12,7 @@ import xray_lake as xr
 import xray_lake.config
 from tests.s3_server import s3  # noqa: F401  (session fixture: a local S3 server)
 from xray_lake import _guard
+from xray_lake.writer import process
 
 # Property tests check behaviour; a per-example deadline would only measure machine load.
 settings.register_profile("xray", deadline=None)
@@ -27,12 +28,14 @@ def isolated_lake(tmp_path: Path) -> Iterator[str]:
     root = str(tmp_path / "lake")
     _guard.reset_for_tests()
     xr.configure(root=root, spool_dir=str(tmp_path / "spool"), strict=True, fsync=False)
+    process.forget_carried()
     try:
         yield root
     finally:
         xr.flush(5)
         xray_lake.config.reset()
         _guard.reset_for_tests()
+        process.forget_carried()
 
 
 @pytest.fixture

@@ -152,3 +152,37 @@ def test_a_stage_lost_to_an_internal_error_makes_flush_false_and_its_run_incompl
     assert stats["dropped"].get("internal_error", 0) > 0 and stats["internal_errors"]
     (row,) = _runs_and_stage_counts(xr.Lake(isolated_lake))
     assert row["status"] == "incomplete" and row["n_stages_shed"] == 1
+
+
+def test_configure_during_recording_loses_nothing_and_keeps_the_counters(
+        isolated_lake: str) -> None:
+    import threading
+
+    stop = threading.Event()
+    done: list[int] = []
+
+    def record() -> None:
+        i = 0
+        while not stop.is_set():
+            one_run(20)
+            i += 1
+        done.append(i)
+
+    worker = threading.Thread(target=record)
+    worker.start()
+    try:
+        for i in range(20):
+            started = time.monotonic()
+            xr.configure(drain_interval_s=0.01 + i / 1000)  # same root: a new writer each time
+            # bounded by the old writer's exit_timeout_s (docs/reliability.md)
+            assert time.monotonic() - started <= xr.get_settings().exit_timeout_s + 1
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        worker.join()
+    assert xr.flush(30), xr.stats()
+    stats = xr.stats()
+    assert stats["dropped_total"] == 0
+    assert stats["runs_recorded"] == done[0]  # counted across the 21 writers
+    (n,) = xr.Lake(isolated_lake).sql("select count(*) as n from runs")["n"]
+    assert n == done[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from xray_lake._version import __version__
@@ -55,8 +56,11 @@ def flush(timeout: float | None = None) -> bool:
 
     Returns False on timeout or when any record failed or was dropped since the last flush.
     """
+    deadline = None if timeout is None else time.monotonic() + timeout
     writer = _process.current_writer()
-    return True if writer is None else writer.flush(timeout)
+    ok = True if writer is None else writer.flush(timeout)
+    left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+    return _process.flush_replaced(left) and ok
 
 
 def stats() -> dict[str, Any]:

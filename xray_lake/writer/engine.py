@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +131,9 @@ class Writer:
         self._retry_at = 0.0  # lake backoff: no lake attempt before this monotonic time
         self._backoff = 1.0
         self._spool_pending: bool | None = None  # None: not checked yet
+        # Where records go once this writer is closed because it was replaced (configure()):
+        # returns False when there is no other writer to take them (exit).
+        self.forward: Callable[[RunEvent | StageEvent], bool] | None = None
 
     # --- caller's thread -----------------------------------------------------------------
 
@@ -143,6 +147,8 @@ class Writer:
             n, estimate = 0, _STAGE_ROW_BYTES
         s = self.settings
         deadline: float | None = None
+        if self._closed and self.forward is not None and self.forward(event):
+            return  # replaced by configure(): the record goes to the writer in force
         with self._lock:
             while True:
                 if self._closed:
@@ -195,12 +201,18 @@ class Writer:
         with self._lock:
             self._drop(reason, event, n)
 
+    def finished(self) -> bool:
+        """Closed, and its worker has written (or failed) everything and stopped."""
+        thread = self._thread
+        return self._closed and (thread is None or (thread.ident is not None
+                                                    and not thread.is_alive()))
+
     def flush(self, timeout: float | None = None) -> bool:
         """Publish everything submitted so far; True only if all of it is now durable."""
         if threading.current_thread() is self._thread:
             return False
         with self._lock:
-            if self._thread is None:
+            if self._thread is None or self.finished():
                 ok = not self._failed_since_flush
                 self._failed_since_flush = False
                 return ok

@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from xray_lake._version import __version__
@@ -19,6 +20,15 @@ if TYPE_CHECKING:  # the writer (pyarrow, Parquet) loads with the first record, 
 _lock = threading.Lock()
 _writer: Writer | None = None
 _sink_override: Sink | None = None
+# What writers replaced by configure() (or replace_sink) counted, so stats() and flush() stay
+# truthful across a change of settings: their additive counters, and whether they lost any.
+_carried: dict[str, Any] = {}
+_carried_failure = False
+_draining: list[Writer] = []  # replaced writers still writing what they were given
+_ADDITIVE = ("runs_recorded", "stages_recorded", "candidates_recorded", "files_written",
+             "bytes_written", "flushes", "write_failures", "spooled_files", "replayed_rows",
+             "replayed_files", "truncated_values", "dropped_total", "runs_incomplete",
+             "blocked_calls", "blocked_s", "rows_written", "spooled_rows", "dropped")
 HOST = socket.gethostname()
 
 
@@ -40,8 +50,21 @@ def get_writer() -> Writer:
                 settings = get_settings()
                 sink = _sink_override or LakeSink(settings, writer_id())
                 _writer = Writer(settings, sink, host=HOST, pid=os.getpid(), version=__version__)
+                _writer.forward = _forward
             writer = _writer
     return writer
+
+
+def _forward(event: Any) -> bool:
+    """A record that reached a writer configure() had just replaced: the writer in force
+    takes it (False at exit, when there is none)."""
+    if _exiting:
+        return False
+    get_writer().submit(event)
+    return True
+
+
+_exiting = False
 
 
 def current_writer() -> Writer | None:
@@ -55,39 +78,119 @@ def replace_sink(sink: Sink | None, timeout: float | None = None) -> None:
         old, _writer = _writer, None
         _sink_override = sink
     if old is not None:
-        old.close(timeout)
+        _retire(old, old.close(timeout))
+
+
+def _retire(writer: Writer, closed_ok: bool) -> None:
+    """A replaced writer: done, its counters fold into the carried ones; still draining (its
+    close timed out), it is kept, and flush() waits for it too."""
+    if not closed_ok and not writer.finished():
+        with _lock:
+            _draining.append(writer)
+        return
+    _fold(writer, closed_ok)
+
+
+def _fold(writer: Writer, ok: bool) -> None:
+    global _carried_failure
+    counts = writer.stats()
+    with _lock:
+        _add_counts(_carried, counts)
+        if not ok:
+            _carried_failure = True
+
+
+def _add_counts(into: dict[str, Any], counts: dict[str, Any]) -> None:
+    for key in _ADDITIVE:
+        value = counts[key]
+        if isinstance(value, dict):
+            merged = dict(into.get(key, {}))
+            for k, v in value.items():
+                merged[k] = merged.get(k, 0) + v
+            into[key] = merged
+        else:
+            into[key] = into.get(key, 0) + value
+
+
+def flush_replaced(timeout: float | None) -> bool:
+    """Flush the writers configure() replaced that are still writing, within `timeout`;
+    False when any is not done or any replaced writer lost records (then clears)."""
+    global _carried_failure
+    deadline = None if timeout is None else time.monotonic() + timeout
+    ok = True
+    for writer in list(_draining):
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        done = writer.flush(left)
+        if done or writer.finished():
+            with _lock:
+                _draining.remove(writer)
+            _fold(writer, done)
+        else:
+            ok = False
+    with _lock:
+        failed, _carried_failure = _carried_failure, False
+    return ok and not failed
+
+
+def forget_carried() -> None:
+    """Drop the counters of replaced writers (for tests that start from zero)."""
+    global _carried_failure
+    with _lock:
+        _carried.clear()
+        _draining.clear()
+        _carried_failure = False
 
 
 def _settings_changed(old: Settings | None, new: Settings) -> None:
     global _writer
     with _lock:
         previous, _writer = _writer, None
-    if previous is not None:
-        previous.close(previous.settings.exit_timeout_s)
+    if previous is not None:  # configure() does not wait: the old writer drains on its own
+        _retire(previous, previous.close(0))
 
 
 def _after_fork_in_child() -> None:
     """The parent's queue and thread are not ours: start afresh so no record is written twice."""
-    global _writer, _lock
+    global _writer, _lock, _carried_failure
     _lock = threading.Lock()
     _writer = None
+    _carried.clear()  # the parent's counts and writers are the parent's
+    _draining.clear()
+    _carried_failure = False
 
 
 def _at_exit() -> None:
+    global _exiting
+    _exiting = True
     writer = _writer
+    timeout = (writer.settings if writer is not None else get_settings()).exit_timeout_s
+    deadline = time.monotonic() + timeout
+    for old in list(_draining):  # replaced by configure() and still writing
+        old.close(max(deadline - time.monotonic(), 0.0))
     if writer is not None:
-        writer.close(writer.settings.exit_timeout_s)
+        writer.close(max(deadline - time.monotonic(), 0.0))
 
 
 def stats() -> dict[str, Any]:
+    """This process's counters: the current writer's plus those of writers it replaced."""
     writer = _writer
     if writer is None:
         from xray_lake.writer.engine import Writer
         from xray_lake.writer.sinks import LakeSink
 
-        return Writer(get_settings(), LakeSink(get_settings(), "stats"), host=HOST,
-                      pid=os.getpid(), version=__version__).stats()
-    return writer.stats()
+        writer = Writer(get_settings(), LakeSink(get_settings(), "stats"), host=HOST,
+                        pid=os.getpid(), version=__version__)
+    result = writer.stats()
+    with _lock:
+        replaced = [w.stats() for w in _draining]
+        carried = dict(_carried)
+    for counts in [carried, *replaced]:
+        if counts:
+            _add_counts(result, counts)
+    for counts in replaced:  # what they still hold is still buffered
+        result["buffered_records"] += counts["buffered_records"]
+        result["buffered_bytes"] += counts["buffered_bytes"]
+    return result
 
 
 on_change(_settings_changed)
