@@ -256,8 +256,9 @@ def get_settings() -> Settings:
 def configure(**changes: Any) -> Settings:
     """Change settings for this process (env vars give the defaults); validates everything now.
 
-    Raises ConfigError naming each bad setting. Records buffered under the old settings are
-    flushed to the old root first.
+    Raises ConfigError naming each bad setting. It does not wait for the writer: records
+    recorded under the old settings are still written under them (old root included), in
+    the background; `xr.flush()` waits for those too, and `xr.stats()` keeps counting them.
     """
     global _settings
     with _lock:
