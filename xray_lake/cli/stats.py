@@ -74,13 +74,20 @@ HELP = (
 )
 
 
-def stats_sql(labels: list[str], types: list[str], since: str | None,
-              until: str | None) -> tuple[str, list[Any]]:
-    """The summary's SQL and parameters (values bound, never pasted)."""
+def _partitions(labels: list[str], since: str | None,
+                until: str | None) -> tuple[list[str], list[Any]]:
+    """Label and time-window conditions (partition columns first, so DuckDB prunes)."""
     clauses, params = window(since, until)
     if labels:
         clauses.insert(0, "label in (" + ", ".join("?" for _ in labels) + ")")
         params = [*labels, *params]
+    return clauses, params
+
+
+def stats_sql(labels: list[str], types: list[str], since: str | None,
+              until: str | None) -> tuple[str, list[Any]]:
+    """The summary's SQL and parameters (values bound, never pasted)."""
+    clauses, params = _partitions(labels, since, until)
     if types:
         clauses.append("type in (" + ", ".join("?" for _ in types) + ")")
         params += types
@@ -92,10 +99,7 @@ def incomplete_sql(labels: list[str], since: str | None,
                    until: str | None) -> tuple[str, list[Any]]:
     """How many runs in the window lost records (status 'incomplete'): their funnels lack
     stages, so the summary says so."""
-    clauses, params = window(since, until)
-    if labels:
-        clauses.insert(0, "label in (" + ", ".join("?" for _ in labels) + ")")
-        params = [*labels, *params]
+    clauses, params = _partitions(labels, since, until)
     clauses.append("status = 'incomplete'")
     return f"select count(*) as n from runs where {' and '.join(clauses)}", params
 

@@ -41,7 +41,7 @@ _DROP_REASONS = {
     "block_timeout": "a recording call waited max_block_s for the writer to make room",
     "run_incomplete": "an earlier record of the same run was shed (on_full='drop' sheds "
                       "whole runs where it can)",
-    "closed": "the writer was closed (a record after exit, or after configure())",
+    "closed": "the writer was closed at exit",
     "encode_error": "a record could not be encoded",
     "internal_error": "recording a stage failed inside xray-lake (see xr.stats()"
                       "['internal_errors'] and the log)",
