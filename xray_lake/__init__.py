@@ -6,7 +6,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from xray_lake._version import __version__
-from xray_lake.config import Settings, configure, get_settings
 from xray_lake.errors import (
     ConfigError,
     DecorationError,
@@ -14,33 +13,48 @@ from xray_lake.errors import (
     QueryError,
     XrayLakeError,
 )
-from xray_lake.records.options import Caps, Sample
-from xray_lake.records.promoted import Field
-from xray_lake.records.results import Filtered, Generated, Scored
-from xray_lake.sdk.context import Run, Stage, run, stage
-from xray_lake.sdk.decorators import (
-    entrypoint,
-    filtering_stage,
-    generation_stage,
-    pipeline,
-    ranking_stage,
-    raw_stage,
-    retrieval_stage,
-    scoring_stage,
-)
-from xray_lake.sdk.markers import Candidates, RawInput
-from xray_lake.sdk.plugins import metric, register_metric, register_stage_type
-from xray_lake.writer import process as _process
 
-if TYPE_CHECKING:  # the query engines (duckdb, polars) load on first use, not on import
+if TYPE_CHECKING:  # everything else loads on first use: `xray-lake --version` needs none of it
+    from xray_lake.config import Settings, configure, get_settings
     from xray_lake.query.lake import Lake
+    from xray_lake.records.options import Caps, Sample
+    from xray_lake.records.promoted import Field
+    from xray_lake.records.results import Filtered, Generated, Scored
+    from xray_lake.sdk.context import Run, Stage, run, stage
+    from xray_lake.sdk.decorators import (
+        entrypoint,
+        filtering_stage,
+        generation_stage,
+        pipeline,
+        ranking_stage,
+        raw_stage,
+        retrieval_stage,
+        scoring_stage,
+    )
+    from xray_lake.sdk.markers import Candidates, RawInput
+    from xray_lake.sdk.plugins import metric, register_metric, register_stage_type
     from xray_lake.storage.compact import compact
 
-_LAZY = {"Lake": "xray_lake.query.lake", "compact": "xray_lake.storage.compact"}
+_LAZY = {
+    **dict.fromkeys(("Settings", "configure", "get_settings"), "xray_lake.config"),
+    "Lake": "xray_lake.query.lake",  # the query engines (duckdb, polars)
+    **dict.fromkeys(("Caps", "Sample"), "xray_lake.records.options"),
+    "Field": "xray_lake.records.promoted",
+    **dict.fromkeys(("Filtered", "Generated", "Scored"), "xray_lake.records.results"),
+    **dict.fromkeys(("Run", "Stage", "run", "stage"), "xray_lake.sdk.context"),
+    **dict.fromkeys(("entrypoint", "filtering_stage", "generation_stage", "pipeline",
+                     "ranking_stage", "raw_stage", "retrieval_stage", "scoring_stage"),
+                    "xray_lake.sdk.decorators"),
+    **dict.fromkeys(("Candidates", "RawInput"), "xray_lake.sdk.markers"),
+    **dict.fromkeys(("metric", "register_metric", "register_stage_type"),
+                    "xray_lake.sdk.plugins"),
+    "compact": "xray_lake.storage.compact",
+}
 
 
 def __getattr__(name: str) -> Any:
-    """`xr.Lake` and `xr.compact` import the query side on first use: recording needs neither."""
+    """Public names import their module on first use (`xr.Lake` the query engines, `xr.run`
+    the SDK), so that importing the package costs almost nothing."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'xray_lake' has no attribute {name!r}")
@@ -56,6 +70,8 @@ def flush(timeout: float | None = None) -> bool:
 
     Returns False on timeout or when any record failed or was dropped since the last flush.
     """
+    from xray_lake.writer import process as _process
+
     deadline = None if timeout is None else time.monotonic() + timeout
     writer = _process.current_writer()
     ok = True if writer is None else writer.flush(timeout)
@@ -68,6 +84,7 @@ def stats() -> dict[str, Any]:
     metric plugin calls that failed or overran their budget (`metric_plugins`)."""
     from xray_lake._guard import internal_errors
     from xray_lake.records import plugins
+    from xray_lake.writer import process as _process
 
     result = _process.stats()
     result["internal_errors"] = dict(internal_errors)
