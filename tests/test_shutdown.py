@@ -112,3 +112,22 @@ def test_flush_with_a_hung_lake_write_returns_false_on_time_and_recording_goes_o
     assert float(flush[1]) == pytest.approx(0.5, abs=0.4)
     assert float(lines[lines.index("RECORD") + 1]) < 0.2
     assert elapsed < EXIT_TIMEOUT_S + MARGIN_S, f"exit took {elapsed:.2f}s"
+
+
+def test_records_neither_lake_nor_spool_took_by_exit_are_reported_not_lost_silently(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")  # a file: neither lake nor spool can be a folder under it
+    code = textwrap.dedent("""
+        import sys
+        import xray_lake as xr
+        xr.configure(root=sys.argv[1], spool_dir=sys.argv[2], exit_timeout_s=0.3)
+        for i in range(100):
+            with xr.run("p", run_id=f"r{i}") as run, run.stage("s", type="retrieval") as st:
+                st.output([{"id": 1}])
+    """)
+    done = subprocess.run([sys.executable, "-c", code, str(blocker / "lake"),
+                           str(blocker / "spool")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert "300 records were not written before exit" in done.stderr

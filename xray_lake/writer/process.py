@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import re
 import socket
@@ -167,8 +168,17 @@ def _at_exit() -> None:
     deadline = time.monotonic() + timeout
     for old in list(_draining):  # replaced by configure() and still writing
         old.close(max(deadline - time.monotonic(), 0.0))
-    if writer is not None:
-        writer.close(max(deadline - time.monotonic(), 0.0))
+    for left in [*_draining, writer]:
+        if left is None:
+            continue
+        if left is writer:
+            left.close(max(deadline - time.monotonic(), 0.0))
+        records, _ = left.buffered()
+        if records:  # lake and spool both refused them, or the exit bound ran out
+            logging.getLogger("xray_lake").warning(
+                "xray-lake: %d records were not written before exit (lake %s and spool %s "
+                "did not take them within exit_timeout_s=%s); they are lost", records, left.settings.root,
+                left.settings.spool_dir, timeout)
 
 
 def stats() -> dict[str, Any]:
