@@ -126,3 +126,15 @@ def test_unfit_promoted_values_are_warned_with_their_field(
     [warning] = _warnings(caplog, "prices")
     assert "promoted field f_price do not fit float64" in warning
     assert "stored null" in warning
+
+
+@pytest.mark.slow
+def test_a_candidate_larger_than_the_buffer_bound_is_truncated_not_dropped(lake: Lake) -> None:
+    # 100 MB of JSON is more than the records' share of the default bound (128 MiB, counting
+    # the blob twice): the record waits until nothing else is held, then gets in alone
+    with xr.run("big", run_id="r1") as run, run.stage("s", type="retrieval") as st:
+        st.output([{"id": "huge", "blob": "x" * 100_000_000}, {"id": "small"}])
+    rows = lake().sql("select candidate_id, payload from candidates order by 1").to_dicts()
+    assert [r["candidate_id"] for r in rows] == ["huge", "small"]
+    assert json.loads(rows[0]["payload"])["$truncated"] > 100_000_000
+    assert xr.stats()["dropped_total"] == 0
