@@ -57,3 +57,13 @@ def test_any_text_in_any_recorded_field_leaves_every_other_record_landing(
     assert stats["dropped_total"] == 0
     lake = xr.Lake(xr.get_settings().root)
     assert lake.sql("select count(*) as n from runs where run_id = 'after'")["n"][0] >= 1
+
+
+def test_a_label_with_a_lone_surrogate_is_stored_escaped(isolated_lake: str) -> None:
+    with xr.run("label-" + LONE, run_id="r1") as run, run.stage("s", type="retrieval") as st:
+        st.output([{"id": "a"}])
+    with xr.run("fine", run_id="r2") as run, run.stage("s", type="retrieval") as st:
+        st.output([{"id": "b"}])
+    assert xr.flush(10)
+    labels = set(xr.Lake(isolated_lake).sql("select label from runs")["label"])
+    assert labels == {"label-sku-\\ud800", "fine"}

@@ -21,7 +21,7 @@ from xray_lake.records.events import RunEvent, StageEvent, StageSpec
 from xray_lake.records.packed import pack, pack_helpers
 from xray_lake.records.results import HELPER_OF, RESULT_HELPERS
 from xray_lake.records.snapshot import snapshot
-from xray_lake.records.values import read_field
+from xray_lake.records.values import escape_surrogates, read_field
 from xray_lake.storage.layout import label_is_shortened
 from xray_lake.writer.process import get_writer
 
@@ -39,7 +39,7 @@ class RunState:
 
     def __init__(self, label: str, run_id: str, attributes: dict[str, object] | None,
                  input: object, implicit: bool) -> None:
-        self.label = label
+        self.label = escape_surrogates(label)  # implicit runs come here without begin_run
         self.run_id = run_id
         self.attributes = attributes
         self.input = input
@@ -96,6 +96,7 @@ def error_fields(exc: BaseException) -> tuple[str, str]:
 
 def begin_run(label: str, run_id: str | None, attributes: dict[str, object] | None = None,
               input: object = None, implicit: bool = False) -> RunState:
+    label = escape_surrogates(label)  # it names a folder: UTF-8 must encode it
     if label_is_shortened(label):  # the folder holds a prefix + hash: keep the whole label
         attributes = {**(attributes or {}), FULL_LABEL_ATTRIBUTE: label}
         warn_once(f"long-label:{label}",
