@@ -438,3 +438,15 @@ def test_truncated_output_is_always_valid_json(cap: int) -> None:
     assert truncated
     parsed = orjson.loads(text)
     assert parsed[TRUNCATED_KEY] == len(orjson.dumps(value))
+
+
+def test_a_long_list_cut_at_the_cap_stays_valid_json_even_with_unencodable_elements() -> None:
+    import threading
+
+    lock = threading.Lock()  # orjson cannot encode it: the sanitizer stores its repr
+    value = {"catalog": [{"i": i} for i in range(300)] + [lock] + [{"i": 0}] * 5000}
+    text, cut = to_json(value, 2000)
+    parsed = orjson.loads(text)
+    assert cut and parsed["$truncated"] > 2000 and parsed["$head"].startswith('{"catalog":[')
+    whole, cut_whole = to_json({"catalog": [1] * 300 + [lock]}, 10**6)
+    assert not cut_whole and orjson.loads(whole)["catalog"][-1].startswith("<unlocked")

@@ -95,8 +95,8 @@ class Settings:
     Raises ValueError naming every bad setting (configure() turns it into ConfigError).
     """
 
-    root: str = _field(default=DEFAULT_ROOT, metadata={"min_length": 1})
-    spool_dir: str = _field(default_factory=_default_spool_dir, metadata={"min_length": 1})
+    root: str = DEFAULT_ROOT
+    spool_dir: str = _field(default_factory=_default_spool_dir)
     strict: bool = False
     enabled: bool = True
     # Writer cadence: buffered records are encoded every `drain_interval_s` and written as one
@@ -114,10 +114,10 @@ class Settings:
     and copies, x2 for decoding them) and buffered (their exact Arrow bytes). A record that
     would take those past half the bound waits for room (`on_full`, `max_block_s`). The
     other half is reserved for what no record owns: the working set of encoding a record and
-    of writing a table (Parquet pages, compression, a whole file for `s3://`), and memory the allocators keep (freed Arrow memory is returned to the OS
-    after each write). Not covered: the caller's own candidate objects, which a queued record
-    references until the writer encodes it, and the fixed cost of the loaded libraries and
-    the writer thread. A Parquet write takes ~12 MiB whatever the table's size (measured), so
+    of writing a table (Parquet pages, compression, a whole file for `s3://`), and memory the
+    allocators keep (freed Arrow memory is returned to the OS after each write). Not covered:
+    the caller's own candidate objects, which a queued record references until the writer
+    encodes it, and the fixed cost of the loaded libraries and the writer thread. A Parquet write takes ~12 MiB whatever the table's size (measured), so
     bounds under ~64 MiB are exceeded by a roughly fixed amount; see docs/reliability.md.
     """
     on_full: Literal["block", "drop"] = "block"
@@ -160,7 +160,7 @@ class Settings:
         if problems:
             raise ValueError("; ".join(problems))
 
-    def model_dump(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         """The settings as a dict (what configure() starts from)."""
         return asdict(self)
 
@@ -262,7 +262,7 @@ def configure(**changes: Any) -> Settings:
     """
     global _settings
     with _lock:
-        base = _from_env() if _settings is None else _settings.model_dump()
+        base = _from_env() if _settings is None else _settings.as_dict()
         new = _validate({**base, **changes})
         old, _settings = _settings, new
     for listener in list(_listeners):

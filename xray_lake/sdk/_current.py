@@ -39,7 +39,7 @@ class RunState:
 
     def __init__(self, label: str, run_id: str, attributes: dict[str, object] | None,
                  input: object, implicit: bool) -> None:
-        self.label = escape_surrogates(label)  # implicit runs come here without begin_run
+        self.label = label
         self.run_id = run_id
         self.attributes = attributes
         self.input = input
@@ -188,7 +188,8 @@ def begin_stage(spec: StageSpec, label_hint: str | None, in_list: Sequence[objec
             return None
         run = run or _RUN.get()
         if run is None:  # made current by call.enter(), only while the stage body runs
-            run = RunState(label_hint or spec.name, new_run_id(), None, None, implicit=True)
+            run = RunState(escape_surrogates(label_hint or spec.name), new_run_id(), None, None,
+                           implicit=True)
         items = list(in_list) if isinstance(in_list, list | tuple) else None
         call = StageCall(spec, run, items, raw_inputs)
         call.enter()
