@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 import xray_lake as xr
 from xray_lake.cli import doctor as doctor_cli
 from xray_lake.storage import doctor
-from xray_lake.storage.spool import host_tag
+from xray_lake.storage.layout import host_tag
 
 RUNS, STAGES_PER_RUN, CANDIDATES_PER_STAGE = 4, 2, 5
 
@@ -206,3 +206,17 @@ def test_cli_on_a_missing_folder_is_an_error(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert isinstance(result.exception, xr.XrayLakeError)
     assert "no lake at" in str(result.exception)
+
+
+def test_a_lock_temp_a_killed_replayer_left_in_compaction_is_removed_by_fix(
+        tmp_path: Path) -> None:
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(gone.stdout)  # that process has exited: its temp files are abandoned
+    folder = tmp_path / "lake" / "_compaction"
+    folder.mkdir(parents=True)
+    left = folder / f".runs.abc.2026-01-01.lock.{host_tag()}-{dead_pid}-deadbeef.tmp"
+    left.write_text("{}")
+    found = doctor.scan(str(tmp_path / "lake"), fix=True)
+    assert [p.path for p in found.problems] == [f"_compaction/{left.name}"]
+    assert not left.exists()

@@ -27,6 +27,7 @@ from xray_lake.storage.layout import (
     VERSION_TOKEN,
     data_file_name,
     escape_label,
+    host_tag,
     temp_file_name,
     unescape_label,
 )
@@ -354,7 +355,9 @@ class _Lock:
         """Exclusive create with the content already in place (link of a written temp file)."""
         payload = json.dumps({"host": _HOST, "pid": os.getpid(), "token": self.token,
                               "time": _dt.datetime.now(_dt.UTC).isoformat()})
-        temp = f"{os.path.dirname(self.path)}/.{os.path.basename(self.path)}.{self.token}.tmp"
+        # named like every temp file (host-pid-random), so doctor removes one a kill left
+        owner = f"{host_tag()}-{os.getpid()}-{self.token[:8]}"
+        temp = f"{os.path.dirname(self.path)}/.{os.path.basename(self.path)}.{owner}.tmp"
         with open(temp, "w", encoding="utf-8") as fh:
             fh.write(payload)
         try:

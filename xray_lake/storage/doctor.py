@@ -23,9 +23,9 @@ import pyarrow.parquet as pq
 
 from xray_lake.records.schema import SCHEMA_VERSION, SCHEMAS
 from xray_lake.storage import confine
-from xray_lake.storage.layout import TABLES, is_temp_file, unescape_label
+from xray_lake.storage.compact import COMPACTION_DIR
+from xray_lake.storage.layout import TABLES, host_tag, is_temp_file, unescape_label
 from xray_lake.storage.s3 import is_remote
-from xray_lake.storage.spool import host_tag
 
 QUARANTINE = "_quarantine"
 STALE_AFTER_S = 3600.0  # a temp file of another host (or of a live pid) this old is abandoned
@@ -121,7 +121,27 @@ def scan(root: str, *, fix: bool = False,
                 report.problems.append(found)
         if progress is not None:
             progress(done, len(files))
+    _scan_compaction_temps(root, fix, report, now)
     return report
+
+
+def _scan_compaction_temps(root: str, fix: bool, report: DoctorReport, now: float) -> None:
+    """Temp files a killed compactor or replayer left in `_compaction/` (lock files are
+    written under a temp name first): stale ones are reported, and deleted with fix."""
+    folder = os.path.join(root, COMPACTION_DIR)
+    if os.path.islink(folder) or not os.path.isdir(folder):
+        return  # a link is reported above and never followed
+    for name in sorted(os.listdir(folder)):
+        if not is_temp_file(name):
+            continue
+        reason = stale_reason(os.path.join(folder, name), now=now)
+        if reason is None:
+            report.temps_in_use += 1
+            continue
+        problem = Problem(STALE_TEMP, f"{COMPACTION_DIR}/{name}", reason)
+        if fix:
+            _delete(os.path.join(folder, name), problem)
+        report.problems.append(problem)
 
 
 def check_file(root: str, table: str, rel: str,

@@ -44,6 +44,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import re
+import socket
 import unicodedata
 
 TABLES: tuple[str, ...] = ("runs", "stages", "candidates")
@@ -244,6 +245,12 @@ def temp_file_name(final_name: str) -> str:
     if not final_name or "/" in final_name or "\\" in final_name or final_name in (".", ".."):
         raise ValueError(f"final_name must be a plain file name, got {final_name!r}")
     return f"{_TEMP_PREFIX}{final_name}{_TEMP_SUFFIX}"
+
+
+def host_tag() -> str:
+    """This host's name as it appears in file names (the same rule as the writer ids), so
+    `doctor` can tell a temp file of a dead process on this host."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())[:32] or "host"
 
 
 def is_temp_file(name: str) -> bool:

@@ -59,8 +59,7 @@ from xray_lake.storage.compact import (
     read_marker,
 )
 from xray_lake.storage.fs import write_parquet
-from xray_lake.storage.layout import TABLES, VERSION_TOKEN, data_file_name, escape_label
-from xray_lake.storage.spool import host_tag
+from xray_lake.storage.layout import TABLES, VERSION_TOKEN, data_file_name, escape_label, host_tag
 from xray_lake.storage.store import PreconditionFailed, Store, digest, open_store
 
 logger = logging.getLogger("xray_lake")

@@ -18,10 +18,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import secrets
 import shutil
-import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,15 +30,10 @@ import pyarrow.parquet as pq
 from xray_lake.storage import confine
 from xray_lake.storage.compact import COMPACTION_DIR, MERGED_DIR, merged_names, partition_lock
 from xray_lake.storage.fs import fsync_dir, fsync_file
-from xray_lake.storage.layout import TABLES, temp_file_name
+from xray_lake.storage.layout import TABLES, host_tag, temp_file_name
 from xray_lake.storage.s3 import is_remote
 
 MARKER = "LAKE_ROOT"
-
-
-def host_tag() -> str:
-    """This host's name as it appears in file names (the same rule as the writer ids)."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())[:32] or "host"
 
 
 def canonical_root(lake_root: str) -> str:
