@@ -1,4 +1,4 @@
-"""W1 hot path: what a filtering stage over 5,000 product dicts costs the caller, and in total.
+"""Hot path: what a filtering stage over 5,000 product dicts costs the caller, and in total.
 
 Run: python benchmarks/hot_path.py [--candidates 5000] [--calls 200] [--json PATH]
 

@@ -2,23 +2,26 @@
 
 Run:
     python benchmarks/run.py --scale small|medium|large --json PATH [--root DIR] [--keep]
-                             [--workloads w1,w2,w3,w4,memory] [--no-results-md]
+                             [--workloads hot_path,ingest,queries,alternatives,memory]
+                             [--no-results-md]
 
-Workloads (each reported in the JSON file and in a dated section appended to RESULTS.md):
-  w1      hot path: benchmarks/hot_path.py in a subprocess (fewer rounds at `small`);
-  w2      ingest: N runs x 5 stages x ~K candidates through the SDK into a lake of its own
-          (large files, flush included): candidate rows/s and bytes per row, beside pyarrow
-          writing the same rows directly (w2_ingest.py);
-  w3      the canonical questions (queries.py) on a lake built through the SDK with ~20
-          files per partition and table (as a service flushing often leaves it), before and
-          after `xr.compact`, medians;
-  w4      the same data exported as JSON documents and asked questions 1, 3, 4, 7 in (a)
-          JSON-lines + DuckDB read_json, (b) PostgreSQL JSONB, (c) SQLite JSON, beside
-          xray-lake, with bytes on disk (w4_*.py);
-  memory  writer RSS under a burst of 10x max_buffer_bytes (memory_burst.py, a subprocess).
+Workloads (each reported in the JSON file and in a dated file under benchmarks/results/):
+  hot_path      what one filtering stage costs the caller: benchmarks/hot_path.py in a
+                subprocess (fewer rounds at `small`);
+  ingest        N runs x 5 stages x ~K candidates through the SDK into a lake of its own
+                (large files, flush included): candidate rows/s and bytes per row, beside
+                pyarrow writing the same rows directly (ingest_vs_pyarrow.py);
+  queries       the canonical questions (queries.py) on a lake built through the SDK with ~20
+                files per partition and table (as a service flushing often leaves it), before
+                and after `xr.compact`, medians;
+  alternatives  the same data exported as JSON documents and asked questions 1, 3, 4, 7 in
+                (a) JSON-lines + DuckDB read_json, (b) PostgreSQL JSONB, (c) SQLite JSON,
+                beside xray-lake, with bytes on disk (alternatives*.py);
+  memory        writer RSS under a burst of 10x max_buffer_bytes (memory_burst.py, a
+                subprocess).
 Everything lives under `--root` (default: a new temp folder), deleted at the end unless
 `--keep`. `small` finishes in about 2 minutes on 2 cores; `large` (100k runs, >= 50M candidate
-rows) takes hours, mostly W4 loading and scanning tens of GB of JSON.
+rows) takes hours, mostly the alternatives loading and scanning tens of GB of JSON.
 """
 
 from __future__ import annotations
@@ -42,48 +45,48 @@ from typing import Any
 import orjson
 import queries
 import run_report
+from alternatives import Alternatives
+from alternatives_common import Params
+from ingest_vs_pyarrow import direct_write
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from w2_ingest import direct_write
-from w4_common import Params
-from w4_suite import W4
 
 import xray_lake as xr
 
 HERE = Path(__file__).resolve().parent
-WORKLOADS = ("w1", "w2", "w3", "w4", "memory")
-W2_TARGET_PCT = 50.0
+WORKLOADS = ("hot_path", "ingest", "queries", "alternatives", "memory")
+INGEST_TARGET_PCT = 50.0
 
 
 @dataclass(frozen=True)
 class Scale:
-    runs: int  # of the W3/W4 lake
+    runs: int  # of the lake the queries and alternatives read
     candidates: int  # per stage, about (filters drop some: ~4.3 K candidate rows per run)
-    w1_candidates: int
-    w1_calls: int
-    w1_rounds: int
-    w2_runs: int  # W2 builds its own lake (large files: the writer at full speed)
-    w2_rows: int  # candidate rows the direct-write baselines rewrite (whole partitions)
+    hot_path_candidates: int
+    hot_path_calls: int
+    hot_path_rounds: int
+    ingest_runs: int  # ingest builds its own lake (large files: the writer at full speed)
+    ingest_rows: int  # candidate rows the direct-write baselines rewrite (whole partitions)
     cold_repeat: int
     warm_repeat: int
-    cli_repeat: int  # 0: W3 does not time the CLI (process start alone is ~1 s here)
-    w4_repeat: int  # repeats after the first call, within w4_budget_s per question and engine
-    w4_budget_s: float
-    files_per_partition: int = 20  # the W3/W4 lake as a service flushing often leaves it
+    cli_repeat: int  # 0: queries does not time the CLI (process start alone is ~1 s here)
+    alternatives_repeat: int  # repeats after the first call, within alternatives_budget_s per question and engine
+    alternatives_budget_s: float
+    files_per_partition: int = 20  # the shared lake as a service flushing often leaves it
     memory_bound_mib: int = 64
     memory_factor: float = 10.0
 
 
 SCALES: dict[str, Scale] = {
-    "small": Scale(1_000, 30, w1_candidates=2000, w1_calls=40, w1_rounds=2, w2_runs=500,
-                   w2_rows=10**9, cold_repeat=2, warm_repeat=3, cli_repeat=0, w4_repeat=1,
-                   w4_budget_s=2.0, files_per_partition=5),
-    "medium": Scale(20_000, 200, w1_candidates=5000, w1_calls=300, w1_rounds=6,
-                    w2_runs=5_000, w2_rows=1_000_000, cold_repeat=3, warm_repeat=5,
-                    cli_repeat=3, w4_repeat=4, w4_budget_s=60.0),
-    "large": Scale(100_000, 125, w1_candidates=5000, w1_calls=300, w1_rounds=6,
-                   w2_runs=10_000, w2_rows=1_000_000, cold_repeat=3, warm_repeat=5,
-                   cli_repeat=5, w4_repeat=4, w4_budget_s=120.0),
+    "small": Scale(1_000, 30, hot_path_candidates=2000, hot_path_calls=40, hot_path_rounds=2, ingest_runs=500,
+                   ingest_rows=10**9, cold_repeat=2, warm_repeat=3, cli_repeat=0, alternatives_repeat=1,
+                   alternatives_budget_s=2.0, files_per_partition=5),
+    "medium": Scale(20_000, 200, hot_path_candidates=5000, hot_path_calls=300, hot_path_rounds=6,
+                    ingest_runs=5_000, ingest_rows=1_000_000, cold_repeat=3, warm_repeat=5,
+                    cli_repeat=3, alternatives_repeat=4, alternatives_budget_s=60.0),
+    "large": Scale(100_000, 125, hot_path_candidates=5000, hot_path_calls=300, hot_path_rounds=6,
+                   ingest_runs=10_000, ingest_rows=1_000_000, cold_repeat=3, warm_repeat=5,
+                   cli_repeat=5, alternatives_repeat=4, alternatives_budget_s=120.0),
 }
 
 
@@ -109,14 +112,14 @@ class Suite:
                         MofNCompleteColumn(), TimeElapsedColumn(), console=self.console,
                         transient=True)
 
-    # --- W1 ---------------------------------------------------------------------------
+    # --- hot path -------------------------------------------------------------------------
 
-    def w1(self) -> dict[str, Any]:
+    def hot_path(self) -> dict[str, Any]:
         s = self.scale
-        out = os.path.join(self.root, "w1.json")
-        argv = [sys.executable, str(HERE / "hot_path.py"), "--candidates", str(s.w1_candidates),
-                "--calls", str(s.w1_calls), "--rounds", str(s.w1_rounds), "--json", out]
-        self.say(f"[bold]W1[/bold] hot path: {shlex.join(argv[1:])}")
+        out = os.path.join(self.root, "hot_path.json")
+        argv = [sys.executable, str(HERE / "hot_path.py"), "--candidates", str(s.hot_path_candidates),
+                "--calls", str(s.hot_path_calls), "--rounds", str(s.hot_path_rounds), "--json", out]
+        self.say(f"[bold]hot path[/bold] hot path: {shlex.join(argv[1:])}")
         done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=3600)
         if done.returncode != 0:
             raise RuntimeError(f"hot_path.py failed: {done.stderr.strip()[-800:]}")
@@ -128,12 +131,13 @@ class Suite:
                  f" total CPU {result['total_overhead_vs_orjson']}x")
         return result
 
-    # --- the lake (W2's SDK side, W3 and W4's data) ------------------------------------
+    # --- the lake the queries and alternatives read ---------------------------------------
 
     def build_lake(self) -> dict[str, Any]:
-        """The W3/W4 lake, with the many files per partition a service flushing often leaves:
-        `xr.flush()` every few runs, so each label/day gets about `files_per_partition`
-        files per table, whatever the machine's speed. What compaction is for."""
+        """The lake of queries and alternatives, with the many files per partition a service
+        flushing often leaves: `xr.flush()` every few runs, so each label/day gets about
+        `files_per_partition` files per table, whatever the machine's speed. What compaction
+        is for."""
         s = self.scale
         flush_every = max(1, s.runs // ((queries.DAYS + 1) * s.files_per_partition))
         self.say(f"[bold]build[/bold] {s.runs:,} runs x {s.candidates} candidates through the "
@@ -143,19 +147,19 @@ class Suite:
         self.build = dataclasses.asdict(info)
         return self.build
 
-    def w2(self) -> dict[str, Any]:
+    def ingest(self) -> dict[str, Any]:
         s = self.scale
-        lake = os.path.join(self.root, "lake-w2")
-        self.say(f"[bold]W2[/bold] ingest: {s.w2_runs:,} runs x {s.candidates} candidates "
+        lake = os.path.join(self.root, "lake-ingest")
+        self.say(f"[bold]ingest[/bold] {s.ingest_runs:,} runs x {s.candidates} candidates "
                  f"through the SDK into {lake} (large files)")
         try:
-            b = dataclasses.asdict(queries.build(lake, s.w2_runs, s.candidates, self.console))
-            result = self._w2(lake, b)
+            b = dataclasses.asdict(queries.build(lake, s.ingest_runs, s.candidates, self.console))
+            result = self._ingest(lake, b)
         finally:
             shutil.rmtree(lake, ignore_errors=True)
-        self.say("[bold]W2[/bold] the same runs with recording off (the pipeline's own code)")
+        self.say("[bold]ingest[/bold] the same runs with recording off (the pipeline's own code)")
         try:
-            off = queries.build(lake, s.w2_runs, s.candidates, self.console,
+            off = queries.build(lake, s.ingest_runs, s.candidates, self.console,
                                 settings={**queries.writer_settings(), "enabled": False})
         finally:
             shutil.rmtree(lake, ignore_errors=True)
@@ -173,7 +177,7 @@ class Suite:
                  f"{sdk_s:.1f} s = {own:,.0f} rows/s ({result['sdk_only_pct_of_dicts']}% of (ii))")
         return result
 
-    def _w2(self, lake: str, b: dict[str, Any]) -> dict[str, Any]:
+    def _ingest(self, lake: str, b: dict[str, Any]) -> dict[str, Any]:
         disk = queries.disk_usage(lake)
         rows = int(b["sdk_rows"])
         total = sum(u["bytes"] for u in disk.values())
@@ -188,40 +192,40 @@ class Suite:
             "files": sum(u["files"] for u in disk.values()),
         }
         level = xr.get_settings().compression_level
-        self.say(f"[bold]W2[/bold] SDK: {rows:,} candidate rows in {b['seconds']:.1f} s = "
+        self.say(f"[bold]ingest[/bold] SDK: {rows:,} candidate rows in {b['seconds']:.1f} s = "
                  f"{b['rows_per_s']:,.0f} rows/s, {sdk['bytes_per_candidate_row']} B/row; "
                  "direct pyarrow writes of the same rows...")
-        direct = direct_write(lake, os.path.join(self.root, "w2"), self.scale.w2_rows,
+        direct = direct_write(lake, os.path.join(self.root, "ingest"), self.scale.ingest_rows,
                               level).as_dict()
         vs_encoded = 100 * b["rows_per_s"] / max(direct["encoded_rows_per_s"], 1)
         vs_dicts = 100 * b["rows_per_s"] / max(direct["dicts_rows_per_s"], 1)
         self.say(f"     direct (i) JSON encoded {direct['encoded_rows_per_s']:,} rows/s, "
                  f"(ii) from dicts {direct['dicts_rows_per_s']:,} rows/s; SDK = "
-                 f"{vs_encoded:.0f}% / {vs_dicts:.0f}% (target >= {W2_TARGET_PCT:.0f}%)")
+                 f"{vs_encoded:.0f}% / {vs_dicts:.0f}% (target >= {INGEST_TARGET_PCT:.0f}%)")
         return {
             "sdk": sdk, "direct": direct, "compression_level": level,
             "sdk_pct_of_encoded": round(vs_encoded, 1), "sdk_pct_of_dicts": round(vs_dicts, 1),
-            "target_pct": W2_TARGET_PCT,
-            "target_met_vs_encoded": vs_encoded >= W2_TARGET_PCT,
-            "target_met_vs_dicts": vs_dicts >= W2_TARGET_PCT,
+            "target_pct": INGEST_TARGET_PCT,
+            "target_met_vs_encoded": vs_encoded >= INGEST_TARGET_PCT,
+            "target_met_vs_dicts": vs_dicts >= INGEST_TARGET_PCT,
         }
 
-    # --- W3 ---------------------------------------------------------------------------
+    # --- queries --------------------------------------------------------------------------
 
-    def w3_time(self, phase: str) -> list[dict[str, Any]]:
+    def time_questions(self, phase: str) -> list[dict[str, Any]]:
         assert self.build is not None
         s = self.scale
         journey = (str(self.build["journey"][0]), str(self.build["journey"][1]))
         timings = []
         qs = queries.questions(journey)
         with self.progress() as bar:
-            task = bar.add_task(f"W3 {phase}", total=len(qs))
+            task = bar.add_task(f"queries {phase}", total=len(qs))
             for q in qs:
                 t = queries.time_question(q, self.lake, s.cold_repeat, s.warm_repeat,
                                           s.cli_repeat)
                 timings.append(dict(t.__dict__))
                 bar.advance(task)
-        self.say(f"[bold]W3[/bold] {phase}: warm medians "
+        self.say(f"[bold]queries[/bold] {phase}: warm medians "
                  + ", ".join(f"Q{t['key']} {t['warm_ms']:.0f}" for t in timings) + " ms")
         return timings
 
@@ -248,18 +252,18 @@ class Suite:
                  f"{result.seconds:.1f} s")
         return info
 
-    # --- W4 ---------------------------------------------------------------------------
+    # --- alternatives ---------------------------------------------------------------------
 
-    def w4_params(self) -> Params:
+    def question_params(self) -> Params:
         assert self.build is not None
         since = dt.datetime.now(dt.UTC) - dt.timedelta(days=7)
         return Params(since, str(self.build["journey"][0]), str(self.build["journey"][1]))
 
-    def w4(self) -> W4:
+    def alternatives(self) -> Alternatives:
         s = self.scale
-        return W4(self.lake, self.root, self.say, self.progress, s.w4_repeat, s.w4_budget_s)
+        return Alternatives(self.lake, self.root, self.say, self.progress, s.alternatives_repeat, s.alternatives_budget_s)
 
-    # --- memory -------------------------------------------------------------------------
+    # --- memory ---------------------------------------------------------------------------
 
     def memory(self) -> dict[str, Any]:
         s = self.scale
@@ -301,7 +305,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workloads", default=",".join(WORKLOADS),
                         help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all)")
     parser.add_argument("--no-results-md", action="store_true",
-                        help="do not append a section to benchmarks/RESULTS.md")
+                        help="do not write a dated file under benchmarks/results/")
     args = parser.parse_args(argv)
     chosen = [w.strip() for w in args.workloads.split(",") if w.strip()]
     unknown = [w for w in chosen if w not in WORKLOADS]
@@ -358,25 +362,25 @@ def run(args: argparse.Namespace, root: str, console: Console) -> dict[str, Any]
     })
     w = rep["workloads"]
     wants = set(args.workloads)
-    if "w1" in wants:
-        w["w1"] = suite.w1()
-    if "w2" in wants:
-        w["w2"] = suite.w2()
-    if wants & {"w3", "w4"}:
+    if "hot_path" in wants:
+        w["hot_path"] = suite.hot_path()
+    if "ingest" in wants:
+        w["ingest"] = suite.ingest()
+    if wants & {"queries", "alternatives"}:
         rep["build"] = suite.build_lake()
-        params = suite.w4_params()
-        if "w3" in wants:
-            w["w3"] = {"lake_rows": queries.table_rows(suite.lake),
-                       "before": suite.w3_time("as written")}
-        w4 = suite.w4()
-        if "w4" in wants:
-            w["w4"] = w4.run(params)
+        params = suite.question_params()
+        if "queries" in wants:
+            w["queries"] = {"lake_rows": queries.table_rows(suite.lake),
+                       "before": suite.time_questions("as written")}
+        alts = suite.alternatives()
+        if "alternatives" in wants:
+            w["alternatives"] = alts.run(params)
         rep["compaction"] = suite.compact()
-        if "w3" in wants:
-            w["w3"]["compaction"] = rep["compaction"]
-            w["w3"]["after"] = suite.w3_time("after compaction")
-        if "w4" in wants:
-            w4.compacted(w["w4"], params)
+        if "queries" in wants:
+            w["queries"]["compaction"] = rep["compaction"]
+            w["queries"]["after"] = suite.time_questions("after compaction")
+        if "alternatives" in wants:
+            alts.compacted(w["alternatives"], params)
     if "memory" in wants:
         w["memory"] = suite.memory()
     rep["loadavg_end"] = os.getloadavg()
@@ -414,8 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     print(run_report.markdown(result))
     console.print(f"results: {args.json_path} ({result['seconds']:,.0f} s)")
     if not args.no_results_md:
-        run_report.append(result)
-        console.print(f"appended a section to {run_report.RESULTS_MD}")
+        saved = run_report.save(result)
+        console.print(f"wrote {saved}; update the summary in benchmarks/RESULTS.md")
     return 0
 
 

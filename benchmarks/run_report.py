@@ -1,4 +1,4 @@
-"""The markdown section `run.py` appends to RESULTS.md: one dated section per run, never edited."""
+"""The markdown report of one `run.py` run, saved as a dated file under benchmarks/results/."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from _common import mib
 
-RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ENGINE_ORDER = ("xray-lake", "xray-lake (compacted)", "jsonl_duckdb", "sqlite", "postgres")
 ENGINE_TITLES = {
     "xray-lake": "xray-lake (as written)",
@@ -43,7 +43,7 @@ def header(r: dict[str, Any]) -> list[str]:
     ]
 
 
-def w1(x: dict[str, Any]) -> list[str]:
+def hot_path(x: dict[str, Any]) -> list[str]:
     rows = [
         ("uninstrumented filter over the list", f"{x['uninstrumented_us']:,.0f} µs"),
         ("one `orjson.dumps` of the list", f"{x['orjson_dumps_us']:,.0f} µs"),
@@ -59,17 +59,17 @@ def w1(x: dict[str, Any]) -> list[str]:
          f"{x['total_overhead_cpu_us']:,.0f} µs = {x['total_overhead_vs_orjson']}x orjson"),
         ("end to end", f"{x['end_to_end_candidate_rows_per_s']:,} candidate rows/s"),
     ]
-    return ["", f"### W1 hot path: a filtering stage over {x['candidates']:,} product dicts "
+    return ["", f"### Hot path: a filtering stage over {x['candidates']:,} product dicts "
             f"(~{x['bytes_per_candidate']:.0f} B of JSON each)", "",
-            f"`{x['command']}`; medians of CPU time (see the W1 section above for the method).",
+            f"`{x['command']}`; medians of CPU time (method: benchmarks/hot_path.py).",
             "", "| measure | value |", "| --- | ---: |",
             *(f"| {a} | {b} |" for a, b in rows)]
 
 
-def w2(x: dict[str, Any]) -> list[str]:
+def ingest(x: dict[str, Any]) -> list[str]:
     sdk, d = x["sdk"], x["direct"]
     return [
-        "", "### W2 ingest: the SDK against pyarrow writing the same rows", "",
+        "", "### Ingest: the SDK against pyarrow writing the same rows", "",
         "| writer | candidate rows | seconds | candidate rows/s | bytes per candidate row | "
         "SDK rows/s as % of it |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
@@ -102,11 +102,11 @@ def w2(x: dict[str, Any]) -> list[str]:
     ]
 
 
-def w3(x: dict[str, Any]) -> list[str]:
+def queries_(x: dict[str, Any]) -> list[str]:
     c = x.get("compaction", {})
     before, after = x.get("before", []), {t["key"]: t for t in x.get("after", [])}
     cli = any(t.get("cli_ms") is not None for t in before)
-    lines = ["", "### W3 canonical questions, before and after compaction", ""]
+    lines = ["", "### Canonical questions, before and after compaction", ""]
     rows = x.get("lake_rows", {})
     if rows:
         lines.append(f"Lake: {rows.get('runs', 0):,} runs, {rows.get('stages', 0):,} stages, "
@@ -135,13 +135,13 @@ def w3(x: dict[str, Any]) -> list[str]:
     return lines
 
 
-def w4(x: dict[str, Any]) -> list[str]:
+def alternatives(x: dict[str, Any]) -> list[str]:
     engines = x["engines"]
     names = [n for n in ENGINE_ORDER if n in engines]
     base = engines.get("xray-lake (compacted)", engines["xray-lake"])
     exp = x["export"]
     lines = [
-        "", "### W4 what users would pick instead: same data, same questions", "",
+        "", "### Alternatives: what users would pick instead: same data, same questions", "",
         f"Model: {x['model']}; {exp['runs']:,} pipeline documents, {exp['stages']:,} stage "
         f"documents holding {exp['candidates']:,} candidates (exported from the lake in "
         f"{exp['seconds']:,.1f} s). Question 3 from {x['params']['since']}; question 4: "
@@ -173,7 +173,7 @@ def w4(x: dict[str, Any]) -> list[str]:
               "took longer than the budget); every answer was compared with xray-lake's as "
               "written (the reference): ✓ equal, ✗ different. xray-lake answers question 1 "
               "with the typed builder asking for the four columns the others return "
-              "(`lake.find`, with every column, is W3's question 1).", "",
+              "(`lake.find`, with every column, is question 1 of the canonical questions).", "",
               "| question | " + " | ".join(ENGINE_TITLES[n] for n in names) + " |",
               "| --- |" + " ---: |" * len(names)]
     for key, title in x["questions"].items():
@@ -262,13 +262,16 @@ def memory(x: dict[str, Any]) -> list[str]:
 def markdown(r: dict[str, Any]) -> str:
     w = r["workloads"]
     lines = header(r)
-    for key, render in (("w1", w1), ("w2", w2), ("w3", w3), ("w4", w4), ("memory", memory)):
+    for key, render in (("hot_path", hot_path), ("ingest", ingest), ("queries", queries_), ("alternatives", alternatives), ("memory", memory)):
         if key in w:
             lines += render(w[key])
     return "\n".join(lines) + "\n"
 
 
-def append(result: dict[str, Any]) -> None:
-    new = not RESULTS_MD.exists()
-    with RESULTS_MD.open("a", encoding="utf-8") as out:
-        out.write(("# Benchmark results\n" if new else "") + markdown(result))
+def save(result: dict[str, Any]) -> Path:
+    """Write the run's report to its own dated file (never edited afterwards) and return it."""
+    stamp = str(result["date"])[:16].replace(":", "").replace("T", "-")
+    path = RESULTS_DIR / f"{stamp}-suite-{result['scale']}.md"
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path.write_text(markdown(result).lstrip("\n"), encoding="utf-8")
+    return path

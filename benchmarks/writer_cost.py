@@ -2,11 +2,12 @@
 
 Run: python benchmarks/writer_cost.py [--runs 1000] [--candidates 200] [--rounds 3]
 
-Records `--runs` runs of the W3 pipeline (queries.py) with the writer's queue replaced by a
-list, then encodes every captured record (`Writer._add`: unpacking, metrics, candidate rows)
-and writes the lake (`Writer._write_all`) on this thread. Reports CPU µs per candidate row of
-each phase (`time.thread_time`, medians of `--rounds` builds): the figure to compare before
-and after a change to records/ or writer/ (W2 measures the whole build, pipeline included).
+Records `--runs` runs of the canonical-questions pipeline (queries.py) with the writer's queue
+replaced by a list, then encodes every captured record (`Writer._add`: unpacking, metrics,
+candidate rows) and writes the lake (`Writer._write_all`) on this thread. Reports CPU µs per
+candidate row of each phase (`time.thread_time`, medians of `--rounds` builds): the figure to
+compare before and after a change to records/ or writer/ (run.py's `ingest` workload measures
+the whole build, pipeline included).
 """
 
 from __future__ import annotations

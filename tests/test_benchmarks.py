@@ -17,9 +17,9 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 RUN = BENCH / "run.py"
-W4_KEYS = ("1", "3", "4", "7")
-# Questions whose answer does not move with the clock between the two W3 phases.
-STABLE_W3 = ("1", "1b", "2", "4", "6", "7", "8", "8b")
+COMPARED_QUESTIONS = ("1", "3", "4", "7")
+# Questions whose answer does not move with the clock between the two phases of the queries workload.
+STABLE_QUESTIONS = ("1", "1b", "2", "4", "6", "7", "8", "8b")
 
 
 def _env() -> dict[str, str]:
@@ -34,7 +34,7 @@ def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 def _postgres_present() -> bool:
     sys.path.insert(0, str(BENCH))
     try:
-        from w4_postgres import PostgresUnavailable, find_bindir
+        from alternatives_postgres import PostgresUnavailable, find_bindir
 
         try:
             find_bindir()
@@ -61,57 +61,57 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_every_workload_is_reported(small: dict[str, Any]) -> None:
-    assert set(small["workloads"]) == {"w1", "w2", "w3", "w4", "memory"}
+    assert set(small["workloads"]) == {"hot_path", "ingest", "queries", "alternatives", "memory"}
     assert small["scale"] == "small"
     assert small["seconds"] > 0
     assert small["versions"]["xray_lake"] and small["machine"]["cores"]
 
 
 def test_hot_path_times_are_positive(small: dict[str, Any]) -> None:
-    w1 = small["workloads"]["w1"]
-    assert w1["uninstrumented_us"] > 0 and w1["orjson_dumps_us"] > 0
-    assert w1["total_overhead_cpu_us"] > 0 and w1["end_to_end_candidate_rows_per_s"] > 0
+    hot = small["workloads"]["hot_path"]
+    assert hot["uninstrumented_us"] > 0 and hot["orjson_dumps_us"] > 0
+    assert hot["total_overhead_cpu_us"] > 0 and hot["end_to_end_candidate_rows_per_s"] > 0
 
 
 def test_ingest_compares_the_same_rows(small: dict[str, Any]) -> None:
-    w2 = small["workloads"]["w2"]
-    sdk, direct = w2["sdk"], w2["direct"]
+    ingest = small["workloads"]["ingest"]
+    sdk, direct = ingest["sdk"], ingest["direct"]
     assert sdk["candidate_rows"] > 0 and sdk["records_dropped"] == 0
     assert direct["candidate_rows"] == sdk["candidate_rows"]  # small: every partition
     assert sdk["rows_per_s"] > 0 and sdk["bytes_per_candidate_row"] > 0
     assert direct["encoded_rows_per_s"] > 0 and direct["dicts_rows_per_s"] > 0
-    assert w2["sdk_pct_of_encoded"] > 0 and w2["sdk_pct_of_dicts"] > 0
+    assert ingest["sdk_pct_of_encoded"] > 0 and ingest["sdk_pct_of_dicts"] > 0
 
 
 def test_queries_answer_the_same_before_and_after_compaction(small: dict[str, Any]) -> None:
-    w3 = small["workloads"]["w3"]
-    before = {t["key"]: t for t in w3["before"]}
-    after = {t["key"]: t for t in w3["after"]}
-    assert set(before) == set(after) and set(STABLE_W3) <= set(before)
-    for key in STABLE_W3:
+    queries = small["workloads"]["queries"]
+    before = {t["key"]: t for t in queries["before"]}
+    after = {t["key"]: t for t in queries["after"]}
+    assert set(before) == set(after) and set(STABLE_QUESTIONS) <= set(before)
+    for key in STABLE_QUESTIONS:
         assert before[key]["rows"] == after[key]["rows"], key
     assert before["1"]["rows"] > 0 and before["4"]["rows"] > 0
     for t in (*before.values(), *after.values()):
         assert t["cold_ms"] > 0 and t["warm_ms"] > 0
-    c = w3["compaction"]
+    c = queries["compaction"]
     assert c["files_out"] < c["files_in"] and not c["errors"]
-    assert 0 < c["rows"] <= sum(w3["lake_rows"].values())
+    assert 0 < c["rows"] <= sum(queries["lake_rows"].values())
 
 
 def test_alternatives_hold_the_same_rows_and_give_the_same_answers(
         small: dict[str, Any]) -> None:
-    w4 = small["workloads"]["w4"]
-    engines = w4["engines"]
+    alts = small["workloads"]["alternatives"]
+    engines = alts["engines"]
     reference = engines["xray-lake"]["counts"]
     assert reference["candidates"] > 0
-    assert w4["export"]["candidates"] == reference["candidates"]
+    assert alts["export"]["candidates"] == reference["candidates"]
     available = [name for name, e in engines.items() if e["available"]]
     assert {"xray-lake", "xray-lake (compacted)", "jsonl_duckdb", "sqlite"} <= set(available)
     for name in available:
         e = engines[name]
         assert e["counts"] == reference, name
         assert e["bytes"] > 0, name
-        for key in W4_KEYS:
+        for key in COMPARED_QUESTIONS:
             q = e["questions"][key]
             assert q["first_ms"] > 0 and q["median_ms"] > 0, (name, key)
             assert q["rows"] > 0, (name, key)
@@ -120,18 +120,18 @@ def test_alternatives_hold_the_same_rows_and_give_the_same_answers(
 
 
 def test_postgres_ran_here_or_says_why_not(small: dict[str, Any]) -> None:
-    w4 = small["workloads"]["w4"]
-    pg = w4["engines"]["postgres"]
+    alts = small["workloads"]["alternatives"]
+    pg = alts["engines"]["postgres"]
     if _postgres_present():
         assert pg["available"], pg.get("notice")
         assert pg["load"]["bytes_indexes"] > 0
         assert pg["q1_jsonpath"]["matches_xray_lake"] and pg["q1_jsonpath"]["median_ms"] > 0
-        assert "xray-lake (compacted)" in w4["headline"]
-        assert w4["headline"]["xray-lake (compacted)"]["q1_speedup_vs_postgres"] > 0
+        assert "xray-lake (compacted)" in alts["headline"]
+        assert alts["headline"]["xray-lake (compacted)"]["q1_speedup_vs_postgres"] > 0
     else:
         assert not pg["available"]
         assert "PostgreSQL" in pg["notice"] or "psycopg" in pg["notice"]
-        assert "notice" in w4["headline"]
+        assert "notice" in alts["headline"]
 
 
 def test_memory_burst_is_measured_and_waits_instead_of_dropping(small: dict[str, Any]) -> None:
@@ -146,20 +146,20 @@ def test_memory_burst_is_measured_and_waits_instead_of_dropping(small: dict[str,
 def test_missing_postgres_binaries_give_a_clear_notice(monkeypatch: pytest.MonkeyPatch) -> None:
     sys.path.insert(0, str(BENCH))
     try:
-        import w4_postgres
+        import alternatives_postgres
     finally:
         sys.path.remove(str(BENCH))
-    monkeypatch.setattr(w4_postgres.shutil, "which", lambda name: None)
-    monkeypatch.setattr(w4_postgres.glob, "glob", lambda pattern: [])
-    with pytest.raises(w4_postgres.PostgresUnavailable, match="PostgreSQL server binaries"):
-        w4_postgres.find_bindir()
+    monkeypatch.setattr(alternatives_postgres.shutil, "which", lambda name: None)
+    monkeypatch.setattr(alternatives_postgres.glob, "glob", lambda pattern: [])
+    with pytest.raises(alternatives_postgres.PostgresUnavailable, match="PostgreSQL server binaries"):
+        alternatives_postgres.find_bindir()
 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--scale", "huge", "--json", "x.json"], "invalid choice: 'huge'"),
     (["--scale", "small"], "--json"),
     (["--scale", "small", "--json", "/no/such/folder/x.json"], "does not exist"),
-    (["--scale", "small", "--json", "x.json", "--workloads", "w1,w9"], "unknown w9"),
+    (["--scale", "small", "--json", "x.json", "--workloads", "hot_path,w9"], "unknown w9"),
 ])
 def test_bad_arguments_are_one_clear_error(args: list[str], message: str) -> None:
     done = _run(*args)

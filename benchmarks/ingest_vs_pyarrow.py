@@ -1,4 +1,4 @@
-"""W2 baselines: pyarrow writing the rows the SDK wrote straight to Parquet, without the SDK.
+"""Ingest baselines: pyarrow writing the rows the SDK wrote straight to Parquet, without the SDK.
 
 The rows are the SDK's own files, read back whole partition by partition (runs, stages and
 candidates of each label/date, until `min_rows` candidate rows), so both sides write the same

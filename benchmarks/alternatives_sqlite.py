@@ -1,4 +1,4 @@
-"""W4 (c): SQLite (stdlib sqlite3) with one JSON text column per collection and json_extract.
+"""Alternative (c): SQLite (stdlib sqlite3) with one JSON text column per collection and json_extract.
 
 Tables `pipelines(doc text)` and `stages(doc text)` in one database file, filled by
 `executemany` in one transaction, then the expression indexes a user would add for these
@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from _common import Row
-from w4_common import DocFiles, Params
+from alternatives_common import DocFiles, Params
 
 INDEXES = (
     "create index pipelines_id on pipelines (json_extract(doc, '$.id'))",

@@ -1,4 +1,4 @@
-"""W4 run: export the lake, load each alternative, time the questions, compare answers, headline.
+"""What users would pick instead, run: export the lake, load each alternative, time the questions, compare answers, headline.
 
 xray-lake is timed twice (as the SDK wrote it, then after compaction); its first answers are
 the reference every other engine's answers are compared with.
@@ -14,17 +14,17 @@ from typing import Any
 
 import queries
 from _common import measure, same_rows
-from rich.progress import Progress
-from w4_common import QUESTIONS, DocFiles, Engine, LakeEngine, Params, export
-from w4_jsonl import JsonLinesEngine
-from w4_postgres import (
+from alternatives_common import QUESTIONS, DocFiles, Engine, LakeEngine, Params, export
+from alternatives_jsonl_duckdb import JsonLinesEngine
+from alternatives_postgres import (
     GIN_ONLY_Q1,
     JSONPATH_Q1,
     PostgresEngine,
     PostgresUnavailable,
     server,
 )
-from w4_sqlite import SqliteEngine
+from alternatives_sqlite import SqliteEngine
+from rich.progress import Progress
 
 SPEED_TARGET = 100.0  # xray-lake vs PostgreSQL on question 1
 SIZE_TARGET = 5.0  # PostgreSQL bytes / xray-lake bytes
@@ -38,7 +38,7 @@ def _asker(engine: Engine, key: str, params: Params) -> Callable[[], list[Any]]:
     return lambda: engine.answer(key, params)
 
 
-class W4:
+class Alternatives:
     def __init__(self, lake: str, folder: str, say: Callable[[str], None],
                  progress: Callable[[], Progress], repeat: int, budget_s: float) -> None:
         self.lake = lake
@@ -82,7 +82,7 @@ class W4:
 
     def run(self, params: Params) -> dict[str, Any]:
         """Everything but the compacted lake (added by `compacted`)."""
-        self.say("[bold]W4[/bold] exporting the lake as JSON documents (pipelines, stages with "
+        self.say("[bold]alternatives[/bold] exporting the lake as JSON documents (pipelines, stages with "
                  "their candidates)")
         with self.progress() as bar:
             task = bar.add_task("export", total=None)

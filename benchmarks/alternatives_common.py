@@ -1,4 +1,4 @@
-"""W4 shared part: the four questions, xray-lake's answers, and the lake exported as JSON documents.
+"""What users would pick instead, shared part: the four questions, xray-lake's answers, and the lake exported as JSON documents.
 
 The document model is the original design's (shared/original-design.md), which is also what a
 program logging its own JSON would write: two collections,
@@ -41,7 +41,7 @@ QUESTIONS: dict[str, str] = {
     "4": "journey of candidate X in run R (why it never reached the ranking)",
     "7": "slowest stage per label at p90",
 }
-"""The W4 questions (numbers as in docs/questions.md); every engine answers each one with rows:
+"""The questions compared (numbers as in docs/questions.md); every engine answers each one with rows:
 1: (run_id, stage, label, fail_ratio) sorted; 3: (label, stage, reason, dropped) in the order
 of the lake's query; 4: (seq, stage, in_position, out_position, passed, reason_label, score)
 by seq; 7: (label, slowest stage, p90 ms) by label."""
@@ -61,7 +61,7 @@ class Params:
 
 
 class Engine(Protocol):
-    """One way of storing the same data; answers the W4 questions as normalised rows."""
+    """One way of storing the same data; answers the compared questions as normalised rows."""
 
     name: str
 
@@ -80,13 +80,13 @@ def camel(name: str) -> str:
 
 class LakeEngine:
     """The documented calls: the typed builder for question 1 (asking for the same four
-    columns the other engines return; `lake.find`, with every column, is timed in W3),
+    columns the other engines return; `lake.find`, with every column, is timed in queries.py),
     `lake.sql(Q3_SQL)`, `lake.journey`, `lake.sql(Q7_SQL)`.
 
     One long-lived `xr.Lake`, as a service or notebook keeps, like the other engines' open
     connections. `cache_after=1`: the in-memory copy of `runs`/`stages` (docs/querying-at-scale.md)
     is made by the first query that reads a table, so the first call's time includes making
-    it and the warm median is the steady state; with the default (3) the median of W4's few
+    it and the warm median is the steady state; with the default (3) the median of these few
     repeats would mix file reads, the copy and copied reads."""
 
     name = "xray-lake"

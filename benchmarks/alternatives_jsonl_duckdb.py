@@ -1,4 +1,4 @@
-"""W4 (a): the exported JSON-lines collections queried in place by DuckDB's `read_json`.
+"""Alternative (a): the exported JSON-lines collections queried in place by DuckDB's `read_json`.
 
 What a user who logs JSON lines and reaches for DuckDB would write: `read_json(glob)` with
 automatic schema detection, dot access into the detected structs, no load step, no index.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import duckdb
 from _common import Row
-from w4_common import DocFiles, Params
+from alternatives_common import DocFiles, Params
 
 
 def _quote(path: str) -> str:

@@ -1,4 +1,4 @@
-"""W4 (b): PostgreSQL JSONB, one documents table per collection, as the original design's Mongo model.
+"""Alternative (b): PostgreSQL JSONB, one documents table per collection, as the original design's Mongo model.
 
 The benchmark starts its own server: the Debian `postgresql` binaries (found through
 `pg_config --bindir`, PATH or /usr/lib/postgresql/*/bin), a fresh data directory in a temp
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from _common import Row
-from w4_common import DocFiles, Params, iter_lines
+from alternatives_common import DocFiles, Params, iter_lines
 
 SETTINGS = {
     "fsync": "off",
@@ -102,7 +102,7 @@ def find_bindir() -> str:
             return folder
     raise PostgresUnavailable(
         "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found via pg_config, PATH "
-        "or /usr/lib/postgresql/*/bin; install Debian's `postgresql` package to run W4(b)")
+        "or /usr/lib/postgresql/*/bin; install Debian's `postgresql` package to run alternative (b)")
 
 
 def _free_port() -> int:
