@@ -2,9 +2,9 @@
 
 Why: a compacted lake still has one file per table, label and date, and DuckDB pays a fixed
 cost per Parquet file on every query (opening it, its footer, its row groups): the headline
-question over 45 `stages` files spends ~20 ms there and under 5 ms on the rows themselves.
-The runs and stages tables are small (one row per run or stage: ~20 MB in memory for 100k
-stages), so a `Lake` that keeps answering questions may hold them in DuckDB memory.
+question spends most of its time there, not on the rows themselves (benchmarks/RESULTS.md).
+The runs and stages tables are small (one row per run or stage), so a `Lake` that keeps
+answering questions may hold them in DuckDB memory.
 
 Never stale: before every `Lake` query (`sql`, `find`, `query()`, `journey`, ...), each
 copy's table is listed again (names only; a published file is immutable and its name never

@@ -1,8 +1,8 @@
 """`find(..., columns=[...])`: result column names -> the expressions the compiler selects.
 
 Naming only what a question needs is the fast path: DuckDB then reads those Parquet columns
-alone, and joins `runs` only when a `run_` column is asked for (the headline question over
-100k runs: ~4x faster than every stage and run column; benchmarks/RESULTS.md).
+alone, and joins `runs` only when a `run_` column is asked for (figures for the headline
+question in benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ class Lake:
             self.connection.execute(f"SET threads = {int(threads)}")
         self.connection.execute("SET TimeZone = 'UTC'")
         # Lake files are immutable (a name is never reused), so footers can be cached across
-        # queries: the warm headline question's scan of 45 files drops from ~39 to ~23 ms.
+        # queries: a warm query then pays less per file it scans (benchmarks/RESULTS.md).
         self.connection.execute("SET parquet_metadata_cache = true")
         # s3:// roots: "httpfs" or "fsspec", how DuckDB reaches the store (None: local)
         self.s3_access = attach_filesystem(self.connection, self.root)

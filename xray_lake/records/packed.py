@@ -3,8 +3,9 @@
 Why a blob: the snapshot must be taken on the caller's thread when the stage returns, and one
 `orjson.dumps` of the whole list is the cheapest snapshot we measured. It is as fast as one
 `dict.copy` per candidate at the median, but creates no objects for the cyclic GC to scan
-(the copies cost 2-3x more on average once GC is counted), holds 1 compact bytes object per
-stage instead of thousands of dicts, and freezes nested values too, not just top-level fields.
+(the copies cost more on average once GC is counted: benchmarks/RESULTS.md), holds 1
+compact bytes object per stage instead of thousands of dicts, and freezes nested values
+too, not just top-level fields.
 
 Items are interleaved with a sentinel string so the writer can split the blob into one JSON
 text per candidate (`bytes.split` into Arrow buffers) instead of re-encoding each candidate.
@@ -53,7 +54,7 @@ _GETTERS: dict[type, tuple[Callable[[object], object], ...]] = {
 def pack_helpers(result: Sequence[object], helper: type) -> tuple[list[object], bytes, bytes] | None:
     """(items, blob of the items, blob of the helpers' fields) for a list of `helper` only.
 
-    Packed apart because orjson's dataclass path is ~4x slower than plain lists, and the
+    Packed apart because orjson's dataclass path is much slower than plain lists, and the
     items blob splits into one JSON text per item in Arrow, as a plain list does. The fields
     are packed a column per field (no tuple per candidate for the GC to track). None (then
     `pack(result)`) for mixed lists or values orjson cannot encode.

@@ -19,8 +19,8 @@ from xray_lake.records.values import to_float
 
 _TEXT_TYPES = frozenset({str, type(None)})
 _BOOL_TYPES = frozenset({bool, type(None)})
-# Memory a buffered row holds besides its JSON text (measured ~150 bytes with tracemalloc:
-# 8 tuple slots, boxed positions and score, a fresh id string).
+# Memory a buffered row holds besides its JSON text: 8 tuple slots, boxed positions and
+# score, a fresh id string (tracemalloc; figure in benchmarks/RESULTS.md).
 _ROW_BYTES = 160
 
 

@@ -108,7 +108,7 @@ DICTIONARY_COLUMNS: dict[str, list[str]] = {
 #   group per file instead of the whole file.
 # - runs and candidates by (run_id, stage_id): journeys and funnels look runs up by id.
 #   A flush leaves candidates in arrival order, already grouped by stage and run: sorting
-#   them would add ~40% to the writer's Parquet cost; compaction sorts them.
+#   them would add a large share to the writer's Parquet cost; compaction sorts them.
 SORT_KEYS: dict[str, tuple[str, ...]] = {
     "runs": ("run_id",),
     "stages": ("type", "fail_ratio", "name", "run_id", "seq"),

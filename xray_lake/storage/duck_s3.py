@@ -3,8 +3,9 @@
 httpfs is DuckDB's own S3 client, but it is an extension that DuckDB downloads on first use,
 which many machines cannot do. The fallback registers pyarrow's S3 client, wrapped as an fsspec
 filesystem, with the connection (`register_filesystem`): DuckDB then lists and reads `s3://`
-paths through it (about 3x faster than through s3fs). Both see the same globs and file lists,
-so partition pruning works the same way: files of other labels/dates are never opened.
+paths through it (faster than through s3fs: benchmarks/RESULTS.md). Both see the same globs
+and file lists, so partition pruning works the same way: files of other labels/dates are
+never opened.
 """
 
 from __future__ import annotations

@@ -150,8 +150,8 @@ def remember(path: str, size: int, mtime: float) -> None:
 def duckdb_fs(config: S3Config) -> Any:
     """pyarrow's S3 client as an fsspec filesystem for `duckdb.register_filesystem`.
 
-    Measured on a local SeaweedFS, DuckDB reads through it about 3x faster than through
-    s3fs: pyarrow's reads are C++ and release the GIL, s3fs's go through an asyncio loop.
+    DuckDB reads through it faster than through s3fs (benchmarks/RESULTS.md): pyarrow's
+    reads are C++ and release the GIL, s3fs's go through an asyncio loop.
     """
     return _wrapper_class()(arrow_fs(config), skip_instance_cache=True)
 
