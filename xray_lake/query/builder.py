@@ -449,7 +449,7 @@ class Query:
         """The lake, once every promoted field the query reads is known to it (with its type)."""
         lake = self._lake()
         if any(isinstance(x, n.Field) for x in n.walk(self.node)):
-            from xray_lake.query.fields import check_fields, promoted_columns
+            from xray_lake.query.promoted_fields import check_fields, promoted_columns
 
             try:
                 check_fields(self.node, promoted_columns(lake))

@@ -33,9 +33,7 @@ from typing import TYPE_CHECKING, Any, Final, get_args
 import polars as pl
 
 from xray_lake.errors import QueryError
-from xray_lake.query.columns import ALL, DEFAULT, resolve
 from xray_lake.query.compiler import CompiledQuery, compile_query
-from xray_lake.query.fields import field_names, promoted_columns
 from xray_lake.query.nodes import (
     COLUMNS,
     And,
@@ -62,6 +60,8 @@ from xray_lake.query.nodes import (
     unknown_name,
     walk,
 )
+from xray_lake.query.projection import ALL, DEFAULT, resolve
+from xray_lake.query.promoted_fields import field_names, promoted_columns
 from xray_lake.records.metrics import METRIC_COLUMNS
 from xray_lake.records.promoted import PROMOTED_PREFIX
 
