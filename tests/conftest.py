@@ -11,7 +11,7 @@ from hypothesis import settings
 import xray_lake as xr
 import xray_lake.config
 from tests.s3_server import s3  # noqa: F401  (session fixture: a local S3 server)
-from xray_lake import _guard
+from xray_lake import _internal_errors
 from xray_lake.writer import process
 
 # Property tests check behaviour; a per-example deadline would only measure machine load.
@@ -26,7 +26,7 @@ def isolated_lake(tmp_path: Path) -> Iterator[str]:
     Named so that no test module's own fixtures (`lake_root`, ...) shadow this autouse one.
     """
     root = str(tmp_path / "lake")
-    _guard.reset_for_tests()
+    _internal_errors.reset_for_tests()
     xr.configure(root=root, spool_dir=str(tmp_path / "spool"), strict=True, fsync=False)
     process.forget_carried()
     try:
@@ -34,7 +34,7 @@ def isolated_lake(tmp_path: Path) -> Iterator[str]:
     finally:
         xr.flush(5)
         xray_lake.config.reset()
-        _guard.reset_for_tests()
+        _internal_errors.reset_for_tests()
         process.forget_carried()
 
 

@@ -82,7 +82,7 @@ def flush(timeout: float | None = None) -> bool:
 def stats() -> dict[str, Any]:
     """Counters of this process: records buffered, written, dropped (by reason), bytes, and
     metric plugin calls that failed or overran their budget (`metric_plugins`)."""
-    from xray_lake._guard import internal_errors
+    from xray_lake._internal_errors import internal_errors
     from xray_lake.records import plugins
     from xray_lake.writer import process as _process
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:  # plugins run on the writer's side, which loads pyarrow; registering needs none
     import pyarrow as pa
 
-from xray_lake._guard import warn_once
+from xray_lake._internal_errors import warn_once
 from xray_lake.records.events import STAGE_TYPES, StageSpec
 
 GROUP = "xray_lake.metrics"

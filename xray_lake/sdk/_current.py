@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar, Token
 
-from xray_lake._guard import report, warn_once
+from xray_lake._internal_errors import report, warn_once
 from xray_lake.config import get_settings
 from xray_lake.records.events import RunEvent, StageEvent, StageSpec
 from xray_lake.records.packed import pack, pack_helpers

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Literal, ParamSpec, TypeVar
 
-from xray_lake._guard import report
+from xray_lake._internal_errors import report
 from xray_lake.errors import DecorationError, XrayLakeError
 from xray_lake.records.events import FieldMap, StageSpec
 from xray_lake.records.options import Caps, Sample, resolve

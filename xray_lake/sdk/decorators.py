@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol, TypeAlias, TypeVar, overload
 
-from xray_lake._guard import report
+from xray_lake._internal_errors import report
 from xray_lake.errors import DecorationError
 from xray_lake.records.events import FieldMap, StageSpec
 from xray_lake.records.options import Caps, Sample, resolve

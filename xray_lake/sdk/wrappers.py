@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any
 
-from xray_lake._guard import report
+from xray_lake._internal_errors import report
 from xray_lake.records.events import StageSpec
 from xray_lake.sdk._current import StageCall, begin_stage, end_stage
 from xray_lake.sdk.signature import CallPlan

@@ -7,7 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from xray_lake._guard import warn_once
+from xray_lake._internal_errors import warn_once
 from xray_lake.records.pending import PendingRows, to_tables
 from xray_lake.records.schema import SCHEMAS, candidates_table
 from xray_lake.records.values import escape_surrogates

@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from xray_lake._guard import report, warn_once
+from xray_lake._internal_errors import report, warn_once
 from xray_lake.config import Settings
 from xray_lake.records.build import build_run, build_stage
 from xray_lake.records.events import RunEvent, StageEvent
