@@ -42,12 +42,12 @@ def _wire(ev: Any) -> bytes:
 
     if isinstance(ev, StageEvent):
         # raw values are encoded (capped) before they leave: the writer keeps only the JSON
-        ev.raw_inputs = to_json(ev.raw_inputs, 65536)[0] if ev.raw_inputs else None
-        ev.raw_output = to_json(ev.raw_output, 65536)[0] if ev.raw_output is not None else None
-        if ev.in_refs is not None and ev.in_keys is not None and len(ev.in_keys) == len(ev.in_refs):
-            ev.in_refs = [None] * len(ev.in_refs)
-        if ev.out_refs is not None:
-            ev.out_refs = list(range(len(ev.out_refs)))
+        ev.inputs.raw = to_json(ev.inputs.raw, 65536)[0] if ev.inputs.raw else None
+        ev.outputs.raw = to_json(ev.outputs.raw, 65536)[0] if ev.outputs.raw is not None else None
+        if ev.inputs.refs is not None and ev.inputs.keys is not None and len(ev.inputs.keys) == len(ev.inputs.refs):
+            ev.inputs.refs = [None] * len(ev.inputs.refs)
+        if ev.outputs.refs is not None:
+            ev.outputs.refs = list(range(len(ev.outputs.refs)))
     else:
         ev.input = to_json(ev.input, 65536)[0]
         ev.output = to_json(ev.output, 65536)[0]

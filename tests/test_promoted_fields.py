@@ -135,7 +135,7 @@ def test_promoted_values_are_the_frozen_ones_read_on_the_writer_thread(
         threads.append(threading.current_thread().name)
         return extract(*args, **kwargs)
 
-    monkeypatch.setattr("xray_lake.records.build.extract", spy)
+    monkeypatch.setattr("xray_lake.records.candidates.extract", spy)
 
     @xr.scoring_stage("score", fields={"price": "price"})
     def score(products: Annotated[list[Item], xr.Candidates()]) -> list[Item]:

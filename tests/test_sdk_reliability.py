@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import xray_lake as xr
-import xray_lake.records.build
+import xray_lake.records.unpack
 import xray_lake.sdk._current
 import xray_lake.writer.engine
 from xray_lake.sdk._current import current_run
@@ -371,7 +371,7 @@ def test_fault_when_a_stage_begins_leaves_no_stale_run_behind(
 
 @pytest.mark.parametrize(
     ("target", "attr"),
-    [(xray_lake.writer.engine, "build_stage"), (xray_lake.records.build, "unpack")],
+    [(xray_lake.writer.engine, "build_stage"), (xray_lake.records.unpack, "unpack")],
 )
 def test_fault_while_encoding_on_the_writer_thread_is_counted_and_flush_says_so(
     target: object, attr: str, monkeypatch: pytest.MonkeyPatch, isolated_lake: str

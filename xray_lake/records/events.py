@@ -124,42 +124,70 @@ class RunEvent:
         self.n_candidates_shed = 0
 
 
-class StageEvent:
-    """A finished stage with its candidate lists.
+class StageInputs:
+    """The input side of a stage: the candidate list it was given.
 
-    The list that supplies payloads is frozen when the stage returns: packed into one JSON
-    blob (`*_blob`, see records/packed.py) or, when orjson cannot encode it, shallow-copied
-    (`*_snap`). The writer unpacks blobs into `*_snap`. `*_refs` and `out_objs` are the caller's
-    own objects: only their count, identity and ids are read. Inputs a stage dropped are packed separately
-    (`dropped_blob`, with their input positions in `dropped_idx`).
+    `refs` is the caller's own list (only its count, identities and ids are read). When the
+    stage raised, or is a filtering stage returning survivors, the inputs supply the payloads:
+    frozen into one JSON `blob` (records/packed.py) or, when orjson cannot encode them,
+    shallow-copied into `snap`. Inputs the stage dropped are packed apart (`dropped_blob`,
+    with their input positions in `dropped_idx`). `keys` are the ids read when the stage
+    returned; `raw` the call's arguments (the stage's `input_json`).
+    """
+
+    __slots__ = ("blob", "dropped_blob", "dropped_idx", "keys", "raw", "refs", "snap")
+
+    def __init__(self) -> None:
+        self.raw: dict[str, object] | None = None
+        self.refs: list[object] | None = None
+        self.snap: list[object] | None = None
+        self.blob: bytes | None = None
+        self.keys: tuple[object, ...] | None = None
+        self.dropped_blob: bytes | None = None
+        self.dropped_idx: list[int] | None = None
+
+
+class StageOutputs:
+    """The output side of a stage: the candidate list it returned, frozen when it returned.
+
+    `blob` / `snap` as for the inputs. `refs` holds a filtering stage's survivors (the caller's
+    objects, matched to the inputs by identity). `objs` is a copy of the returned list, kept
+    only to match candidates without an id to their inputs by identity. Result helpers
+    (Filtered/Scored/Generated) are either packed whole (`helpers`) or apart: `blob` holds
+    their items and `fields` the helpers' own fields, a JSON list per field. `raw` is what a
+    raw stage (or one that returned no list) returned (its `output_json`).
+    """
+
+    __slots__ = ("blob", "fields", "helpers", "keys", "objs", "raw", "refs", "snap")
+
+    def __init__(self) -> None:
+        self.raw: object = None
+        self.refs: list[object] | None = None
+        self.snap: list[object] | None = None
+        self.blob: bytes | None = None
+        self.keys: tuple[object, ...] | None = None
+        self.objs: list[object] | None = None
+        self.helpers = False
+        self.fields: bytes | None = None
+
+
+class StageEvent:
+    """A finished stage: its timing and status, its input side and its output side.
+
+    Plain slotted objects all the way down (picklable as they are), filled on the caller's
+    thread and read, never changed, by the writer (records/build.py).
     """
 
     __slots__ = (
         "date",
-        "dropped_blob",
-        "dropped_idx",
         "duration_ms",
         "error_code",
         "error_message",
         "finished_at",
-        "helpers",
-        "in_blob",
-        "in_keys",
-        "in_refs",
-        "in_snap",
-        "in_texts",
+        "inputs",
         "label",
-        "out_blob",
-        "out_columns",
-        "out_fields",
-        "out_keys",
-        "out_objs",
-        "out_refs",
-        "out_snap",
-        "out_texts",
+        "outputs",
         "parent_stage_id",
-        "raw_inputs",
-        "raw_output",
         "run_id",
         "seq",
         "spec",
@@ -183,40 +211,22 @@ class StageEvent:
         self.status = "success"
         self.error_message: str | None = None
         self.error_code: str | None = None
-        self.raw_inputs: dict[str, object] | None = None
-        self.raw_output: object = None
-        self.in_refs: list[object] | None = None
-        self.in_snap: list[object] | None = None
-        self.out_refs: list[object] | None = None
-        self.out_snap: list[object] | None = None
-        self.in_blob: bytes | None = None
-        self.out_blob: bytes | None = None
-        self.dropped_blob: bytes | None = None
-        self.dropped_idx: list[int] | None = None
-        self.in_keys: tuple[object, ...] | None = None  # input ids read when the stage returned
-        self.out_keys: tuple[object, ...] | None = None
-        # the caller's returned objects, only to match candidates without an id to their
-        # inputs by identity (a copy of the returned list, so later appends do not count)
-        self.out_objs: list[object] | None = None
-        self.helpers = False  # the packed output holds Filtered/Scored/Generated
-        # Result helpers packed apart: `out_blob` holds their items, `out_fields` the helpers'
-        # own fields, a JSON list per field; the writer unpacks those into `out_columns`.
-        self.out_fields: bytes | None = None
-        self.out_columns: dict[str, list[object]] | None = None
-        self.in_texts: object = None  # writer-side: JSON text per unpacked item (pa.Array)
-        self.out_texts: object = None
         self.validation_error: str | None = None
+        self.inputs = StageInputs()
+        self.outputs = StageOutputs()
 
     def n_items(self) -> int:
+        """The most candidates either side holds (what shedding this record costs)."""
+        i, o = self.inputs, self.outputs
         n = 0
-        for items in (self.in_snap, self.out_snap, self.in_refs, self.out_refs):
+        for items in (i.snap, o.snap, i.refs, o.refs):
             if items is not None:
                 n = max(n, len(items))
         return n
 
     def estimate_bytes(self, row_bytes: float) -> int:
         """Memory this event holds until the writer encodes it (for the buffer bound)."""
-        packed = sum(len(b) for b in (self.in_blob, self.out_blob, self.out_fields,
-                                        self.dropped_blob) if b)
-        copies = sum(len(x) for x in (self.in_snap, self.out_snap) if x is not None)
+        i, o = self.inputs, self.outputs
+        packed = sum(len(b) for b in (i.blob, o.blob, o.fields, i.dropped_blob) if b)
+        copies = sum(len(x) for x in (i.snap, o.snap) if x is not None)
         return int(1024 + max(2 * packed, self.n_items() * row_bytes) + copies * row_bytes)

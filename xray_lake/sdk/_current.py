@@ -144,7 +144,7 @@ class StageCall:
         ev = StageEvent(spec, run.run_id, run.label, run.date, new_stage_id())
         ev.seq = run.n_stages
         ev.parent_stage_id = _STAGE.get()
-        ev.raw_inputs = raw_inputs
+        ev.inputs.raw = raw_inputs
         ev.started_at = _clock()
         self.event = ev
         self.run = run
@@ -229,15 +229,15 @@ def _lost(ev: StageEvent) -> None:
 
 
 def _freeze_inputs(ev: StageEvent, in_list: list[object] | None) -> None:
-    ev.in_refs = in_list
+    ev.inputs.refs = in_list
     if in_list is not None and get_settings().snapshot == "reference":
-        ev.in_snap = in_list
+        ev.inputs.snap = in_list
     elif in_list is not None:
-        ev.in_blob = pack(in_list)
-        if ev.in_blob is None:
-            ev.in_snap = snapshot(in_list)
+        ev.inputs.blob = pack(in_list)
+        if ev.inputs.blob is None:
+            ev.inputs.snap = snapshot(in_list)
         elif in_list:
-            ev.in_keys = _keys(in_list, ev.spec.fields.id)
+            ev.inputs.keys = _keys(in_list, ev.spec.fields.id)
 
 
 def _capture_output(ev: StageEvent, in_list: list[object] | None, result: object) -> None:
@@ -248,7 +248,7 @@ def _capture_output(ev: StageEvent, in_list: list[object] | None, result: object
     """
     spec = ev.spec
     if spec.type == "raw":
-        ev.raw_output = result
+        ev.outputs.raw = result
         return
     if not isinstance(result, list | tuple):
         ev.validation_error = (
@@ -257,7 +257,7 @@ def _capture_output(ev: StageEvent, in_list: list[object] | None, result: object
         )
         warn_once(f"shape:{spec.name}", "xray-lake: %s (recorded as the stage's "
                   "validation_error; logged once per stage name)", ev.validation_error)
-        ev.raw_output = result if result is None or not hasattr(result, "__next__") else repr(
+        ev.outputs.raw = result if result is None or not hasattr(result, "__next__") else repr(
             result)
         _freeze_inputs(ev, in_list)
         return
@@ -265,30 +265,30 @@ def _capture_output(ev: StageEvent, in_list: list[object] | None, result: object
     survivors_only = spec.type == "filtering" and spec.fields.passed is None and not helpers
     if survivors_only:
         _freeze_inputs(ev, in_list if in_list is not None else [])
-        ev.out_refs = list(result)
+        ev.outputs.refs = list(result)
         return
-    ev.out_objs = list(result)
+    ev.outputs.objs = list(result)
     if get_settings().snapshot == "reference":  # the writer reads the caller's objects
-        ev.out_snap = ev.out_objs
-        ev.in_refs = in_list
+        ev.outputs.snap = ev.outputs.objs
+        ev.inputs.refs = in_list
         return
-    split = _pack_helpers(ev, ev.out_objs) if helpers else None
+    split = _pack_helpers(ev, ev.outputs.objs) if helpers else None
     if split is None:
-        ev.helpers = helpers
-        ev.out_blob = pack(result)
-        if ev.out_blob is None:
-            ev.out_snap = snapshot(result)
+        ev.outputs.helpers = helpers
+        ev.outputs.blob = pack(result)
+        if ev.outputs.blob is None:
+            ev.outputs.snap = snapshot(result)
         elif result and not helpers:
-            ev.out_keys = _keys(ev.out_objs, spec.fields.id)
+            ev.outputs.keys = _keys(ev.outputs.objs, spec.fields.id)
     else:
-        ev.out_objs = split  # the items: the same identities, without the caller's helpers
-    if ev.out_keys is not None and None not in ev.out_keys:
+        ev.outputs.objs = split  # the items: the same identities, without the caller's helpers
+    if ev.outputs.keys is not None and None not in ev.outputs.keys:
         # every output has an id to be matched by: no need to keep the caller's objects
         # alive (and scanned by the cyclic GC) until the writer gets to this record
-        ev.out_objs = None
-    ev.in_refs = in_list
+        ev.outputs.objs = None
+    ev.inputs.refs = in_list
     if in_list:
-        ev.in_keys = _keys(in_list, spec.fields.id)
+        ev.inputs.keys = _keys(in_list, spec.fields.id)
         if len(result) < len(in_list):
             _freeze_dropped(ev, in_list, result if split is None else split,
                             helpers and split is None)
@@ -301,8 +301,8 @@ def _pack_helpers(ev: StageEvent, result: list[object]) -> list[object] | None:
     packed = pack_helpers(result, helper) if helper is not None else None
     if packed is None:
         return None
-    items, ev.out_blob, ev.out_fields = packed
-    ev.out_keys = _keys(items, ev.spec.fields.id)
+    items, ev.outputs.blob, ev.outputs.fields = packed
+    ev.outputs.keys = _keys(items, ev.spec.fields.id)
     return items
 
 
@@ -341,10 +341,10 @@ def _freeze_dropped(ev: StageEvent, in_list: list[object], result: Sequence[obje
     if maybe and key is not None:
         # The writer matches ids one to one, in order (as text): an input is surely matched only
         # when its id has no more copies in the input than in the output.
-        in_keys = ev.in_keys
+        in_keys = ev.inputs.keys
         if in_keys is None or len(in_keys) != len(inputs):
             in_keys = tuple(read_field(x, key) for x in inputs)
-        out_keys = ev.out_keys
+        out_keys = ev.outputs.keys
         if out_keys is None or len(out_keys) != len(out_items):
             out_keys = tuple(read_field(x, key) for x in out_items)
         in_ids = _id_texts(in_keys)
@@ -354,10 +354,10 @@ def _freeze_dropped(ev: StageEvent, in_list: list[object], result: Sequence[obje
                  if in_ids[i] is None or in_counts[in_ids[i]] > out_counts[in_ids[i]]]
     if maybe:
         dropped = list(map(inputs.__getitem__, maybe))
-        ev.dropped_blob = pack(dropped)
-        ev.dropped_idx = maybe
-        if ev.dropped_blob is None:
-            ev.in_snap = snapshot(in_list)
+        ev.inputs.dropped_blob = pack(dropped)
+        ev.inputs.dropped_idx = maybe
+        if ev.inputs.dropped_blob is None:
+            ev.inputs.snap = snapshot(in_list)
 
 
 _HELPER_TYPES = frozenset(RESULT_HELPERS)

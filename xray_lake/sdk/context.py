@@ -65,7 +65,7 @@ class Stage:
             if candidates is not None:
                 call.in_list = list(candidates)
             if raw:
-                call.event.raw_inputs = {**(call.event.raw_inputs or {}), **raw}
+                call.event.inputs.raw = {**(call.event.inputs.raw or {}), **raw}
         except Exception as err:
             report("stage.input", err)
 

@@ -345,7 +345,8 @@ class Writer:
         """
         if isinstance(event, StageEvent):
             built = build_stage(event, self.settings)
-            added = _STAGE_ROW_BYTES + (built.batch.nbytes if built.batch is not None else 0)
+            rows = built.candidate_rows
+            added = _STAGE_ROW_BYTES + (rows.nbytes if rows is not None else 0)
             if not self._account(added, event, event.n_items()):
                 return
             buf = self._buffer(event.label, event.date)
@@ -355,12 +356,12 @@ class Writer:
             if built.n_truncated:  # names the stage, each field cut, its cap and the fix
                 warn_once(f"truncated:{event.spec.name}", "%s",
                           built.cuts.message(event.spec.name))
-            if built.batch is not None:
-                buf.candidates.append(built.batch)
-                buf.n_candidates += built.batch.num_rows
-                self.counters.candidates_recorded += built.batch.num_rows
+            if built.candidate_rows is not None:
+                buf.candidates.append(built.candidate_rows)
+                buf.n_candidates += built.candidate_rows.num_rows
+                self.counters.candidates_recorded += built.candidate_rows.num_rows
                 self._avg_row_bytes = 0.9 * self._avg_row_bytes + 0.1 * (
-                    built.batch.nbytes / max(built.batch.num_rows, 1)
+                    built.candidate_rows.nbytes / max(built.candidate_rows.num_rows, 1)
                 )
             buf.nbytes += added
             return
