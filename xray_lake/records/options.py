@@ -183,3 +183,24 @@ def resolve(stage_type: str, sample: object, caps: object, *, max_failed: object
         problems.extend(caps.problems())
     return (sample if isinstance(sample, Sample) else None,
             caps if isinstance(caps, Caps) else None, problems)
+
+
+def mapping_problems(mappings: dict[str, object]) -> list[tuple[str, str]]:
+    """(problem, fix) pairs for field mappings and dict keys (`id=`, `score=`, `input_key=`
+    ...): each is None or a field name, or a dotted path (`meta.reason`) of non-empty parts."""
+    found: list[tuple[str, str]] = []
+    for role, value in mappings.items():
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            found.append((f"{role}={value!r} is not a field name",
+                          f"pass {role}= a key or attribute name as a string, e.g. "
+                          f"{role}='{role.removesuffix('_key')}'"))
+        elif not value.strip():
+            found.append((f"{role}={value!r} is empty",
+                          f"pass {role}= the key or attribute name, or None"))
+        elif "" in value.split("."):
+            found.append((f"{role}={value!r} has an empty part in its dotted path",
+                          f"write the path as parts joined by single dots, e.g. "
+                          f"{role}='meta.{role.removesuffix('_key')}'"))
+    return found

@@ -53,7 +53,7 @@ def extract(items: Sequence[object], promoted: Sequence[Promoted], text_cap: int
     result = Extracted()
     all_dicts = set(map(type, items)) <= {dict}
     for p in promoted:
-        if all_dicts:
+        if all_dicts and "." not in p.source:  # a dotted source is a path: read_field
             values: list[object] = list(map(methodcaller("get", p.source), items))
         else:
             values = [read_field(item, p.source) for item in items]

@@ -5,16 +5,37 @@ from __future__ import annotations
 import math
 from typing import Any
 
+_ABSENT = object()
+
 
 def read_field(item: object, name: str) -> object:
     """`name` from a dict key, an attribute, or a pydantic/dataclass field; None when absent
-    or when the object refuses (a property that raises never reaches the user's pipeline)."""
+    or when the object refuses (a property that raises never reaches the user's pipeline).
+
+    A dotted name (`meta.reason`) is a path: each part a dict key, an attribute, or an index
+    of a list or tuple (`tags.0`). A key or attribute named with the dots itself wins, so a
+    mapping that worked before paths existed reads the same value."""
+    value = _step(item, name)
+    if value is _ABSENT and "." in name:
+        value = item
+        for part in name.split("."):
+            value = _step(value, part)
+            if value is _ABSENT:
+                break
+    return None if value is _ABSENT else value
+
+
+def _step(item: object, key: str) -> object:
+    """One part of a path: a dict key, a list index, or an attribute; `_ABSENT` when none."""
     if isinstance(item, dict):
-        return item.get(name)
+        return item.get(key, _ABSENT)
+    if isinstance(item, list | tuple) and key.isdigit():
+        index = int(key)
+        return item[index] if index < len(item) else _ABSENT
     try:
-        return getattr(item, name, None)
+        return getattr(item, key, _ABSENT)
     except Exception:
-        return None
+        return _ABSENT
 
 
 def to_float(value: object) -> float | None:

@@ -16,7 +16,7 @@ from typing import Any, ParamSpec, Protocol, TypeAlias, TypeVar, overload
 from xray_lake._internal_errors import report
 from xray_lake.errors import DecorationError
 from xray_lake.records.events import FieldMap, StageSpec
-from xray_lake.records.options import Caps, Sample, resolve
+from xray_lake.records.options import Caps, Sample, mapping_problems, resolve
 from xray_lake.records.promoted import Field, resolve_fields
 from xray_lake.records.results import FilteringResult, GenerationResult, ScoringResult
 from xray_lake.sdk import inventory
@@ -58,9 +58,14 @@ class GenerationDecorator(Protocol):
     def __call__(self, func: Callable[P, RG], /) -> Callable[P, RG]: ...
 
 
-def decorate_stage(func: Callable[..., Any], spec: StageSpec, decorator: str) -> Callable[..., Any]:
+def decorate_stage(func: Callable[..., Any], spec: StageSpec, decorator: str, *,
+                   input_key: str | None = None,
+                   output_key: str | None = None) -> Callable[..., Any]:
     """Wrap `func` as the stage `spec` (its name defaults to the function's); everything
-    visible in the signature is checked here, raising DecorationError with the fix."""
+    visible in the signature is checked here, raising DecorationError with the fix.
+
+    `input_key` / `output_key`: the candidate list is that key (or dotted path) of the
+    candidate argument / of the returned value, for stages that take or return dicts."""
     check_plain(func, decorator)
     if not callable(func):
         raise DecorationError(f"@{decorator} decorates a function, got {type(func).__name__}")
@@ -68,7 +73,8 @@ def decorate_stage(func: Callable[..., Any], spec: StageSpec, decorator: str) ->
     if not name.strip():
         raise fail(func, "the stage name is empty", f"@{decorator}('a-name')")
     plan = plan_call(func, spec.type, spec.fields if spec.type != "raw" else None,
-                     type_fields=spec.type_fields, type_name=spec.recorded_type)
+                     type_fields=spec.type_fields, type_name=spec.recorded_type,
+                     input_key=input_key, output_key=output_key)
     spec = dataclasses.replace(spec, name=name, qualname=plan.qualname)
     wrapper = wrap_stage(func, spec, plan)
     wrapper.__xray_stage__ = spec  # type: ignore[attr-defined]
@@ -78,20 +84,25 @@ def decorate_stage(func: Callable[..., Any], spec: StageSpec, decorator: str) ->
 
 def _stage(stage_type: str, name_or_func: str | Callable[..., Any] | None,
            fields: FieldMap, sample: Sample | None = None, caps: Caps | None = None,
-           promoted: object = None, **shorthand: int | None) -> Any:
+           promoted: object = None, keys: tuple[str | None, str | None] = (None, None),
+           **shorthand: int | None) -> Any:
     decorator = f"xr.{stage_type}_stage"
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         scale_sample, scale_caps, problems = resolve(stage_type, sample, caps, **shorthand)
         columns, more = resolve_fields(promoted)  # fields=: promoted columns
         problems += more
+        problems += mapping_problems({**{role: getattr(fields, role) for role in
+                                         ("id", "passed", "reason_label", "reason_text",
+                                          "score", "reason")},
+                                      "input_key": keys[0], "output_key": keys[1]})
         if problems:
             check_plain(func, decorator)
             raise fail(func, *problems[0])
         name = name_or_func if isinstance(name_or_func, str) else ""
         field_map = dataclasses.replace(fields, promoted=columns) if columns else fields
         spec = StageSpec(name, stage_type, field_map, None, scale_sample, scale_caps)
-        return decorate_stage(func, spec, decorator)
+        return decorate_stage(func, spec, decorator, input_key=keys[0], output_key=keys[1])
 
     if callable(name_or_func):
         return decorate(name_or_func)
@@ -101,14 +112,21 @@ def _stage(stage_type: str, name_or_func: str | Callable[..., Any] | None,
 @overload
 def retrieval_stage(func: Callable[P, RG], /) -> Callable[P, RG]: ...
 @overload
-def retrieval_stage(name: str | None = None, /, *, id: str = "id", sample: Sample | None = None,
-                    caps: Caps | None = None, fields: Fields | None = None) -> GenerationDecorator: ...
-def retrieval_stage(name: Any = None, /, *, id: str = "id", sample: Sample | None = None,
-                    caps: Caps | None = None, fields: Fields | None = None) -> Any:
-    """A stage that returns candidates (search, lookup): records each with its id.
+def retrieval_stage(name: str | None = None, /, *, id: str = "id", score: str | None = None,
+                    sample: Sample | None = None, caps: Caps | None = None,
+                    fields: Fields | None = None, input_key: str | None = None,
+                    output_key: str | None = None) -> GenerationDecorator: ...
+def retrieval_stage(name: Any = None, /, *, id: str = "id", score: str | None = None,
+                    sample: Sample | None = None, caps: Caps | None = None,
+                    fields: Fields | None = None, input_key: str | None = None,
+                    output_key: str | None = None) -> Any:
+    """A stage that returns candidates (search, lookup): records each with its id, and its
+    retrieval score when `score=` names it (BM25, vector similarity).
 
-    `fields={"price": "price"}` stores candidate fields as typed columns `f_<name>`."""
-    return _stage("retrieval", name, FieldMap(id=id), sample, caps, fields)
+    `fields={"price": "price"}` stores candidate fields as typed columns `f_<name>`;
+    `output_key="documents"` reads the candidates from a returned dict."""
+    return _stage("retrieval", name, FieldMap(id=id, score=score), sample, caps, fields,
+                  (input_key, output_key))
 
 
 @overload
@@ -116,15 +134,18 @@ def scoring_stage(func: Callable[P, RS], /) -> Callable[P, RS]: ...
 @overload
 def scoring_stage(name: str | None = None, /, *, id: str = "id", score: str | None = "score",
                   sample: Sample | None = None, max_out_of_top: int | None = None,
-                  caps: Caps | None = None, fields: Fields | None = None) -> ScoringDecorator: ...
+                  caps: Caps | None = None, fields: Fields | None = None,
+                  input_key: str | None = None,
+                  output_key: str | None = None) -> ScoringDecorator: ...
 def scoring_stage(name: Any = None, /, *, id: str = "id", score: str | None = "score",
                   sample: Sample | None = None, max_out_of_top: int | None = None,
-                  caps: Caps | None = None, fields: Fields | None = None) -> Any:
+                  caps: Caps | None = None, fields: Fields | None = None,
+                  input_key: str | None = None, output_key: str | None = None) -> Any:
     """A stage that scores its candidates; return dicts with `score` or `xr.Scored(item, s)`.
 
     `max_out_of_top=N` stores the 100 best-scored rows and at most N others (by id hash)."""
     return _stage("scoring", name, FieldMap(id=id, score=score), sample, caps, fields,
-                  max_out_of_top=max_out_of_top)
+                  (input_key, output_key), max_out_of_top=max_out_of_top)
 
 
 @overload
@@ -133,17 +154,20 @@ def filtering_stage(func: Callable[P, RF], /) -> Callable[P, RF]: ...
 def filtering_stage(name: str | None = None, /, *, id: str = "id", passed: str | None = None,
                     reason_label: str | None = None, reason_text: str | None = None,
                     sample: Sample | None = None, max_failed: int | None = None,
-                    caps: Caps | None = None, fields: Fields | None = None) -> FilteringDecorator: ...
+                    caps: Caps | None = None, fields: Fields | None = None,
+                    input_key: str | None = None,
+                    output_key: str | None = None) -> FilteringDecorator: ...
 def filtering_stage(name: Any = None, /, *, id: str = "id", passed: str | None = None,
                     reason_label: str | None = None, reason_text: str | None = None,
                     sample: Sample | None = None, max_failed: int | None = None,
-                    caps: Caps | None = None, fields: Fields | None = None) -> Any:
+                    caps: Caps | None = None, fields: Fields | None = None,
+                    input_key: str | None = None, output_key: str | None = None) -> Any:
     """A stage that keeps some candidates: return all with a pass flag, or only the survivors.
 
     `max_failed=N` stores every passed row and at most N failed ones (by id hash)."""
     return _stage("filtering", name, FieldMap(id=id, passed=passed, reason_label=reason_label,
                                               reason_text=reason_text), sample, caps, fields,
-                  max_failed=max_failed)
+                  (input_key, output_key), max_failed=max_failed)
 
 
 @overload
@@ -151,12 +175,15 @@ def generation_stage(func: Callable[P, RG], /) -> Callable[P, RG]: ...
 @overload
 def generation_stage(name: str | None = None, /, *, id: str = "id", reason: str | None = None,
                      sample: Sample | None = None, caps: Caps | None = None,
-                     fields: Fields | None = None) -> GenerationDecorator: ...
+                     fields: Fields | None = None, input_key: str | None = None,
+                     output_key: str | None = None) -> GenerationDecorator: ...
 def generation_stage(name: Any = None, /, *, id: str = "id", reason: str | None = None,
                      sample: Sample | None = None, caps: Caps | None = None,
-                     fields: Fields | None = None) -> Any:
+                     fields: Fields | None = None, input_key: str | None = None,
+                     output_key: str | None = None) -> Any:
     """A stage that produces candidates (keywords, filters, LLM outputs), each with a reason."""
-    return _stage("generation", name, FieldMap(id=id, reason=reason), sample, caps, fields)
+    return _stage("generation", name, FieldMap(id=id, reason=reason), sample, caps, fields,
+                  (input_key, output_key))
 
 
 @overload
@@ -164,15 +191,18 @@ def ranking_stage(func: Callable[P, RS], /) -> Callable[P, RS]: ...
 @overload
 def ranking_stage(name: str | None = None, /, *, id: str = "id", score: str | None = None,
                   sample: Sample | None = None, max_out_of_top: int | None = None,
-                  caps: Caps | None = None, fields: Fields | None = None) -> ScoringDecorator: ...
+                  caps: Caps | None = None, fields: Fields | None = None,
+                  input_key: str | None = None,
+                  output_key: str | None = None) -> ScoringDecorator: ...
 def ranking_stage(name: Any = None, /, *, id: str = "id", score: str | None = None,
                   sample: Sample | None = None, max_out_of_top: int | None = None,
-                  caps: Caps | None = None, fields: Fields | None = None) -> Any:
+                  caps: Caps | None = None, fields: Fields | None = None,
+                  input_key: str | None = None, output_key: str | None = None) -> Any:
     """A stage that reorders its candidates; metrics compare input and output order.
 
     `max_out_of_top=N` stores the first 100 rows and at most N others (by id hash)."""
     return _stage("ranking", name, FieldMap(id=id, score=score), sample, caps, fields,
-                  max_out_of_top=max_out_of_top)
+                  (input_key, output_key), max_out_of_top=max_out_of_top)
 
 
 @overload

@@ -10,6 +10,7 @@ import ast
 import dataclasses
 import difflib
 import inspect
+import itertools
 import types
 import typing
 from collections import abc
@@ -55,6 +56,10 @@ class CallPlan:
     is_method: bool
     candidates: ParamRef | None
     captured: tuple[tuple[str, ParamRef], ...]  # (name in input_json, parameter)
+    # dict-shaped stages: the key (or dotted path) of the candidate list in the argument
+    # and in the result (`input_key="documents"` for a component taking {"documents": [...]})
+    input_key: str | None = None
+    output_key: str | None = None
 
     def raw_inputs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, object] | None:
         if not self.captured:
@@ -135,6 +140,38 @@ def _known_fields(element: object) -> list[str] | None:
     return None
 
 
+def _field_type(element: type, name: str) -> object:
+    """The declared type of field `name` of a dataclass, pydantic model or TypedDict."""
+    model_fields = getattr(element, "model_fields", None)
+    if isinstance(model_fields, dict) and name in model_fields:
+        return getattr(model_fields[name], "annotation", None)
+    try:
+        return typing.get_type_hints(element).get(name)
+    except Exception:
+        return None
+
+
+def _path_problem(element: object, path: str) -> tuple[str, list[str]] | None:
+    """For a dotted path whose first part is a field of `element`: (the first later part that
+    names nothing, the fields it was looked for in), as far as the types on the way declare
+    their fields; None when the path may hold (a dict, Any, a list: anything may be there)."""
+    parts = path.split(".")
+    current = element
+    for before, part in itertools.pairwise(parts):
+        current = _field_type(current, before) if isinstance(current, type) else None
+        if typing.get_origin(current) is typing.Annotated:
+            current = typing.get_args(current)[0]
+        if isinstance(current, types.UnionType) or typing.get_origin(current) is typing.Union:
+            others = [a for a in typing.get_args(current) if a is not type(None)]
+            current = others[0] if len(others) == 1 else None  # Optional[X] is X
+        known = _known_fields(current)
+        if known is None:
+            return None
+        if part not in known:
+            return part, known
+    return None
+
+
 def check_fields(func: Callable[..., Any], fields: FieldMap, *elements: object,
                  extra: tuple[tuple[str, str], ...] = ()) -> None:
     """When the candidate types (input and output) declare their fields, every mapping must
@@ -150,6 +187,17 @@ def check_fields(func: Callable[..., Any], fields: FieldMap, *elements: object,
     for role, field_name in named:
         if field_name in known or (role == "id" and field_name == "id"):
             continue  # the default id mapping is only a guess; absent ids are reported per run
+        head = field_name.split(".")[0]
+        if "." in field_name and head in known:  # a path: check the parts the types declare
+            owner = next((e for e in elements if head in (_known_fields(e) or ())), element)
+            bad = _path_problem(owner, field_name)
+            if bad is None:
+                continue
+            part, inner = bad
+            raise fail(func, f"{role}={field_name!r}: {part!r} names no field of the type "
+                             f"of the path before it (fields: {', '.join(inner)})",
+                       f"pass {role}= a path whose every part is a field, e.g. "
+                       f"{field_name.rsplit('.', 1)[0]}.{inner[0] if inner else 'name'}")
         close = difflib.get_close_matches(field_name, known, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise fail(
@@ -220,11 +268,13 @@ def check_result(func: Callable[..., Any], stage_type: str, type_name: str,
 
 def plan_call(func: Callable[..., Any], stage_type: str | None, fields: FieldMap | None,
               capture_all: bool = True, *, type_fields: tuple[tuple[str, str], ...] = (),
-              type_name: str | None = None) -> CallPlan:
+              type_name: str | None = None, input_key: str | None = None,
+              output_key: str | None = None) -> CallPlan:
     """Analyse `func` once; raises DecorationError for anything that cannot work.
 
     `type_fields` are a custom stage type's own (field, key) mappings, checked like `fields`;
-    `type_name` is the type the user wrote, for messages (`stage_type` is how it records)."""
+    `type_name` is the type the user wrote, for messages (`stage_type` is how it records);
+    `input_key` / `output_key` name the candidate list inside a dict argument / result."""
     qualname, where = location(func)
     try:
         sig = inspect.signature(func)
@@ -279,12 +329,15 @@ def plan_call(func: Callable[..., Any], stage_type: str | None, fields: FieldMap
                 f"(parameters: {names})",
                 "annotate the list parameter as `Annotated[list[...], xr.Candidates()]`",
             )
-    if fields is not None:
-        returned = _element_type(hints.get("return", sig.return_annotation))
+    _check_keys(func, stage_type, type_name or stage_type, candidates, input_key, output_key)
+    if fields is not None:  # the element types are unknown inside a dict argument or result
+        returned = (None if output_key is not None
+                    else _element_type(hints.get("return", sig.return_annotation)))
         given = (_element_type(candidates_annotation)
-                 if stage_type in INPUT_LIST_TYPES and candidates_annotation is not None else None)
+                 if stage_type in INPUT_LIST_TYPES and candidates_annotation is not None
+                 and input_key is None else None)
         check_fields(func, fields, returned, given, extra=type_fields)
-    if stage_type is not None:
+    if stage_type is not None and output_key is None:
         check_result(func, stage_type, type_name or stage_type,
                      hints.get("return", sig.return_annotation))
 
@@ -295,4 +348,28 @@ def plan_call(func: Callable[..., Any], stage_type: str | None, fields: FieldMap
                          if candidates is None or ref.name != candidates.name)
     else:
         captured = ()
-    return CallPlan(qualname, where, is_method, candidates, captured)
+    return CallPlan(qualname, where, is_method, candidates, captured, input_key, output_key)
+
+
+def _check_keys(func: Callable[..., Any], stage_type: str | None, type_name: str | None,
+                candidates: ParamRef | None, input_key: str | None,
+                output_key: str | None) -> None:
+    """`input_key=` needs a candidate parameter to look in; `output_key=` a stage that
+    returns its result (a generator yields candidates one by one); neither fits a raw stage."""
+    if input_key is None and output_key is None:
+        return
+    given = "input_key=" if input_key is not None else "output_key="
+    if stage_type is None or stage_type not in LIST_TYPES:
+        raise fail(func, f"{given} applies to stages with candidates, not a "
+                         f"{type_name or 'raw'} stage", f"drop {given}")
+    if input_key is not None and candidates is None:
+        raise fail(func, f"input_key={input_key!r} names the candidate list inside an argument, "
+                         f"but no parameter of this {type_name} stage is marked as candidates",
+                   "annotate the dict parameter as `Annotated[dict, xr.Candidates()]`, or drop "
+                   "input_key=")
+    body = inspect.unwrap(func)
+    if output_key is not None and (inspect.isgeneratorfunction(body)
+                                   or inspect.isasyncgenfunction(body)):
+        raise fail(func, f"output_key={output_key!r} on a generator, which yields its "
+                         "candidates one by one",
+                   "drop output_key= (each yielded item is a candidate), or return the dict")

@@ -14,6 +14,7 @@ from typing import Any
 
 from xray_lake._internal_errors import report
 from xray_lake.records.events import StageSpec
+from xray_lake.records.values import read_field
 from xray_lake.sdk._current import StageCall, begin_stage, end_stage
 from xray_lake.sdk.signature import CallPlan
 
@@ -34,12 +35,27 @@ def _begin(spec: StageSpec, plan: CallPlan, args: tuple[Any, ...],
            kwargs: dict[str, Any]) -> StageCall | None:
     try:
         cands = plan.candidates.get(args, kwargs) if plan.candidates is not None else None
+        if plan.input_key is not None and cands is not None:
+            cands = read_field(cands, plan.input_key)
         raw = plan.raw_inputs(args, kwargs)
         hint = _label_hint(plan, args)
     except Exception as err:
         report("stage.arguments", err)
         return None
     return begin_stage(spec, hint, cands, raw)  # type: ignore[arg-type]
+
+
+def _output(plan: CallPlan, result: object) -> object:
+    """What the stage returned as candidates: the `output_key` entry of a dict-shaped result
+    (the result itself when it lacks one: recorded with the stage's validation_error)."""
+    if plan.output_key is None or result is None:
+        return result
+    try:
+        found = read_field(result, plan.output_key)
+    except Exception as err:
+        report("stage.output_key", err)
+        return result
+    return result if found is None else found
 
 
 def wrap_stage(func: AnyFunc, spec: StageSpec, plan: CallPlan) -> AnyFunc:
@@ -63,7 +79,7 @@ def _wrap_sync(func: AnyFunc, spec: StageSpec, plan: CallPlan) -> AnyFunc:
         except BaseException as exc:
             end_stage(call, None, exc)
             raise
-        end_stage(call, result, None)
+        end_stage(call, _output(plan, result), None)
         return result
 
     return wrapper
@@ -80,7 +96,7 @@ def _wrap_async(func: AnyFunc, spec: StageSpec, plan: CallPlan) -> AnyFunc:
         except BaseException as exc:
             end_stage(call, None, exc)
             raise
-        end_stage(call, result, None)
+        end_stage(call, _output(plan, result), None)
         return result
 
     return wrapper

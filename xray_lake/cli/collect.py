@@ -1,0 +1,92 @@
+"""`xray-lake collect`: receive OTLP/HTTP traces (OpenInference spans) into the lake."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from xray_lake.cli import resolve_root, stderr
+from xray_lake.cli.help import Command
+from xray_lake.cli.output import RootOption, StorageOption
+
+HELP = (
+    "Receive OpenTelemetry traces over OTLP/HTTP (POST /v1/traces, protobuf or JSON) and "
+    "record each trace as a run: OpenInference RETRIEVER spans become retrieval stages with "
+    "one candidate row per document, RERANKER spans ranking stages, other spans raw stages.\n\n"
+    "A trace is written once its root span has arrived and no span of it came for --idle "
+    "seconds (or --max-wait seconds after its first span, root or not); Ctrl-C writes what "
+    "is buffered and exits. Binds 127.0.0.1 unless --host says otherwise. Needs the otlp "
+    "extra: pip install 'xray-lake[otlp]'.\n\n"
+    "Examples:\n\n"
+    "  xray-lake collect\n"
+    "  xray-lake collect --root /srv/lake --port 4318\n"
+    "  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://127.0.0.1:4318/v1/traces python app.py"
+)
+
+
+class LabelFrom(StrEnum):
+    root = "root"
+    service = "service"
+
+
+LabelFromOption = Annotated[
+    LabelFrom, typer.Option("--label-from", case_sensitive=False,
+                            help="Name runs after the root span (root) or the resource's "
+                                 "service.name (service).")]
+LabelOption = Annotated[str | None, typer.Option("--label", metavar="LABEL",
+                                                 help="One label for every run.")]
+
+
+def collect(
+    root: RootOption = None,
+    storage_option: StorageOption = None,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535,
+                                      help="Port (0: a free one, printed).")] = 4318,
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    idle: Annotated[float, typer.Option("--idle", min=0.0, metavar="SECONDS",
+                                        help="Quiet time after a trace's root span before "
+                                             "it is written.")] = 1.0,
+    max_wait: Annotated[float, typer.Option("--max-wait", min=0.0, metavar="SECONDS",
+                                            help="Longest wait for a trace's root span.")] = 30.0,
+    label_from: LabelFromOption = LabelFrom.root,
+    label: LabelOption = None,
+) -> None:
+    from xray_lake.otlp import require
+
+    require()
+    import xray_lake as xr
+    from xray_lake.otlp.buffer import Timing
+    from xray_lake.otlp.collect import start
+    from xray_lake.otlp.mapping import Options
+    from xray_lake.otlp.server import is_loopback
+
+    lake_root = resolve_root(root, storage_option)
+    xr.configure(root=lake_root)
+    err = stderr()
+    if not is_loopback(host):
+        err.print(f"xray-lake collect: warning: binding {host}, not a loopback address: anyone "
+                  "who reaches this port can write runs into the lake (the receiver has no "
+                  "authentication)", markup=False)
+    running = start(host, port, timing=Timing(idle, max_wait),
+                    options=Options(label_from.value, label))
+    err.print(f"xray-lake collect: listening on {running.url}, writing to {lake_root} "
+              "(Ctrl-C to stop)", markup=False)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    ok = running.close()
+    counts = running.server.stats()
+    err.print("xray-lake collect: stopped; "
+              + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), markup=False)
+    if not ok:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `collect` to the app."""
+    app.command("collect", help=HELP, cls=Command, no_args_is_help=False)(collect)
