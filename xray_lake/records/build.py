@@ -229,19 +229,24 @@ def _append_unmatched_inputs(b: _Stage, matched: set[int]) -> None:
 
 def _produced(b: _Stage) -> None:
     """Retrieval and generation: the returned list is the stage's own; a generation stage
-    also records why each candidate was generated."""
+    also records why each candidate was generated, a retrieval stage its score (score=)."""
     ev, row = b.ev, b.row
     payload, helpers, ids, in_pos, _ = _output_rows(b)
     reasons: list[object] | None = None
+    scores: list[object] | None = None
     if ev.spec.type == "generation":
         reasons = helpers["reason"] if helpers is not None \
             else column(payload, ev.spec.fields.reason)
+    elif ev.spec.fields.score is not None:  # a retriever that scores (BM25, similarity)
+        scores = column(payload, ev.spec.fields.score)
     b.cands.extend(payload, ids, in_pos, list(range(len(payload))), reason=reasons,
-                   texts=b.lists.out_texts)
+                   score=scores, texts=b.lists.out_texts)
     row["n_in"] = len(ev.inputs.refs) if ev.inputs.refs is not None else None
     row["n_out"] = len(payload)
     row.update(m.retrieval_metrics(ids) if reasons is None
                else m.generation_metrics(len(payload), text_or_none(reasons)))
+    if scores is not None:
+        row.update(m.scoring_metrics(scores))
 
 
 def _scored(b: _Stage) -> None:

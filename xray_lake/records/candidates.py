@@ -27,7 +27,7 @@ def column(items: Sequence[object], name: str | None) -> list[object]:
     """The values of field `name` across `items` (None where absent)."""
     if name is None:
         return [None] * len(items)
-    if set(map(type, items)) <= {dict}:
+    if "." not in name and set(map(type, items)) <= {dict}:  # a dotted name is a path
         return list(map(methodcaller("get", name), items))
     return list(map(read_field, items, repeat(name)))
 
