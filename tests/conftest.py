@@ -27,7 +27,11 @@ def isolated_lake(tmp_path: Path) -> Iterator[str]:
     """
     root = str(tmp_path / "lake")
     _internal_errors.reset_for_tests()
-    xr.configure(root=root, spool_dir=str(tmp_path / "spool"), strict=True, fsync=False)
+    # The thread writer runs the same engine as the writer process, in this process, where a
+    # test can reach it; the writer process itself is tested in test_writer_process.py and by
+    # every test that starts a program with default settings.
+    xr.configure(root=root, spool_dir=str(tmp_path / "spool"), strict=True, fsync=False,
+                 writer="thread")
     process.forget_carried()
     try:
         yield root

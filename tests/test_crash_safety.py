@@ -42,8 +42,10 @@ ZYGOTE = textwrap.dedent(f"""
     import xray_lake as xr
 
     def work(root, spool, tag):
+        # the engine's file protocol under SIGKILL; a killed writer process is in
+        # test_writer_process.py
         xr.configure(root=root, spool_dir=spool, fsync=True, flush_rows=60,
-                     flush_interval_s=0.01, drain_interval_s=0.005)
+                     flush_interval_s=0.01, drain_interval_s=0.005, writer="thread")
         pending, i, deadline = [], 0, time.monotonic() + 30
         while time.monotonic() < deadline:
             run_id = f"{{tag}}-{{i}}"

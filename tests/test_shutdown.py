@@ -37,7 +37,7 @@ CHILD = textwrap.dedent("""
 
     root, exit_timeout, mode = sys.argv[1], float(sys.argv[2]), sys.argv[3]
     xr.configure(root=root, exit_timeout_s=exit_timeout, flush_interval_s=3600, fsync=False,
-                 drain_interval_s=0.01)
+                 drain_interval_s=0.01, writer="thread")  # the engine's own bound
     first_temp = temp_file_name(data_file_name(process.get_writer().sink.writer_id, 1,
                                                SCHEMA_VERSION))
     today = datetime.datetime.now(datetime.UTC).date()
@@ -122,7 +122,8 @@ def test_records_neither_lake_nor_spool_took_by_exit_are_reported_not_lost_silen
     code = textwrap.dedent("""
         import sys
         import xray_lake as xr
-        xr.configure(root=sys.argv[1], spool_dir=sys.argv[2], exit_timeout_s=0.3)
+        xr.configure(root=sys.argv[1], spool_dir=sys.argv[2], exit_timeout_s=0.3,
+                     writer="thread")  # the writer process's own report: test_writer_process
         for i in range(100):
             with xr.run("p", run_id=f"r{i}") as run, run.stage("s", type="retrieval") as st:
                 st.output([{"id": 1}])

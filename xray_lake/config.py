@@ -130,6 +130,12 @@ class Settings:
     """The longest one recording call waits for room under on_full="block" (like Kafka's
     producer `max.block.ms`); past it the record is shed and counted."""
     exit_timeout_s: float = _field(default=5.0, metadata={"ge": 0, "le": 600})
+    writer: Literal["process", "thread"] = "process"
+    """Where records are turned into Parquet. "process" (default): a writer process of this
+    process's own, started with the first record, so the pipeline's interpreter never runs
+    the writer's work and never loads pyarrow; records it has received are written even if
+    this process is killed. "thread": a background thread of this process (also used for
+    `capture_records` and in-process metric plugins, and when no writer process can start)."""
     # Size caps: a longer value is cut, marked and counted in n_truncated.
     payload_cap_bytes: int = _field(default=16 * KIB, metadata={"ge": 64})
     raw_cap_bytes: int = _field(default=64 * KIB, metadata={"ge": 64})
@@ -165,7 +171,8 @@ class Settings:
         return asdict(self)
 
 
-_LITERALS = {"on_full": ("block", "drop"), "snapshot": ("freeze", "reference")}
+_LITERALS = {"on_full": ("block", "drop"), "snapshot": ("freeze", "reference"),
+             "writer": ("process", "thread")}
 
 
 def _check(name: str, kind: object, value: Any, rules: Any) -> Any:
@@ -224,6 +231,8 @@ def _from_env() -> dict[str, Any]:
         env["strict"] = _env_flag("XRAY_LAKE_STRICT")
     if "XRAY_LAKE_DISABLED" in os.environ:
         env["enabled"] = not _env_flag("XRAY_LAKE_DISABLED")
+    if writer := os.environ.get("XRAY_LAKE_WRITER"):
+        env["writer"] = writer
     return env
 
 

@@ -36,8 +36,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "Move what the writer spooled while the lake was unreachable into it."),
     "doctor": ("xray_lake.cli.doctor", "Check the lake's files; --fix quarantines bad ones."),
     "ddl": ("xray_lake.cli.ddl", "Print table definitions for Spark, Trino, Athena or DuckDB."),
+    "ui": ("xray_lake.cli.ui", "Serve a local, read-only web view of the lake."),
     "check": ("xray_lake.cli.check",
               "Report the pipelines and stages a module instruments, and its problems."),
+    "collect": ("xray_lake.cli.collect",
+                "Receive OTLP/HTTP traces (OpenInference spans) as runs into the lake."),
+    "import": ("xray_lake.cli.import_traces", "Record OTLP JSON trace files as runs."),
     "help": ("xray_lake.cli.help", "Show help on a topic (storage) or a command."),
 }
 """Command name -> (its module, which exposes `register(app)`; its line in `--help`)."""

@@ -102,6 +102,16 @@ class _Ticket:
         self.ok = False
 
 
+class _Mark:
+    """A soft flush ticket: `callback` runs once everything queued before it is durable (or
+    counted as shed), at the writer's own write cadence; it forces no write."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
+
+
 class Writer:
     """Owns the queue, the worker thread and the per-partition buffers of one process."""
 
@@ -131,6 +141,7 @@ class Writer:
         self._retry_at = 0.0  # lake backoff: no lake attempt before this monotonic time
         self._backoff = 1.0
         self._spool_pending: bool | None = None  # None: not checked yet
+        self._marks: list[_Mark] = []  # drained marks waiting for their records to be durable
         # Where records go once this writer is closed because it was replaced (configure()):
         # returns False when there is no other writer to take them (exit).
         self.forward: Callable[[RunEvent | StageEvent], bool] | None = None
@@ -183,16 +194,38 @@ class Writer:
             self._peak_held = max(self._peak_held, held)
             self._queue.append((event, estimate))
             wake = self._queued_bytes >= self.memory.wake_at
-            start = self._thread is None
-            if start:
-                self._thread = threading.Thread(
-                    target=self._run, name="xray-lake-writer", daemon=True
-                )
+            start = self._new_thread()
         if start:
-            assert self._thread is not None
-            self._thread.start()
+            self._start()
         if wake:
             self._wake.set()
+
+    def _new_thread(self) -> bool:
+        """(lock held) Create the worker on the first record; True if it must be started."""
+        if self._thread is not None:
+            return False
+        self._thread = threading.Thread(target=self._run, name="xray-lake-writer", daemon=True)
+        return True
+
+    def _start(self) -> None:
+        assert self._thread is not None
+        self._thread.start()
+
+    def mark(self, callback: Callable[[], None]) -> None:
+        """Run `callback` on the worker once every record submitted before this call is
+        durable in the lake or the spool (or shed and counted); for the writer process's
+        acknowledgements. Unlike flush(), it waits for the writer's own cadence."""
+        with self._lock:
+            self._queue.append((_Mark(callback), 0))
+            start = self._new_thread()
+        if start:
+            self._start()
+
+    def shed_run(self, reason: str, run_id: str, n: int) -> None:
+        """Count a stage record of `run_id` (with `n` candidates) that was shed before it
+        reached this writer (by the application's side of the writer process)."""
+        with self._lock:
+            self._charge(reason, run_id, 1 + n, n)
 
     def shed(self, reason: str, event: RunEvent | StageEvent) -> None:
         """Count a record the SDK lost before it reached the queue (an internal error while
@@ -241,14 +274,18 @@ class Writer:
     def _drop(self, reason: str, event: object, n: int) -> None:
         """Shed one record (lock held): counted by reason, and charged to its run, whose row
         then says 'incomplete'."""
-        self.counters.dropped[reason] += 1 + n
+        self._charge(reason, event.run_id if isinstance(event, StageEvent) else None, 1 + n, n)
+
+    def _charge(self, reason: str, run_id: str | None, records: int, n: int) -> None:
+        """(lock held) Count `records` shed for `reason`; a stage's are charged to its run."""
+        self.counters.dropped[reason] += records
         self._failed_since_flush = True
-        if isinstance(event, StageEvent):
-            shed = self._shed_runs.get(event.run_id)
+        if run_id is not None:
+            shed = self._shed_runs.get(run_id)
             if shed is None:
                 if len(self._shed_runs) >= _MAX_SHED_RUNS:  # runs whose row never came
                     self._shed_runs.pop(next(iter(self._shed_runs)))
-                shed = self._shed_runs[event.run_id] = [0, 0]
+                shed = self._shed_runs[run_id] = [0, 0]
             shed[0] += 1
             shed[1] += n
         if reason not in self._warned:
@@ -275,6 +312,8 @@ class Writer:
             except Exception as exc:  # the worker must survive anything
                 logger.exception("xray-lake: writer error: %s", exc)
                 tickets, ok = [], False
+            if self._marks and not self._buffers:  # all they waited for is durable or counted
+                self._answer_marks()
             for ticket in tickets:
                 with self._lock:
                     failed, self._failed_since_flush = self._failed_since_flush, False
@@ -282,6 +321,14 @@ class Writer:
                 ticket.done.set()
             if self._closed and not self._queue:
                 return
+
+    def _answer_marks(self) -> None:
+        marks, self._marks = self._marks, []
+        for mark in marks:
+            try:
+                mark.callback()
+            except Exception:  # the worker must survive anything
+                logger.exception("xray-lake: acknowledging records failed")
 
     def _due(self) -> bool:
         s = self.settings
@@ -316,6 +363,9 @@ class Writer:
                 break
             if isinstance(item, _Ticket):
                 tickets.append(item)
+                continue
+            if isinstance(item, _Mark):
+                self._marks.append(item)
                 continue
             self._pending = estimate
             try:

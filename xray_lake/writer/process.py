@@ -5,27 +5,29 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import re
 import socket
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 from xray_lake._version import __version__
 from xray_lake.config import Settings, get_settings, on_change
+from xray_lake.storage.tempfiles import host_tag
 
 if TYPE_CHECKING:  # the writer (pyarrow, Parquet) loads with the first record, not on import
     from xray_lake.writer.engine import Writer
+    from xray_lake.writer.remote import RemoteWriter
     from xray_lake.writer.sinks import Sink
 
 _lock = threading.Lock()
-_writer: Writer | None = None
+_writer: Writer | RemoteWriter | None = None
 _sink_override: Sink | None = None
 # What writers replaced by configure() (or replace_sink) counted, so stats() and flush() stay
 # truthful across a change of settings: their additive counters, and whether they lost any.
 _carried: dict[str, Any] = {}
 _carried_failure = False
-_draining: list[Writer] = []  # replaced writers still writing what they were given
+_draining: list[Writer | RemoteWriter] = []  # replaced writers still writing what they were given
 _ADDITIVE = ("runs_recorded", "stages_recorded", "candidates_recorded", "files_written",
              "bytes_written", "flushes", "write_failures", "spooled_files", "replayed_rows",
              "replayed_files", "truncated_values", "dropped_total", "runs_incomplete",
@@ -35,25 +37,42 @@ HOST = socket.gethostname()
 
 def writer_id() -> str:
     """Unique per process and per fork: host, pid and a random part (names never collide)."""
-    host = re.sub(r"[^A-Za-z0-9_.-]", "_", HOST)[:32] or "host"
-    return f"{host}-{os.getpid()}-{os.urandom(4).hex()}"
+    return f"{host_tag(HOST)}-{os.getpid()}-{os.urandom(4).hex()}"
 
 
-def get_writer() -> Writer:
+def get_writer() -> Writer | RemoteWriter:
     global _writer
     writer = _writer
     if writer is None:
         with _lock:
             if _writer is None:
-                from xray_lake.writer.engine import Writer
-                from xray_lake.writer.sinks import LakeSink
-
                 settings = get_settings()
-                sink = _sink_override or LakeSink(settings, writer_id())
-                _writer = Writer(settings, sink, host=HOST, pid=os.getpid(), version=__version__)
+                if _sink_override is None and settings.writer == "process" and not _plugged():
+                    from xray_lake.writer.remote import RemoteWriter
+
+                    _writer = RemoteWriter(settings, writer_id=writer_id(), host=HOST,
+                                           pid=os.getpid(), version=__version__,
+                                           local=lambda: _thread_writer(settings, None))
+                else:
+                    _writer = _thread_writer(settings, _sink_override)
                 _writer.forward = _forward
             writer = _writer
     return writer
+
+
+def _thread_writer(settings: Settings, sink: Sink | None) -> Writer:
+    from xray_lake.writer.engine import Writer
+    from xray_lake.writer.sinks import LakeSink
+
+    return Writer(settings, sink or LakeSink(settings, writer_id()), host=HOST,
+                  pid=os.getpid(), version=__version__)
+
+
+def _plugged() -> bool:
+    """Metric plugins or stage types registered in this process (the writer process could
+    not run their code): such processes keep the thread writer."""
+    registry = sys.modules.get("xray_lake.records.plugins")
+    return registry is not None and bool(registry.stage_types() or registry.plugins())
 
 
 def _forward(event: Any) -> bool:
@@ -68,7 +87,7 @@ def _forward(event: Any) -> bool:
 _exiting = False
 
 
-def current_writer() -> Writer | None:
+def current_writer() -> Writer | RemoteWriter | None:
     return _writer
 
 
@@ -82,7 +101,7 @@ def replace_sink(sink: Sink | None, timeout: float | None = None) -> None:
         _retire(old, old.close(timeout))
 
 
-def _retire(writer: Writer, closed_ok: bool) -> None:
+def _retire(writer: Writer | RemoteWriter, closed_ok: bool) -> None:
     """A replaced writer: done, its counters fold into the carried ones; still draining (its
     close timed out), it is kept, and flush() waits for it too."""
     if not closed_ok and not writer.finished():
@@ -92,7 +111,7 @@ def _retire(writer: Writer, closed_ok: bool) -> None:
     _fold(writer, closed_ok)
 
 
-def _fold(writer: Writer, ok: bool) -> None:
+def _fold(writer: Writer | RemoteWriter, ok: bool) -> None:
     global _carried_failure
     counts = writer.stats()
     with _lock:

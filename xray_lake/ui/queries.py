@@ -1,0 +1,449 @@
+"""Each page's data, read through the lake's query layer and paged in SQL.
+
+The runs list is the JSON query language (`jsonql.parse`) compiled by the one compiler, with
+the page's order, LIMIT and OFFSET added to its tree: DuckDB sorts and cuts, Python sees one
+page. A run's funnel and a candidate's journey are `query.journey`'s; the rest are small
+queries scoped to the run's label/date partitions, so DuckDB prunes the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from xray_lake.errors import QueryError
+from xray_lake.query.compiler import compile_query
+from xray_lake.query.journey import Journey, RunInfo, funnel, journey
+from xray_lake.query.jsonql import parse
+from xray_lake.query.lake import Lake
+from xray_lake.query.nodes import Column, Order, Table, parse_time
+from xray_lake.query.projection import resolve
+from xray_lake.query.promoted_fields import promoted_columns
+
+if TYPE_CHECKING:
+    import polars as pl
+
+PAGE_SIZE: Final = 50
+SQL_ROW_LIMIT: Final = 500
+SQL_TIMEOUT_S: Final = 30.0
+HISTOGRAM_BINS: Final = 20
+
+RUN_COLUMNS: Final = ("run_id", "label", "started_at", "status", "duration_ms", "n_stages",
+                      "error_code")
+RUN_SORTS: Final = ("started_at", "duration_ms", "n_stages", "status", "label", "run_id")
+STATUSES: Final = ("success", "failure", "incomplete")
+
+HEAVY_DROP: Final[Mapping[str, Any]] = {"stage": {"type": "filtering",
+                                                  "$failRatio": {"$gt": 0.9}}}
+SAVED_VIEWS: Final[Mapping[str, tuple[str, Mapping[str, Any]]]] = {
+    "heavy-drop": ("A filtering stage eliminated > 90%", HEAVY_DROP),
+}
+"""Saved views of the runs list: name -> (title, JSON query)."""
+
+CANDIDATE_COLUMNS: Final = ("candidate_id", "in_position", "out_position", "passed",
+                            "reason_label", "reason_text", "score")
+CANDIDATE_SORTS: Final = ("in_position", "out_position", "score", "candidate_id")
+CANDIDATE_SHOWS: Final[Mapping[str, str]] = {
+    "all": "",
+    "passed": "passed = true",
+    "failed": "passed = false",
+    "kept": "out_position is not null",
+    "not-kept": "out_position is null",
+}
+"""The stage page's `show=` filter -> its SQL condition (fixed text, never user input)."""
+
+
+def _text(params: Mapping[str, str], key: str) -> str:
+    return (params.get(key) or "").strip()
+
+
+def _page(params: Mapping[str, str]) -> int:
+    text = _text(params, "page") or "1"
+    if not text.isdigit() or int(text) < 1:
+        raise QueryError(f"page must be a whole number from 1, got {text!r}")
+    return int(text)
+
+
+def _choice(params: Mapping[str, str], key: str, allowed: Sequence[str], default: str) -> str:
+    value = _text(params, key) or default
+    if value not in allowed:
+        raise QueryError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def _descending(params: Mapping[str, str], default: str) -> bool:
+    return _choice(params, "dir", ("asc", "desc"), default) == "desc"
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a listing: its rows and the count of all rows the filters match."""
+
+    rows: list[dict[str, Any]]
+    total: int
+    number: int
+    size: int = PAGE_SIZE
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.size))
+
+
+# --- runs ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunsFilter:
+    """The runs list's state, read from (and written back to) the query string."""
+
+    label: str = ""
+    status: str = ""
+    since: str = ""
+    until: str = ""
+    query: str = ""  # the JSON query language, as typed
+    sort: str = "started_at"
+    descending: bool = True
+    page: int = 1
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str]) -> RunsFilter:
+        status = _text(params, "status")
+        if status and status not in STATUSES:
+            raise QueryError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+        query = _text(params, "q")
+        view = _text(params, "view")
+        if view:
+            if view not in SAVED_VIEWS:
+                raise QueryError(f"no saved view {view!r}; one of {', '.join(SAVED_VIEWS)}")
+            query = json.dumps(SAVED_VIEWS[view][1])
+        return cls(label=_text(params, "label"), status=status, since=_text(params, "since"),
+                   until=_text(params, "until"), query=query,
+                   sort=_choice(params, "sort", RUN_SORTS, "started_at"),
+                   descending=_descending(params, "desc"), page=_page(params))
+
+    def params(self, **changes: Any) -> dict[str, str]:
+        """The query string of this state with `changes`, leaving defaults out."""
+        state = dataclasses.replace(self, **changes)
+        out = {"label": state.label, "status": state.status, "since": state.since,
+               "until": state.until, "q": state.query}
+        if state.sort != "started_at" or not state.descending:
+            out["sort"] = state.sort
+            out["dir"] = "desc" if state.descending else "asc"
+        if state.page != 1:
+            out["page"] = str(state.page)
+        return {key: value for key, value in out.items() if value}
+
+    def document(self) -> dict[str, Any]:
+        """The JSON query the filters make: the typed one, and the form's fields as a
+        `pipeline` clause (merged into the typed one's, or beside it in `$and`)."""
+        typed: dict[str, Any] = {}
+        if self.query:
+            try:
+                loaded = json.loads(self.query)
+            except json.JSONDecodeError as exc:
+                raise QueryError(f"the JSON query is not valid JSON: {exc}") from None
+            if not isinstance(loaded, dict):
+                raise QueryError("the JSON query must be an object, e.g. "
+                                 '{"stage": {"type": "filtering"}}')
+            typed = loaded
+        clause: dict[str, Any] = {}
+        for key, value in (("label", self.label), ("status", self.status),
+                           ("$since", self.since), ("$until", self.until)):
+            if value:
+                clause[key] = value
+        if not clause:
+            return typed
+        given = typed.get("pipeline")
+        if given is None:
+            return {**typed, "pipeline": clause}
+        if isinstance(given, dict) and not set(given) & set(clause):
+            return {**typed, "pipeline": {**given, **clause}}
+        return {"$and": [typed, {"pipeline": clause}]}
+
+
+def runs_page(lake: Lake, state: RunsFilter) -> Page:
+    """One page of runs matching `state`, sorted in SQL, and how many match in all."""
+    node = parse(state.document(), per="run", fields=lambda: promoted_columns(lake))
+    listing = dataclasses.replace(
+        node, select=resolve(RUN_COLUMNS, "run"),
+        order_by=(Order(Column(Table.RUN, state.sort), state.descending),
+                  Order(Column(Table.RUN, "run_id"))))
+    compiled = compile_query(listing)
+    tree = compiled.tree.copy().limit(PAGE_SIZE).offset((state.page - 1) * PAGE_SIZE)
+    rows = lake.sql(tree.sql(dialect="duckdb"), list(compiled.params)).to_dicts()
+    counted = compile_query(dataclasses.replace(node, select=resolve(["run_id"], "run")))
+    total = lake.sql(f"select count(*) as n from ({counted.sql}) as matched",
+                     list(counted.params)).item(0, 0)
+    return Page(rows, int(total), state.page)
+
+
+def labels(lake: Lake) -> list[str]:
+    """Every pipeline label of the lake (a partition column: read from folder names)."""
+    return [str(v) for v in lake.sql("select distinct label from runs order by 1")["label"]]
+
+
+# --- one run ---------------------------------------------------------------------------
+
+
+def _scope(runs: Sequence[RunInfo]) -> tuple[str, list[Any]]:
+    """`(label = ? and date = ?) or ...` over the run's partitions, so DuckDB prunes the rest."""
+    pairs = sorted({(r.label, r.date) for r in runs})
+    return ("(" + " or ".join("(label = ? and date = ?)" for _ in pairs) + ")",
+            [value for pair in pairs for value in pair])
+
+
+@dataclass(frozen=True, slots=True)
+class RunView:
+    """What the run page shows: the run row(s), its funnel and its JSON."""
+
+    info: RunInfo
+    rows: int  # how many run rows share the id (their stages are merged)
+    stages: list[dict[str, Any]]
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def run_view(lake: Lake, run_id: str, found: list[RunInfo]) -> RunView:
+    """The funnel (`journey.funnel`) with each stage's id, error and JSON beside it."""
+    numbers = funnel(lake, run_id, runs=found).to_dicts()
+    scope, params = _scope(found)
+    extra = lake.sql(
+        "select stage_id, error_code, error_message, input_json, output_json, sampled, "
+        "n_candidates_stored from stages "
+        f"where run_id = ? and {scope} order by seq, started_at", [run_id, *params]).to_dicts()
+    stages = [{**row, **more} for row, more in zip(numbers, extra, strict=False)]
+    detail = lake.sql(
+        "select input_json, output_json, attributes, n_stages_shed, n_candidates_shed "
+        f"from runs where run_id = ? and {scope} order by started_at limit 1",
+        [run_id, *params]).to_dicts()
+    return RunView(found[0], len(found), stages, detail[0] if detail else {})
+
+
+# --- one stage -------------------------------------------------------------------------
+
+
+STAGE_COLUMNS: Final = ("stage_id", "seq", "name", "type", "status", "n_in", "n_out",
+                        "n_passed", "n_failed", "fail_ratio", "reason_counts", "duration_ms",
+                        "error_code", "error_message", "sampled", "sample_rate",
+                        "n_candidates_stored", "score_min", "score_p50", "score_max")
+
+
+def stage_row(lake: Lake, run_id: str, stage_id: str,
+              found: list[RunInfo]) -> dict[str, Any] | None:
+    """The stage's row, or None when the run has no such stage."""
+    scope, params = _scope(found)
+    rows = lake.sql(f"select {', '.join(STAGE_COLUMNS)} from stages "
+                    f"where run_id = ? and stage_id = ? and {scope} limit 1",
+                    [run_id, stage_id, *params]).to_dicts()
+    return rows[0] if rows else None
+
+
+@dataclass(frozen=True, slots=True)
+class CandidatesFilter:
+    """The stage page's state: which candidates, in which order, which page."""
+
+    show: str = "all"
+    reason: str = ""
+    sort: str = "in_position"
+    descending: bool = False
+    page: int = 1
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str]) -> CandidatesFilter:
+        sort = _choice(params, "sort", CANDIDATE_SORTS, "in_position")
+        return cls(show=_choice(params, "show", tuple(CANDIDATE_SHOWS), "all"),
+                   reason=_text(params, "reason"), sort=sort,
+                   descending=_descending(params, "desc" if sort == "score" else "asc"),
+                   page=_page(params))
+
+    def params(self, **changes: Any) -> dict[str, str]:
+        state = dataclasses.replace(self, **changes)
+        out = {"show": "" if state.show == "all" else state.show, "reason": state.reason}
+        if state.sort != "in_position" or state.descending:
+            out["sort"] = state.sort
+            out["dir"] = "desc" if state.descending else "asc"
+        if state.page != 1:
+            out["page"] = str(state.page)
+        return {key: value for key, value in out.items() if value}
+
+
+def candidates_page(lake: Lake, run_id: str, stage_id: str, found: list[RunInfo],
+                    state: CandidatesFilter) -> Page:
+    """One page of the stage's candidate rows, filtered and sorted in SQL."""
+    scope, params = _scope(found)
+    where = f"run_id = ? and stage_id = ? and {scope}"
+    values: list[Any] = [run_id, stage_id, *params]
+    if CANDIDATE_SHOWS[state.show]:
+        where += f" and {CANDIDATE_SHOWS[state.show]}"
+    if state.reason:
+        where += " and reason_label = ?"
+        values.append(state.reason)
+    order = f"{state.sort} {'desc' if state.descending else 'asc'} nulls last, in_position"
+    rows = lake.sql(f"select {', '.join(CANDIDATE_COLUMNS)}, count(*) over () as _total "
+                    f"from candidates where {where} order by {order} "
+                    f"limit {PAGE_SIZE} offset {(state.page - 1) * PAGE_SIZE}",
+                    values).to_dicts()
+    if rows:
+        total = int(rows[0]["_total"])
+    else:  # past the last page: count alone
+        total = int(lake.sql(f"select count(*) from candidates where {where}",
+                             values).item(0, 0))
+    return Page([{k: v for k, v in row.items() if k != "_total"} for row in rows], total,
+                state.page)
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """Counts of scores in equal-width bins from `low` to `high`."""
+
+    low: float
+    high: float
+    counts: list[int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts)
+
+
+def score_histogram(lake: Lake, run_id: str, stage_id: str, found: list[RunInfo],
+                    bins: int = HISTOGRAM_BINS) -> Histogram | None:
+    """The stage's candidate scores binned in SQL; None when no candidate has a score."""
+    scope, params = _scope(found)
+    rows = lake.sql(
+        "with s as (select score from candidates "
+        f"where run_id = ? and stage_id = ? and {scope} and score is not null "
+        "and isfinite(score)), "
+        "b as (select min(score) as lo, max(score) as hi from s) "
+        "select any_value(lo) as lo, any_value(hi) as hi, "
+        "coalesce(least(floor((score - lo) / nullif(hi - lo, 0) * ?)::int, ? - 1), 0) as bin, "
+        "count(*) as n from s, b group by bin order by bin",
+        [run_id, stage_id, *params, bins, bins]).to_dicts()
+    if not rows:
+        return None
+    counts = [0] * bins
+    for row in rows:
+        counts[int(row["bin"])] = int(row["n"])
+    return Histogram(float(rows[0]["lo"]), float(rows[0]["hi"]), counts)
+
+
+# --- one candidate ---------------------------------------------------------------------
+
+
+def stage_ids(lake: Lake, run_id: str, found: list[RunInfo]) -> dict[int, str]:
+    """seq -> stage_id of the run's stages, to link a journey's steps to their stages."""
+    scope, params = _scope(found)
+    rows = lake.sql(f"select seq, stage_id from stages where run_id = ? and {scope}",
+                    [run_id, *params]).rows()
+    return {int(seq): str(stage_id) for seq, stage_id in rows}
+
+
+def candidate_journey(lake: Lake, run_id: str, candidate_id: str,
+                      found: list[RunInfo]) -> Journey:
+    """`journey.journey`: a row per stage the candidate entered, and the verdict."""
+    return journey(lake, run_id, candidate_id, runs=found)
+
+
+# --- trends ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Trends:
+    """A label's stages day by day: mean fail ratio and p90 duration, top reasons."""
+
+    label: str
+    days: list[str]
+    stages: list[dict[str, Any]]  # per stage over the window: type, runs, p90, mean fail
+    daily: list[dict[str, Any]]  # per day and stage: fail_ratio, p90_ms, runs
+    reasons: list[dict[str, Any]]  # per day: reason, dropped (its 3 biggest)
+
+
+def _window(since: str, until: str) -> tuple[str, list[Any]]:
+    """Conditions for `since <= started_at < until`, on `date` too (so folders are pruned)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if since:
+        start = parse_time(since)
+        clauses.append("date >= ? and started_at >= ?")
+        params += [start.date().isoformat(), start]
+    if until:
+        stop = parse_time(until, end_of_day=True)
+        clauses.append("date <= ? and started_at < ?")
+        params += [(stop - dt.timedelta(microseconds=1)).date().isoformat(), stop]
+    return "".join(f" and {c}" for c in clauses), params
+
+
+def trends(lake: Lake, label: str, since: str, until: str) -> Trends:
+    """The trends page of one label over a window (stages table only; three grouped scans)."""
+    window, params = _window(since, until)
+    where = f"label = ?{window}"
+    values = [label, *params]
+    daily = lake.sql(
+        "select date, name, min(seq) as seq, count(distinct run_id) as runs, "
+        "avg(fail_ratio) as fail_ratio, quantile_cont(duration_ms, 0.9) as p90_ms "
+        f"from stages where {where} group by date, name order by date, seq, name",
+        values).to_dicts()
+    stages = lake.sql(
+        "select name, any_value(type) as type, min(seq) as seq, "
+        "count(distinct run_id) as runs, avg(fail_ratio) as fail_ratio, "
+        "quantile_cont(duration_ms, 0.5) as p50_ms, quantile_cont(duration_ms, 0.9) as p90_ms "
+        f"from stages where {where} group by name order by seq, name", values).to_dicts()
+    reasons = lake.sql(
+        "select date, e.key as reason, sum(e.value)::bigint as dropped "
+        "from (select date, unnest(map_entries(reason_counts)) as e from stages "
+        f"where {where} and cardinality(reason_counts) > 0) group by date, reason "
+        "qualify row_number() over (partition by date order by dropped desc, reason) <= 3 "
+        "order by date, dropped desc, reason", values).to_dicts()
+    days = sorted({str(row["date"]) for row in daily})
+    return Trends(label, days, stages, daily, reasons)
+
+
+# --- SQL box ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SqlResult:
+    """The first rows of a read-only query's answer."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    truncated: bool
+
+
+def run_sql(lake: Lake, sql: str, limit: int = SQL_ROW_LIMIT,
+            timeout_s: float = SQL_TIMEOUT_S) -> SqlResult:
+    """Run one read-only query (`Lake.sql`: the lake's files only, nothing written).
+
+    A plain query is wrapped in `select * from (...) limit N+1`, so DuckDB stops early; what
+    cannot be wrapped (DESCRIBE, SHOW, EXPLAIN ...) runs as typed. A query still running
+    after `timeout_s` is interrupted.
+    """
+    text = sql.strip().rstrip(";").strip()
+    if not text:
+        raise QueryError("type a query, e.g. select label, count(*) from runs group by 1")
+    try:
+        frame = _timed(lake, f"select * from (\n{text}\n) as answer limit {limit + 1}",
+                       timeout_s)
+    except QueryError as exc:
+        if str(exc) == INTERRUPTED:
+            raise QueryError(f"the query ran longer than {timeout_s:g} s and was stopped; "
+                             "narrow it (a label, a date range) or add a LIMIT") from None
+        frame = _timed(lake, text, timeout_s)  # checked again as typed: still one query
+    truncated = frame.height > limit
+    return SqlResult(frame.columns, frame.head(limit).rows(), truncated)
+
+
+INTERRUPTED: Final = "query interrupted"
+
+
+def _timed(lake: Lake, sql: str, timeout_s: float) -> pl.DataFrame:
+    """`lake.sql(sql)`, interrupted after `timeout_s`."""
+    timer = threading.Timer(timeout_s, lake.interrupt)
+    timer.start()
+    try:
+        return lake.sql(sql)
+    finally:
+        timer.cancel()

@@ -1,0 +1,134 @@
+"""The writer process: `python -m xray_lake.writer.child`, started by an application's first record.
+
+It reads framed messages (writer/wire.py) from stdin and answers on the stdout it was
+started with (sys.stdout is pointed at stderr, so a stray print cannot corrupt the channel):
+
+- ("config", settings, writer_id, host, pid, version) first; answered by ("hello", pid);
+- ("records", last_seq, [records]): submitted to the engine (writer/engine.py, the same one
+  a thread writer runs); once they are durable (lake or spool) or counted as shed, the
+  answer is ("ack", last_seq, stats);
+- ("shed", reason, run_id, n): a record the application shed, charged to its run;
+- ("flush", n): answered by ("flushed", n, ok, stats) after a real flush.
+
+At the end of stdin (the application exited, or was killed) it writes everything it holds,
+within max(exit_timeout_s, 30 s), and exits. It ignores SIGINT, SIGTERM and SIGHUP: those
+go to the application's whole process group, and the application's end is what stops it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+EXIT_FLOOR_S = 30.0  # the least time the writer takes to write what it holds at the end
+
+
+class _Channel:
+    """The answering side: whole frames, one writer at a time; a closed pipe is ignored
+    (the application is gone, and the records are still written)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()
+        self.open = True
+
+    def send(self, message: object) -> None:
+        from xray_lake.writer import wire
+
+        frame = wire.dumps(message)
+        with self._lock:
+            if not self.open:
+                return
+            try:
+                wire.write(self._fd, frame)
+            except OSError:
+                self.open = False
+
+
+class _Forward(logging.Handler):
+    """The writer's warnings go to the application, which logs them with its own handlers."""
+
+    def __init__(self, channel: _Channel) -> None:
+        super().__init__(logging.INFO)
+        self._channel = channel
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """To the application while it listens; to stderr (inherited) once it is gone."""
+        try:
+            if self._channel.open:
+                self._channel.send(("log", record.levelno, record.getMessage()))
+            if not self._channel.open:
+                print(f"xray-lake writer process {os.getpid()}: {record.getMessage()}",
+                      file=sys.stderr, flush=True)
+        except Exception:  # a log line must never stop the writer
+            self.handleError(record)
+
+
+def main() -> int:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    answer_fd = os.dup(1)
+    os.dup2(2, 1)
+    channel = _Channel(answer_fd)
+    from xray_lake import config
+    from xray_lake.writer import wire
+
+    first = wire.read(0)
+    if not (isinstance(first, tuple) and first and first[0] == "config"):
+        return 2
+    _, values, writer_id, host, pid, version = first
+    settings = config.configure(**values)  # this process's own settings: the application's
+    from xray_lake.writer.engine import Writer
+    from xray_lake.writer.sinks import LakeSink
+
+    logger = logging.getLogger("xray_lake")
+    logger.addHandler(_Forward(channel))
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    writer = Writer(settings, LakeSink(settings, writer_id), host=host, pid=pid, version=version)
+    channel.send(("hello", os.getpid()))
+    _serve(writer, channel)
+    timeout = max(settings.exit_timeout_s, EXIT_FLOOR_S)
+    writer.close(timeout)
+    left, _ = writer.buffered()
+    if left:
+        logger.warning("xray-lake: %d records were not written before exit (lake %s and spool "
+                       "%s did not take them within %s s of the application's end); they are "
+                       "lost", left, settings.root, settings.spool_dir, timeout)
+    channel.send(("bye", writer.stats()))
+    return 0
+
+
+def _serve(writer: Any, channel: _Channel) -> None:
+    from xray_lake.writer import wire
+
+    while True:
+        message: Any = wire.read(0)
+        if message is None:
+            return
+        kind = message[0]
+        if kind == "records":
+            last = message[1]
+            for record in message[2]:
+                writer.submit(record)
+            del message
+            writer.mark(lambda last=last: channel.send(("ack", last, writer.stats())))
+        elif kind == "shed":
+            _, reason, run_id, n = message
+            writer.shed_run(reason, run_id, n)
+        elif kind == "flush":
+            number = message[1]
+            threading.Thread(target=_flush, args=(writer, channel, number), daemon=True).start()
+
+
+def _flush(writer: Any, channel: _Channel, number: int) -> None:
+    ok = writer.flush(None)
+    channel.send(("flushed", number, ok, writer.stats()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

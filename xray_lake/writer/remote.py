@@ -1,0 +1,554 @@
+"""The application's side of its writer process: a bounded outbox, a sender, acknowledgements.
+
+Records wait in the outbox, then a sender thread encodes their raw values, pickles them in
+batches (writer/wire.py) and writes them to the writer process's stdin. Each batch is kept
+until the writer process acknowledges it as durable, so a writer process that dies is
+restarted and given every batch it had not acknowledged (one killed between a write and
+its acknowledgement may then write a batch twice). What the application holds, queued or
+unacknowledged, counts against max_buffer_bytes / 2: past it, recording calls wait
+(on_full="block") or shed (on_full="drop"), exactly as with the thread writer.
+
+A record holding objects of the application's own classes is written by a thread writer
+of this process instead (wire.Foreign), as is everything once the writer process cannot
+be started (three deaths within a minute, or no interpreter to start).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections import Counter, deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from xray_lake.config import Settings
+from xray_lake.records.events import RunEvent, StageEvent
+from xray_lake.writer import wire
+
+if TYPE_CHECKING:
+    from xray_lake.writer.engine import Writer
+
+logger = logging.getLogger("xray_lake")
+
+BATCH_BYTES = 1 << 20  # estimated record bytes per frame
+BATCH_RECORDS = 512
+RESTARTS_PER_MINUTE = 3  # more deaths than this and records go to a thread writer
+_STAGE_BYTES = 1024
+_ROW_BYTES = 300.0  # estimate per candidate of a queued record (see StageEvent.estimate_bytes)
+_live: weakref.WeakSet[RemoteWriter] = weakref.WeakSet()
+
+
+class _Ticket:
+    __slots__ = ("done", "ok")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.ok = False
+
+
+class _Control:
+    """A message that travels in order with the records: ("flush", n) or ("shed", ...)."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: tuple[Any, ...]) -> None:
+        self.message = message
+
+
+class RemoteWriter:
+    """Same surface as engine.Writer (submit, shed, flush, close, stats), another process's work."""
+
+    def __init__(self, settings: Settings, *, writer_id: str, host: str, pid: int,
+                 version: str, local: Callable[[], Writer]) -> None:
+        self.settings = settings
+        self.hold = settings.max_buffer_bytes // 2
+        self.forward: Callable[[RunEvent | StageEvent], bool] | None = None
+        self._config = ("config", settings.as_dict(), writer_id, host, pid, version)
+        self._make_local = local
+        self._local: Writer | None = None
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # held bytes shrank
+        self._work = threading.Condition(self._lock)  # the outbox has something
+        self._outbox: deque[tuple[object, int]] = deque()
+        self._unacked: deque[tuple[int, int, bytes]] = deque()  # (last seq, records, frame)
+        self._held = 0
+        self._peak = 0
+        self._seq = 0
+        self._tickets: dict[int, _Ticket] = {}
+        self._next_ticket = 0
+        self._open_flushes: list[tuple[Any, ...]] = []  # sent, not answered: resent on restart
+        self._child_stats: dict[str, Any] = {}
+        self._dropped: Counter[str] = Counter()
+        self._blocked_calls = 0
+        self._blocked_s = 0.0
+        self._restarts = 0
+        self._deaths: deque[float] = deque()
+        self._failed = False  # something was shed since the last flush
+        self._fallen_back = False
+        self._closed = False
+        self._sender: threading.Thread | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._child_gone = threading.Event()  # the current writer process ended
+        self._exit_clean = False
+        self._warned: set[str] = set()
+        _live.add(self)
+
+    # --- caller's thread -----------------------------------------------------------------
+
+    def submit(self, event: RunEvent | StageEvent) -> None:
+        """Queue a record; no I/O, no encoding. At the bound: wait or shed (as engine.Writer)."""
+        if self._closed and self.forward is not None and self.forward(event):
+            return
+        if self._fallen_back:
+            self._local_writer().submit(event)
+            return
+        if isinstance(event, StageEvent):
+            n, estimate = event.n_items(), event.estimate_bytes(_ROW_BYTES)
+        else:
+            n, estimate = 0, _STAGE_BYTES
+        s = self.settings
+        deadline: float | None = None
+        with self._lock:
+            while True:
+                if self._closed:
+                    self._shed("closed", event, n)
+                    return
+                if isinstance(event, RunEvent) or self._held == 0:
+                    break
+                if self._held + estimate <= self.hold:
+                    break
+                if s.on_full == "drop" or threading.current_thread() is self._sender:
+                    self._shed("buffer_full", event, n)
+                    return
+                now = time.monotonic()
+                if deadline is None:
+                    deadline, blocked_at = now + s.max_block_s, now
+                    self._blocked_calls += 1
+                if now >= deadline:
+                    self._blocked_s += now - blocked_at
+                    self._shed("block_timeout", event, n)
+                    return
+                self._room.wait(min(deadline - now, 0.25))
+            if deadline is not None:
+                self._blocked_s += time.monotonic() - blocked_at
+            self._held += estimate
+            self._peak = max(self._peak, self._held)
+            self._outbox.append((event, estimate))
+            self._work.notify()
+            start = self._sender is None
+            if start:
+                self._sender = threading.Thread(target=self._send_loop, daemon=True,
+                                                name="xray-lake-sender")
+        if start:
+            self._sender.start()  # type: ignore[union-attr]
+
+    def shed(self, reason: str, event: RunEvent | StageEvent) -> None:
+        """Count a record the SDK lost before it reached the outbox (see engine.Writer.shed)."""
+        n = event.n_items() if isinstance(event, StageEvent) else 0
+        with self._lock:
+            self._shed(reason, event, n)
+
+    def _shed(self, reason: str, event: object, n: int) -> None:
+        """(lock held) Count it here; its run is charged in the writer process, in order."""
+        self._dropped[reason] += 1 + n
+        self._failed = True
+        if isinstance(event, StageEvent):
+            self._outbox.append((_Control(("shed", reason, event.run_id, n)), 0))
+            self._work.notify()
+        if reason not in self._warned:
+            self._warned.add(reason)
+            logger.warning("xray-lake: shedding records (%s); counted in xr.stats()['dropped'], "
+                           "their runs are written with status 'incomplete'", reason)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """True only if everything submitted so far is durable (lake or spool)."""
+        if threading.current_thread() is self._sender:
+            return False
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            failed, self._failed = self._failed, False
+            remote = self._sender is not None and not self._fallen_back
+            closed = self._closed
+            if remote and not closed:
+                ticket = _Ticket()
+                self._next_ticket += 1
+                self._tickets[self._next_ticket] = ticket
+                self._outbox.append((_Control(("flush", self._next_ticket)), 0))
+                self._work.notify()
+        ok = not failed
+        if remote:
+            if closed:
+                ok = self._child_gone.wait(_left(deadline)) and self._exit_clean and ok
+            else:
+                ok = ticket.done.wait(_left(deadline)) and ticket.ok and ok
+        local = self._local
+        if local is not None:
+            ok = local.flush(_left(deadline)) and ok
+        return ok
+
+    def close(self, timeout: float | None) -> bool:
+        """Flush within `timeout`, then refuse records; the writer process writes what it
+        holds and exits on its own (also after this process has exited)."""
+        ok = self.flush(timeout)
+        with self._lock:
+            self._closed = True
+            self._work.notify()
+        sender = self._sender
+        if sender is not None and threading.current_thread() is not sender:
+            sender.join(timeout)  # the rest of the outbox reaches the pipe, then its end
+        local = self._local
+        if local is not None:
+            local.close(timeout)
+        return ok
+
+    def finished(self) -> bool:
+        """Closed, and the writer process has ended."""
+        return self._closed and (self._sender is None or self._child_gone.is_set())
+
+    def buffered(self) -> tuple[int, int]:
+        """(records, bytes) not yet handed to a writer: what this process's exit would lose."""
+        with self._lock:
+            records = sum(1 for item, _ in self._outbox if not isinstance(item, _Control))
+            nbytes = sum(est for _, est in self._outbox)
+        local = self._local
+        if local is not None:
+            more, more_bytes = local.buffered()
+            records, nbytes = records + more, nbytes + more_bytes
+        return records, nbytes
+
+    def stats(self) -> dict[str, Any]:
+        """The writer process's counters (as of its last answer) plus what this side shed."""
+        with self._lock:
+            result = dict(self._child_stats) or empty_stats(self.hold)
+            waiting = sum(1 for item, _ in self._outbox if not isinstance(item, _Control))
+            waiting += sum(n for _, n, _ in self._unacked)
+            result["buffered_records"] = waiting
+            result["buffered_bytes"] = self._held
+            result["buffer_limit_bytes"] = self.hold
+            result["peak_buffered_bytes"] = self._peak
+            dropped = Counter(result.get("dropped", {}))
+            dropped.update(self._dropped)
+            result["dropped"] = dict(dropped)
+            result["dropped_total"] = sum(dropped.values())
+            result["blocked_calls"] = result.get("blocked_calls", 0) + self._blocked_calls
+            result["blocked_s"] = round(result.get("blocked_s", 0.0) + self._blocked_s, 3)
+            result["writer_restarts"] = self._restarts
+            result["writer_pid"] = self._proc.pid if self._proc is not None else None
+        local = self._local
+        if local is not None:
+            _add_local(result, local.stats())
+        return result
+
+    # --- sender thread -------------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        try:
+            self._start_child()
+            while True:
+                with self._lock:
+                    while not self._outbox and not self._closed:
+                        self._work.wait()
+                    if not self._outbox:
+                        break  # closed, and everything is out
+                    batch = self._take()
+                self._send(batch)
+        except Exception as exc:  # the sender must end cleanly whatever happens
+            logger.exception("xray-lake: the writer process's sender failed: %s", exc)
+            self._fall_back()
+        finally:
+            self._end_child()
+
+    def _take(self) -> list[tuple[object, int]]:
+        """(lock held) The next run of records, or one control message."""
+        first = self._outbox.popleft()
+        batch = [first]
+        if isinstance(first[0], _Control):
+            return batch
+        size = first[1]
+        while (self._outbox and size < BATCH_BYTES and len(batch) < BATCH_RECORDS
+               and not isinstance(self._outbox[0][0], _Control)):
+            item = self._outbox.popleft()
+            batch.append(item)
+            size += item[1]
+        return batch
+
+    def _send(self, batch: list[tuple[object, int]]) -> None:
+        if self._fallen_back:  # submitted while the fallback moved the outbox
+            for item, est in batch:
+                if not isinstance(item, _Control):
+                    self._local_writer().submit(item)  # type: ignore[arg-type]
+                with self._lock:
+                    self._held -= est
+            return
+        first = batch[0][0]
+        if isinstance(first, _Control):
+            message = first.message
+            if message[0] == "flush":
+                self._open_flushes.append(message)
+            self._write(wire.dumps(message))
+            return
+        records: list[object] = []
+        estimate = 0
+        for event, est in batch:
+            estimate += est
+            try:
+                wire.encode_raw_values(event, self.settings.raw_cap_bytes)  # type: ignore[arg-type]
+            except Exception:
+                logger.debug("xray-lake: encoding raw values for the wire failed", exc_info=True)
+            records.append(event)
+        del batch, first, event
+        frame, foreign = self._frame(records)
+        for event in foreign:
+            self._local_writer().submit(event)  # type: ignore[arg-type]
+        with self._lock:
+            if frame is not None:
+                self._seq += 1
+                self._unacked.append((self._seq, len(records) - len(foreign), frame))
+                self._held += len(frame)
+            self._held -= estimate
+            self._room.notify_all()
+        if frame is not None:
+            self._write(frame)
+
+    def _frame(self, records: list[object]) -> tuple[bytes | None, list[object]]:
+        """One frame of the records that are plain data, and those that are not."""
+        seq = self._seq + 1
+        try:
+            return wire.dumps(("records", seq, records)), []
+        except Exception:
+            pass
+        plain: list[object] = []
+        foreign: list[object] = []
+        for event in records:
+            try:
+                wire.dumps(event)
+            except Exception as exc:
+                foreign.append(event)
+                if "foreign" not in self._warned:
+                    self._warned.add("foreign")
+                    logger.info("xray-lake: records holding %s objects are written by a thread "
+                                "of this process, not the writer process", exc)
+            else:
+                plain.append(event)
+        if not plain:
+            return None, foreign
+        return wire.dumps(("records", seq, plain)), foreign
+
+    def _write(self, frame: bytes) -> None:
+        """Write to the writer process. A dead one is restarted and given every frame it had
+        not acknowledged and every open flush request (this frame is one of those, or a
+        shed notice, whose count stays on this side)."""
+        proc = self._proc
+        try:
+            assert proc is not None and proc.stdin is not None
+            wire.write(proc.stdin.fileno(), frame)
+        except (OSError, AssertionError, ValueError):
+            self._restart()
+
+    def _start_child(self) -> None:
+        env = dict(os.environ)
+        package_parent = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent,
+                                                        env.get("PYTHONPATH")) if p)
+        self._child_gone.clear()
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "xray_lake.writer.child"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
+                                    close_fds=True, env=env)
+            assert proc.stdin is not None
+            wire.write(proc.stdin.fileno(), wire.dumps(self._config))
+        except Exception as exc:
+            logger.warning("xray-lake: cannot start a writer process (%s: %s); records are "
+                           "written by a thread of this process", type(exc).__name__, exc)
+            self._fall_back()
+            return
+        self._proc = proc
+        threading.Thread(target=self._read_loop, args=(proc,), daemon=True,
+                         name="xray-lake-acks").start()
+
+    def _restart(self) -> None:
+        """The writer process died: start another and resend what was not acknowledged."""
+        proc = self._proc
+        if proc is not None:
+            self._child_gone.wait(5.0)
+            code = proc.poll()
+        now = time.monotonic()
+        self._deaths.append(now)
+        while self._deaths and now - self._deaths[0] > 60.0:
+            self._deaths.popleft()
+        logger.warning("xray-lake: the writer process (pid %s) ended unexpectedly (exit code "
+                       "%s); starting another and resending what it had not written",
+                       proc.pid if proc else None, code if proc else None)
+        if len(self._deaths) > RESTARTS_PER_MINUTE:
+            self._fall_back()
+            return
+        self._restarts += 1
+        self._start_child()
+        if self._fallen_back or self._proc is None:
+            return
+        with self._lock:
+            resend = [frame for _, _, frame in self._unacked]
+            resend += [wire.dumps(message) for message in self._open_flushes]
+        try:
+            for frame in resend:
+                wire.write(self._proc.stdin.fileno(), frame)  # type: ignore[union-attr]
+        except (OSError, ValueError):
+            self._restart()  # died again (bounded: RESTARTS_PER_MINUTE)
+
+    def _fall_back(self) -> None:
+        """No writer process: everything it had not acknowledged goes to a thread writer."""
+        if self._fallen_back:
+            return
+        logger.warning("xray-lake: no writer process; records are written by a thread of "
+                       "this process")
+        local = self._local_writer()
+        with self._lock:
+            self._fallen_back = True
+            frames = [frame for _, _, frame in self._unacked]
+            self._unacked.clear()
+            tickets = list(self._tickets.values())
+            self._tickets.clear()
+            self._open_flushes.clear()
+        for frame in frames:
+            for event in _records_of(frame):
+                local.submit(event)  # type: ignore[arg-type]
+        ok = local.flush(None) if tickets else True
+        for ticket in tickets:
+            ticket.ok = ok
+            ticket.done.set()
+        with self._lock:
+            rest = list(self._outbox)
+            self._outbox.clear()
+            self._held = 0
+            self._room.notify_all()
+        for item, _ in rest:
+            if not isinstance(item, _Control):
+                local.submit(item)  # type: ignore[arg-type]
+
+    def _end_child(self) -> None:
+        """The end of stdin tells the writer process to write what it holds and exit."""
+        proc = self._proc
+        if proc is not None and proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+
+    def _local_writer(self) -> Writer:
+        with self._lock:
+            if self._local is None:
+                self._local = self._make_local()
+            return self._local
+
+    # --- acknowledgement thread (one per writer process) ---------------------------------
+
+    def _read_loop(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        clean = False
+        try:
+            while True:
+                message = wire.read(fd)
+                if message is None:
+                    break
+                clean = self._answer(message) or clean
+        except Exception:
+            logger.debug("xray-lake: reading the writer process's answers failed", exc_info=True)
+        finally:
+            try:
+                proc.stdout.close()
+                proc.wait(1.0)
+            except Exception:
+                pass
+            self._exit_clean = clean
+            self._child_gone.set()
+
+    def _answer(self, message: Any) -> bool:
+        """Act on one answer; True for the clean goodbye of a writer that wrote everything."""
+        kind = message[0]
+        if kind == "ack":
+            _, seq, stats = message
+            with self._lock:
+                self._child_stats = stats
+                while self._unacked and self._unacked[0][0] <= seq:
+                    self._held -= len(self._unacked.popleft()[2])
+                self._room.notify_all()
+        elif kind == "flushed":
+            _, number, ok, stats = message
+            with self._lock:
+                self._child_stats = stats
+                ticket = self._tickets.pop(number, None)
+                self._open_flushes = [m for m in self._open_flushes if m[1] != number]
+            if ticket is not None:
+                ticket.ok = ok
+                ticket.done.set()
+        elif kind == "log":
+            logger.log(message[1], "%s", message[2])
+        elif kind == "bye":
+            with self._lock:
+                self._child_stats = message[1]
+            return not message[1].get("buffered_records") and not message[1].get("dropped_total")
+        return False
+
+
+def _records_of(frame: bytes) -> list[object]:
+    import pickle
+
+    message = pickle.loads(memoryview(frame)[4:])
+    return list(message[2])
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(deadline - time.monotonic(), 0.0)
+
+
+def _add_local(into: dict[str, Any], counts: dict[str, Any]) -> None:
+    """Fold a thread writer's counters into the writer process's."""
+    for key, value in counts.items():
+        if key in ("buffer_limit_bytes", "peak_buffered_bytes", "writer_pid"):
+            continue
+        if isinstance(value, dict):
+            merged = Counter(into.get(key, {}))
+            merged.update(value)
+            into[key] = dict(merged)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            into[key] = into.get(key, 0) + value
+
+
+def empty_stats(hold: int) -> dict[str, Any]:
+    """engine.Writer.stats() before the writer process first answers."""
+    zero: dict[str, Any] = dict.fromkeys(_COUNTS, 0)
+    zero.update({key: {} for key in _PER_TABLE})
+    zero["buffer_limit_bytes"] = hold
+    zero["blocked_s"] = 0.0
+    return zero
+
+
+_COUNTS = ("buffered_records", "buffered_bytes", "buffer_limit_bytes", "peak_buffered_bytes",
+           "runs_recorded", "stages_recorded", "candidates_recorded", "files_written",
+           "bytes_written", "flushes", "write_failures", "spooled_files", "replayed_rows",
+           "replayed_files", "truncated_values", "dropped_total", "runs_incomplete",
+           "blocked_calls", "blocked_s")
+_PER_TABLE = ("rows_written", "spooled_rows", "dropped")
+
+
+def _after_fork_in_child() -> None:
+    """A forked child must not write into, or hold open, its parent's pipes."""
+    for writer in list(_live):
+        proc = writer._proc
+        if proc is None:
+            continue
+        for stream in (proc.stdin, proc.stdout):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
