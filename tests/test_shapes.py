@@ -200,14 +200,14 @@ def test_context_manager_stage_takes_input_and_output_keys(lake: Lake) -> None:
 
 
 def test_input_key_without_a_candidate_parameter_raises_with_the_fix() -> None:
-    with pytest.raises(xr.DecorationError, match="input_key='documents'.*Fix: annotate"):
+    with pytest.raises(xr.DecorationError, match=r"input_key='documents'.*Fix: annotate"):
         @xr.retrieval_stage("r", input_key="documents")
         def retrieve(query: str, top_k: int) -> list[dict[str, Any]]:
             return []
 
 
 def test_output_key_on_a_generator_raises_with_the_fix() -> None:
-    with pytest.raises(xr.DecorationError, match="generator.*Fix: drop output_key="):
+    with pytest.raises(xr.DecorationError, match=r"generator.*Fix: drop output_key="):
         @xr.retrieval_stage("r", output_key="documents")
         def retrieve(query: str) -> Any:
             yield {"id": "a"}

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from xray_lake.cli import resolve_root, stderr
+from xray_lake.cli import resolve_root
 from xray_lake.cli.help import Command
 from xray_lake.cli.output import RootOption, StorageOption
 
@@ -66,23 +66,22 @@ def collect(
 
     lake_root = resolve_root(root, storage_option)
     xr.configure(root=lake_root)
-    err = stderr()
     if not is_loopback(host):
-        err.print(f"xray-lake collect: warning: binding {host}, not a loopback address: anyone "
+        typer.echo(f"xray-lake collect: warning: binding {host}, not a loopback address: anyone "
                   "who reaches this port can write runs into the lake (the receiver has no "
-                  "authentication)", markup=False)
+                  "authentication)", err=True)
     running = start(host, port, timing=Timing(idle, max_wait),
                     options=Options(label_from.value, label))
-    err.print(f"xray-lake collect: listening on {running.url}, writing to {lake_root} "
-              "(Ctrl-C to stop)", markup=False)
+    typer.echo(f"xray-lake collect: listening on {running.url}, writing to {lake_root} "
+              "(Ctrl-C to stop)", err=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     ok = running.close()
     counts = running.server.stats()
-    err.print("xray-lake collect: stopped; "
-              + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), markup=False)
+    typer.echo("xray-lake collect: stopped; "
+              + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), err=True)
     if not ok:
         raise typer.Exit(1)
 

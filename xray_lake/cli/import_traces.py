@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from xray_lake.cli import resolve_root, stderr
+from xray_lake.cli import resolve_root
 from xray_lake.cli.collect import LabelFrom, LabelFromOption, LabelOption
 from xray_lake.cli.help import Command
 from xray_lake.cli.output import RootOption, StorageOption
@@ -41,15 +41,14 @@ def import_traces(
     xr.configure(root=lake_root)
     result = import_files(files, Options(label_from.value, label))
     durable = xr.flush(120)
-    err = stderr()
     for problem in result.bad_files:
-        err.print(f"xray-lake import: {problem}", markup=False)
+        typer.echo(f"xray-lake import: {problem}", err=True)
     refused = sum(result.rejected.values())
-    err.print(f"xray-lake import: {result.files} file(s), {result.spans} span(s) -> "
+    typer.echo(f"xray-lake import: {result.files} file(s), {result.spans} span(s) -> "
               f"{result.runs} run(s) in {lake_root}"
               + (f"; {refused} span(s) refused: " + "; ".join(
                   f"{n} {reason}" for reason, n in result.rejected.most_common())
-                 if refused else ""), markup=False)
+                 if refused else ""), err=True)
     if not durable:
         raise XrayLakeError("the runs could not all be written: see the log and xr.stats()")
     if result.bad_files:
