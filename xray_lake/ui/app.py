@@ -32,7 +32,8 @@ from xray_lake._version import __version__
 from xray_lake.errors import QueryError, XrayLakeError
 from xray_lake.query.journey import RunInfo, find_runs
 from xray_lake.query.lake import Lake
-from xray_lake.ui import charts, queries
+from xray_lake.ui import charts, queries, sqlbox
+from xray_lake.ui import trends as trend_data
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 # The page's own stylesheet and inline SVG only: no script runs, nothing loads from elsewhere.
@@ -132,6 +133,10 @@ class Pages:
         except (QueryError, XrayLakeError) as exc:
             status, template, context = 400, "error.html", {"title": "Cannot show this",
                                                              "message": str(exc)}
+        except Exception as exc:  # a bug or an untranslated engine error: say it, in the page
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            status, template, context = 500, "error.html", {
+                "title": "Internal error", "message": f"{type(exc).__name__}: {first}"}
         context.update(request=request, root=self.root,
                        query_ms=(time.perf_counter() - started) * 1000)
         body = self.env.get_template(template).render(context)
@@ -203,23 +208,23 @@ class Pages:
         context: dict[str, Any] = {"labels": labels, "label": label, "since": since,
                                    "until": until, "title": f"Trends of {label}"}
         if label:
-            found = queries.trends(self.lake, label, since, until)
+            found = trend_data.trends(self.lake, label, since, until)
             context.update(trends=found, **_trend_series(found))
         return "trends.html", context
 
     def sql(self, request: Request) -> tuple[str, dict[str, Any]]:
         text = request.query_params.get("q", "")
         context: dict[str, Any] = {"sql": text, "title": "SQL",
-                                   "limit": queries.SQL_ROW_LIMIT}
+                                   "limit": sqlbox.SQL_ROW_LIMIT}
         if text.strip():
             try:
-                context["result"] = queries.run_sql(self.lake, text)
+                context["result"] = sqlbox.run_sql(self.lake, text)
             except QueryError as exc:
                 context["error"] = str(exc)
         return "sql.html", context
 
 
-def _trend_series(found: queries.Trends) -> dict[str, Any]:
+def _trend_series(found: trend_data.Trends) -> dict[str, Any]:
     """Per stage, one value per day (None where the stage did not run that day)."""
     index = {day: i for i, day in enumerate(found.days)}
     fail: dict[str, list[float | None]] = {}

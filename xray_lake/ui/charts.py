@@ -73,7 +73,7 @@ def lines(days: Sequence[str], series: Mapping[str, Sequence[float | None]], *,
     """One line per series over the days (a point per day that has a value), with a legend.
 
     `percent`: values are ratios, drawn on a 0-100% axis."""
-    left, right, top, bottom = 44, 8, 10, 24
+    left, right, top, bottom = 70, 8, 10, 24
     plot_w, plot_h = width - left - right, height - top - bottom
     values = [v for vs in series.values() for v in vs if v is not None]
     high = 1.0 if percent else (max(values) if values else 1.0) or 1.0
@@ -83,7 +83,7 @@ def lines(days: Sequence[str], series: Mapping[str, Sequence[float | None]], *,
         return top + plot_h - plot_h * v / high
 
     def fmt(v: float) -> str:
-        return f"{v:.0%}" if percent else f"{v:.4g}{unit}"
+        return f"{v:.0%}" if percent else f"{v:.3g}{unit}"
 
     parts = [f'<line class="axis" x1="{left}" y1="{top + plot_h}" x2="{width - right}" '
              f'y2="{top + plot_h}"/>',

@@ -9,28 +9,21 @@ queries scoped to the run's label/date partitions, so DuckDB prunes the others.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from xray_lake.errors import QueryError
 from xray_lake.query.compiler import compile_query
 from xray_lake.query.journey import Journey, RunInfo, funnel, journey
 from xray_lake.query.jsonql import parse
 from xray_lake.query.lake import Lake
-from xray_lake.query.nodes import Column, Order, Table, parse_time
+from xray_lake.query.nodes import Column, Order, Table
 from xray_lake.query.projection import resolve
 from xray_lake.query.promoted_fields import promoted_columns
 
-if TYPE_CHECKING:
-    import polars as pl
-
 PAGE_SIZE: Final = 50
-SQL_ROW_LIMIT: Final = 500
-SQL_TIMEOUT_S: Final = 30.0
 HISTOGRAM_BINS: Final = 20
 
 RUN_COLUMNS: Final = ("run_id", "label", "started_at", "status", "duration_ms", "n_stages",
@@ -345,105 +338,3 @@ def candidate_journey(lake: Lake, run_id: str, candidate_id: str,
                       found: list[RunInfo]) -> Journey:
     """`journey.journey`: a row per stage the candidate entered, and the verdict."""
     return journey(lake, run_id, candidate_id, runs=found)
-
-
-# --- trends ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Trends:
-    """A label's stages day by day: mean fail ratio and p90 duration, top reasons."""
-
-    label: str
-    days: list[str]
-    stages: list[dict[str, Any]]  # per stage over the window: type, runs, p90, mean fail
-    daily: list[dict[str, Any]]  # per day and stage: fail_ratio, p90_ms, runs
-    reasons: list[dict[str, Any]]  # per day: reason, dropped (its 3 biggest)
-
-
-def _window(since: str, until: str) -> tuple[str, list[Any]]:
-    """Conditions for `since <= started_at < until`, on `date` too (so folders are pruned)."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    if since:
-        start = parse_time(since)
-        clauses.append("date >= ? and started_at >= ?")
-        params += [start.date().isoformat(), start]
-    if until:
-        stop = parse_time(until, end_of_day=True)
-        clauses.append("date <= ? and started_at < ?")
-        params += [(stop - dt.timedelta(microseconds=1)).date().isoformat(), stop]
-    return "".join(f" and {c}" for c in clauses), params
-
-
-def trends(lake: Lake, label: str, since: str, until: str) -> Trends:
-    """The trends page of one label over a window (stages table only; three grouped scans)."""
-    window, params = _window(since, until)
-    where = f"label = ?{window}"
-    values = [label, *params]
-    daily = lake.sql(
-        "select date, name, min(seq) as seq, count(distinct run_id) as runs, "
-        "avg(fail_ratio) as fail_ratio, quantile_cont(duration_ms, 0.9) as p90_ms "
-        f"from stages where {where} group by date, name order by date, seq, name",
-        values).to_dicts()
-    stages = lake.sql(
-        "select name, any_value(type) as type, min(seq) as seq, "
-        "count(distinct run_id) as runs, avg(fail_ratio) as fail_ratio, "
-        "quantile_cont(duration_ms, 0.5) as p50_ms, quantile_cont(duration_ms, 0.9) as p90_ms "
-        f"from stages where {where} group by name order by seq, name", values).to_dicts()
-    reasons = lake.sql(
-        "select date, e.key as reason, sum(e.value)::bigint as dropped "
-        "from (select date, unnest(map_entries(reason_counts)) as e from stages "
-        f"where {where} and cardinality(reason_counts) > 0) group by date, reason "
-        "qualify row_number() over (partition by date order by dropped desc, reason) <= 3 "
-        "order by date, dropped desc, reason", values).to_dicts()
-    days = sorted({str(row["date"]) for row in daily})
-    return Trends(label, days, stages, daily, reasons)
-
-
-# --- SQL box ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SqlResult:
-    """The first rows of a read-only query's answer."""
-
-    columns: list[str]
-    rows: list[tuple[Any, ...]]
-    truncated: bool
-
-
-def run_sql(lake: Lake, sql: str, limit: int = SQL_ROW_LIMIT,
-            timeout_s: float = SQL_TIMEOUT_S) -> SqlResult:
-    """Run one read-only query (`Lake.sql`: the lake's files only, nothing written).
-
-    A plain query is wrapped in `select * from (...) limit N+1`, so DuckDB stops early; what
-    cannot be wrapped (DESCRIBE, SHOW, EXPLAIN ...) runs as typed. A query still running
-    after `timeout_s` is interrupted.
-    """
-    text = sql.strip().rstrip(";").strip()
-    if not text:
-        raise QueryError("type a query, e.g. select label, count(*) from runs group by 1")
-    try:
-        frame = _timed(lake, f"select * from (\n{text}\n) as answer limit {limit + 1}",
-                       timeout_s)
-    except QueryError as exc:
-        if str(exc) == INTERRUPTED:
-            raise QueryError(f"the query ran longer than {timeout_s:g} s and was stopped; "
-                             "narrow it (a label, a date range) or add a LIMIT") from None
-        frame = _timed(lake, text, timeout_s)  # checked again as typed: still one query
-    truncated = frame.height > limit
-    return SqlResult(frame.columns, frame.head(limit).rows(), truncated)
-
-
-INTERRUPTED: Final = "query interrupted"
-
-
-def _timed(lake: Lake, sql: str, timeout_s: float) -> pl.DataFrame:
-    """`lake.sql(sql)`, interrupted after `timeout_s`."""
-    timer = threading.Timer(timeout_s, lake.interrupt)
-    timer.start()
-    try:
-        return lake.sql(sql)
-    finally:
-        timer.cancel()
