@@ -121,10 +121,16 @@ def retrieval_stage(name: Any = None, /, *, id: str = "id", score: str | None = 
                     fields: Fields | None = None, input_key: str | None = None,
                     output_key: str | None = None) -> Any:
     """A stage that returns candidates (search, lookup): records each with its id, and its
-    retrieval score when `score=` names it (BM25, vector similarity).
+    retrieval score when `score=` names it (BM25, vector similarity); see `filtering_stage`.
 
-    `fields={"price": "price"}` stores candidate fields as typed columns `f_<name>`;
-    `output_key="documents"` reads the candidates from a returned dict."""
+    Examples
+    --------
+    >>> @xr.retrieval_stage("search", score="bm25")
+    ... def search(query): return [{"id": "a", "bm25": 2.5}, {"id": "b", "bm25": 1.0}]
+    >>> with capture_records() as records: found = search("red shoes")
+    >>> records.stage("search")["score_max"]
+    2.5
+    """
     return _stage("retrieval", name, FieldMap(id=id, score=score), sample, caps, fields,
                   (input_key, output_key))
 
@@ -143,7 +149,17 @@ def scoring_stage(name: Any = None, /, *, id: str = "id", score: str | None = "s
                   input_key: str | None = None, output_key: str | None = None) -> Any:
     """A stage that scores its candidates; return dicts with `score` or `xr.Scored(item, s)`.
 
-    `max_out_of_top=N` stores the 100 best-scored rows and at most N others (by id hash)."""
+    `score` names the candidate field holding the score; `max_out_of_top=N` stores the 100
+    best-scored rows and at most N others (by id hash); see `filtering_stage` for the rest.
+
+    Examples
+    --------
+    >>> @xr.scoring_stage("relevance")
+    ... def relevance(items): return [dict(i, score=len(i["title"])) for i in items]
+    >>> with capture_records() as records: scored = relevance([{"id": "a", "title": "boots"}])
+    >>> records.stage("relevance")["score_max"]
+    5.0
+    """
     return _stage("scoring", name, FieldMap(id=id, score=score), sample, caps, fields,
                   (input_key, output_key), max_out_of_top=max_out_of_top)
 
@@ -164,7 +180,31 @@ def filtering_stage(name: Any = None, /, *, id: str = "id", passed: str | None =
                     input_key: str | None = None, output_key: str | None = None) -> Any:
     """A stage that keeps some candidates: return all with a pass flag, or only the survivors.
 
-    `max_failed=N` stores every passed row and at most N failed ones (by id hash)."""
+    Parameters
+    ----------
+    name, id
+        The stage's name in the lake (default: the function's); the field holding an id.
+    passed, reason_label, reason_text
+        Fields holding a candidate's pass flag (without it, the returned candidates are the
+        survivors) and why it failed: a label (counted per stage) and free text.
+    sample, max_failed, caps
+        Which rows are stored (`xr.Sample`; `max_failed=N`: every passed row and at most N
+        failed ones; metrics see them all) and size caps (`xr.Caps`).
+    fields, input_key, output_key
+        Typed columns `f_<name>` from candidate fields (`{"price": "price"}`); where the
+        candidate list is in a dict the stage takes or returns (`"hits"`).
+
+    Examples
+    --------
+    >>> @xr.filtering_stage("in_stock", passed="ok", reason_label="why")
+    ... def in_stock(items):
+    ...     return [dict(i, ok=i["stock"] > 0, why=None if i["stock"] else "sold out")
+    ...             for i in items]
+    >>> with capture_records() as records:
+    ...     kept = in_stock([{"id": "a", "stock": 2}, {"id": "b", "stock": 0}])
+    >>> records.stage("in_stock")["fail_ratio"]
+    0.5
+    """
     return _stage("filtering", name, FieldMap(id=id, passed=passed, reason_label=reason_label,
                                               reason_text=reason_text), sample, caps, fields,
                   (input_key, output_key), max_failed=max_failed)
@@ -181,7 +221,16 @@ def generation_stage(name: Any = None, /, *, id: str = "id", reason: str | None 
                      sample: Sample | None = None, caps: Caps | None = None,
                      fields: Fields | None = None, input_key: str | None = None,
                      output_key: str | None = None) -> Any:
-    """A stage that produces candidates (keywords, filters, LLM outputs), each with a reason."""
+    """A stage that produces candidates (keywords, LLM outputs), each with its `reason=` field.
+
+    Examples
+    --------
+    >>> @xr.generation_stage("keywords", reason="why")
+    ... def keywords(query): return [{"id": "shoes", "why": "noun in the query"}]
+    >>> with capture_records() as records: words = keywords("red shoes")
+    >>> records.candidates["reason"].to_list()
+    ['noun in the query']
+    """
     return _stage("generation", name, FieldMap(id=id, reason=reason), sample, caps, fields,
                   (input_key, output_key))
 
@@ -200,7 +249,16 @@ def ranking_stage(name: Any = None, /, *, id: str = "id", score: str | None = No
                   input_key: str | None = None, output_key: str | None = None) -> Any:
     """A stage that reorders its candidates; metrics compare input and output order.
 
-    `max_out_of_top=N` stores the first 100 rows and at most N others (by id hash)."""
+    `max_out_of_top=N` stores the first 100 rows and at most N others; see `scoring_stage`.
+
+    Examples
+    --------
+    >>> @xr.ranking_stage("by_price")
+    ... def by_price(items): return sorted(items, key=lambda i: i["price"])
+    >>> with capture_records() as records: out = by_price([{"id": "a", "price": 3}, {"id": "b", "price": 1}])
+    >>> records.stage("by_price")["rank_kendall_tau"]  # the order reversed
+    -1.0
+    """
     return _stage("ranking", name, FieldMap(id=id, score=score), sample, caps, fields,
                   (input_key, output_key), max_out_of_top=max_out_of_top)
 
@@ -308,8 +366,17 @@ def pipeline(target: F, /) -> F: ...
 def pipeline(label: str, /, *, id: str | None = None) -> Callable[[R], R]: ...
 def pipeline(label: Any, /, *, id: str | None = None) -> Any:
     """Names a pipeline: on a class (its `@entrypoint` methods start runs) or on a function
-    (each call is a run). `id` names the attribute (class) or parameter (function) holding the
-    run id; without it each run gets a random one."""
+    (each call is a run). `label` names its runs in the lake; `id` names the attribute (class)
+    or parameter (function) holding the run id; without it each run gets a random one.
+
+    Examples
+    --------
+    >>> @xr.pipeline("shop", id="request_id")
+    ... def shop(query, request_id): return query.split()
+    >>> with capture_records() as records: words = shop("red shoes", request_id="r-1")
+    >>> records.runs.select("run_id", "label", "status").row(0)
+    ('r-1', 'shop', 'success')
+    """
 
     def decorate(target: Any) -> Any:
         name = label if isinstance(label, str) else target.__name__
