@@ -265,9 +265,39 @@ def get_settings() -> Settings:
 def configure(**changes: Any) -> Settings:
     """Change settings for this process (env vars give the defaults); validates everything now.
 
-    Raises ConfigError naming each bad setting. It does not wait for the writer: records
-    recorded under the old settings are still written under them (old root included), in
-    the background; `xr.flush()` waits for those too, and `xr.stats()` keeps counting them.
+    It does not wait for the writer: records recorded under the old settings are still
+    written under them (old root included), in the background; `xr.flush()` waits for those
+    too, and `xr.stats()` keeps counting them.
+
+    Parameters
+    ----------
+    **changes
+        Any field of `Settings`, by name; the others keep their current values. The ones
+        most often set: `root` (a folder or `s3://bucket/prefix`), `enabled`, `strict`
+        (instrumentation errors raise instead of being logged and counted), `on_full`
+        ("block" or "drop") and `max_block_s`, `max_buffer_bytes`, `snapshot`, `fsync`,
+        `storage_options` (endpoint, region, credentials for `s3://` roots).
+
+    Returns
+    -------
+    Settings
+        The settings now in force (frozen).
+
+    Raises
+    ------
+    ConfigError
+        Naming every bad setting and what it must be; nothing is changed.
+
+    Examples
+    --------
+    >>> settings = xr.configure(flush_interval_s=2, on_full="drop")
+    >>> settings.flush_interval_s, settings.on_full
+    (2.0, 'drop')
+    >>> xr.configure(on_full="wait", max_block_s=-1)
+    Traceback (most recent call last):
+    ...
+    xray_lake.errors.ConfigError: invalid xray-lake settings: on_full: must be one of
+    'block', 'drop', got 'wait'; max_block_s: must be at least 0, got -1.0
     """
     global _settings
     with _lock:

@@ -168,21 +168,60 @@ class Lake:
              columns: Sequence[str] | None = None) -> pl.DataFrame:
         """The original design's JSON query language; one row per matching stage (or run).
 
-        `columns` keeps only the named result columns (`["run_id", "name", "fail_ratio",
-        "run_status"]`): the fast form, reading nothing else from the lake.
+        Parameters
+        ----------
+        query
+            `{"stage": {...}, "run": {...}, "candidate": {...}}`, each a column test such
+            as `{"fail_ratio": {"$gt": 0.9}}` (docs/questions.md lists the operators).
+        per
+            "stage" (one row per matching stage) or "run" (one row per matching run).
+        columns
+            Only the named result columns (`["run_id", "name", "fail_ratio", "run_status"]`):
+            the fast form, reading nothing else from the lake. "all" gives every column.
+
+        Examples
+        --------
+        `lake` holds run "r-1" of the `in_stock` stage of `xr.filtering_stage`'s example:
+
+        >>> lake.find({"stage": {"fail_ratio": {"$gt": 0.4}}},
+        ...           columns=["run_id", "name", "fail_ratio"]).rows()
+        [('r-1', 'in_stock', 0.5)]
         """
         from xray_lake.query.jsonql import find
 
         return find(self, query, per=per, columns=columns)
 
     def query(self) -> Any:
-        """A typed query builder: `lake.query().where(stage.fail_ratio > 0.9).to_polars()`."""
+        """A typed query builder: immutable, checked as it is built, compiled to DuckDB SQL.
+
+        Examples
+        --------
+        `lake` holds run "r-1" of the `in_stock` stage of `xr.filtering_stage`'s example:
+
+        >>> from xray_lake.query import stage
+        >>> q = lake.query().where(stage.fail_ratio > 0.4).select(stage.name, stage.fail_ratio)
+        >>> q.to_polars().rows()
+        [('in_stock', 0.5)]
+        """
         from xray_lake.query.builder import Query
 
         return Query(self)
 
     def journey(self, run_id: str, candidate_id: str) -> Any:
-        """One candidate's path through a run's stages, with a one-line verdict."""
+        """One candidate's path through a run's stages, with a one-line verdict.
+
+        Parameters
+        ----------
+        run_id, candidate_id
+            The run, and the candidate's id as its stages recorded it.
+
+        Examples
+        --------
+        `lake` holds run "r-1" of the `in_stock` stage of `xr.filtering_stage`'s example:
+
+        >>> lake.journey("r-1", "b").verdict
+        'dropped at in_stock: sold out'
+        """
         from xray_lake.query.journey import journey
 
         return journey(self, run_id, candidate_id)

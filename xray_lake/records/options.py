@@ -28,6 +28,26 @@ class Sample:
     candidate is kept or dropped the same way at every stage of every run; `salt="run"` uses
     the run id (a different choice per run); any other string is used as given. Candidates
     without an id are always kept.
+
+    Parameters
+    ----------
+    failed, max_failed
+        Filtering stages: the share of failed candidates kept (0 to 1), and at most how many.
+    top, rest, max_rest
+        Other list stages: the first `top` rows, then the share `rest` of the others, at most
+        `max_rest` of them.
+    salt
+        None (the same candidates everywhere), "run" (a choice per run) or any string.
+
+    Examples
+    --------
+    >>> @xr.scoring_stage("relevance", sample=xr.Sample(top=2))
+    ... def relevance(items):
+    ...     return [dict(i, score=i["n"]) for i in items]
+    >>> with capture_records() as records:
+    ...     scored = relevance([{"id": f"c{n}", "n": n} for n in range(5)])
+    >>> sorted(records.candidates["candidate_id"]), records.stage("relevance")["score_mean"]
+    (['c3', 'c4'], 2.0)
     """
 
     failed: float | None = None
