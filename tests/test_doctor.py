@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 import xray_lake as xr
 from xray_lake.cli import doctor as doctor_cli
-from xray_lake.storage import doctor
-from xray_lake.storage.layout import host_tag
+from xray_lake.storage import doctor, tempfiles
+from xray_lake.storage.tempfiles import host_tag
 
 RUNS, STAGES_PER_RUN, CANDIDATES_PER_STAGE = 4, 2, 5
 
@@ -166,7 +166,7 @@ def test_clean_stale_temps_removes_only_temps_of_dead_writers(tmp_path: Path) ->
     replaying.write_bytes(b"x")  # written by a live replayer on behalf of a dead writer
     data = tmp_path / "part-v1-h-1-deadbeef-00000001.parquet"
     data.write_bytes(b"x")
-    assert doctor.clean_stale_temps(str(tmp_path)) == [str(dead)]
+    assert tempfiles.clean_stale_temps(str(tmp_path)) == [str(dead)]
     assert alive.exists() and replaying.exists() and data.exists()
 
 

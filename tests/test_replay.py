@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 import xray_lake as xr
 from tests._faults import unwritable
 from xray_lake.cli import replay as replay_cli
-from xray_lake.storage import doctor
+from xray_lake.storage import doctor, tempfiles
 from xray_lake.storage.fs import publish
 from xray_lake.storage.spool import pending, replay_folder, spool_root
 
@@ -289,7 +289,7 @@ def test_a_stalled_replayer_never_publishes_a_file_another_replayer_is_rewriting
     b.join(60)
     assert target.read_bytes() == original
     assert not source.exists()
-    assert len(doctor.clean_stale_temps(str(lake))) == (0 if b_finished else 1)
+    assert len(tempfiles.clean_stale_temps(str(lake))) == (0 if b_finished else 1)
     assert [p.name for p in folder.iterdir()] == [target.name]
 
 

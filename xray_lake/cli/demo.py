@@ -61,7 +61,8 @@ class DiskUsage:
 
 def disk_usage(root: str) -> DiskUsage | None:
     """Files and bytes of each table under `root`; None for a remote root (not walked)."""
-    from xray_lake.storage.layout import TABLES, is_temp_file
+    from xray_lake.storage.layout import TABLES
+    from xray_lake.storage.tempfiles import is_temp_file
 
     if "://" in root:
         return None

@@ -8,7 +8,6 @@ table. `scan(root, fix=True)` moves such files to `<root>/_quarantine/<same rela
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import re
@@ -24,11 +23,11 @@ import pyarrow.parquet as pq
 from xray_lake.records.schema import SCHEMA_VERSION, SCHEMAS
 from xray_lake.storage import confine
 from xray_lake.storage.compact import COMPACTION_DIR
-from xray_lake.storage.layout import TABLES, host_tag, is_temp_file, unescape_label
+from xray_lake.storage.layout import TABLES, unescape_label
 from xray_lake.storage.s3 import is_remote
+from xray_lake.storage.tempfiles import is_temp_file, stale_reason, why_stale
 
 QUARANTINE = "_quarantine"
-STALE_AFTER_S = 3600.0  # a temp file of another host (or of a live pid) this old is abandoned
 
 UNREADABLE = "unreadable"
 FOREIGN_SCHEMA = "foreign_schema"
@@ -40,9 +39,6 @@ link may be someone's on purpose); reported so that its owner moves the data in.
 
 _VERSION = re.compile(r"part-v([0-9]+)-")
 _DATE = re.compile(r"date=([0-9]{4}-[0-9]{2}-[0-9]{2})")
-# Writer temps: `.part-v<N>-<host>-<pid>-<rand>-<seq>.parquet.tmp`; replay temps add the
-# replayer's own `.<host>-<pid>-<rand>` before `.tmp`. The last one names the owner.
-_OWNER = r"{host}-([0-9]+)-[0-9a-f]{{8}}"
 
 
 @dataclass
@@ -215,58 +211,6 @@ def schema_problem(schema: pa.Schema, table: str, *, current: bool = True) -> st
     return None
 
 
-def stale_reason(path: str, *, now: float | None = None) -> str | None:
-    """Why nobody will finish a temp file (its writer on this host is dead, or it is over an
-    hour old), or None while it may still be written."""
-    owner = _owner_pid(os.path.basename(path))
-    if owner is not None and not _pid_alive(owner):
-        return f"temp file of pid {owner} on this host, which is gone (killed mid-write)"
-    try:
-        age = (time.time() if now is None else now) - os.stat(path).st_mtime
-    except FileNotFoundError:
-        return None  # renamed into place meanwhile
-    if age > STALE_AFTER_S:
-        return f"temp file untouched for {age / 3600:.1f} hours"
-    return None
-
-
-def is_stale_temp(path: str, *, now: float | None = None) -> bool:
-    """A temp file nobody will finish: its writer (on this host) is dead, or it is over an hour old."""
-    return stale_reason(path, now=now) is not None
-
-
-def clean_stale_temps(folder: str) -> list[str]:
-    """Delete the stale temp files under `folder` (recursively); returns the paths removed."""
-    removed: list[str] = []
-    now = time.time()
-    for dirpath, _dirs, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(dirpath, name)
-            if is_temp_file(name) and is_stale_temp(path, now=now):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-                    removed.append(path)
-    return removed
-
-
-def _owner_pid(name: str) -> int | None:
-    """The pid of the process writing a temp file, if that process runs on this host."""
-    found = re.findall(_OWNER.format(host=re.escape(host_tag())), name)
-    return int(found[-1]) if found else None
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
-
-
 def _files(root: str) -> Iterator[tuple[str, str]]:
     """(table, path relative to root) of every file under the table folders, sorted."""
     for table in TABLES:
@@ -324,13 +268,7 @@ def _scan_remote(root: str, fix: bool,
     now = time.time()
     for done, (table, entry) in enumerate(files, 1):
         if is_temp_file(entry.name):  # xray-lake writes none here; copied from a local lake?
-            owner = _owner_pid(entry.name)
-            if owner is not None and not _pid_alive(owner):
-                reason: str | None = f"temp file of pid {owner} on this host, which is gone"
-            elif now - entry.mtime > STALE_AFTER_S:
-                reason = f"temp file untouched for {(now - entry.mtime) / 3600:.1f} hours"
-            else:
-                reason = None
+            reason = why_stale(entry.name, entry.mtime, now)
             if reason is None:
                 report.temps_in_use += 1
             else:

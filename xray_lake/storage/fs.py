@@ -22,9 +22,9 @@ from xray_lake.storage.layout import (
     data_file_name,
     partition_dir,
     partition_rel,
-    temp_file_name,
 )
 from xray_lake.storage.s3 import is_remote
+from xray_lake.storage.tempfiles import temp_file_name
 
 
 def write_parquet(table: pa.Table, path: str, table_name: str, compression_level: int,

@@ -44,8 +44,12 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import re
-import socket
 import unicodedata
+
+# Temp names and their owners live in tempfiles.py; re-exported for the modules that name files.
+from xray_lake.storage.tempfiles import host_tag as host_tag
+from xray_lake.storage.tempfiles import is_temp_file as is_temp_file
+from xray_lake.storage.tempfiles import temp_file_name as temp_file_name
 
 TABLES: tuple[str, ...] = ("runs", "stages", "candidates")
 
@@ -70,8 +74,6 @@ _SPECIAL_VALUES: dict[str, str] = {
 _PERCENT_RE = re.compile(r"%([0-9A-Fa-f]{2})")
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _WRITER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-_TEMP_PREFIX = "."
-_TEMP_SUFFIX = ".tmp"
 
 
 def _utf8(text: str, what: str) -> bytes:
@@ -234,33 +236,6 @@ def version_token(schema_version: int | str, fields_tag: str = "") -> str:
 def version_glob(root: str, table: str, schema_version: int | str) -> str:
     """The files of one schema version token of a table (`1` does not match `1p<tag>`)."""
     return table_glob(root, table).removesuffix("*.parquet") + f"part-v{schema_version}-*.parquet"
-
-
-def temp_file_name(final_name: str) -> str:
-    """Return ``.<final_name>.tmp``, the name to write before an atomic rename to ``final_name``.
-
-    Readers cannot see half-written files: the ``.tmp`` suffix does not match ``*.parquet``, and
-    Spark/Hive skip names starting with '.'.
-    """
-    if not final_name or "/" in final_name or "\\" in final_name or final_name in (".", ".."):
-        raise ValueError(f"final_name must be a plain file name, got {final_name!r}")
-    return f"{_TEMP_PREFIX}{final_name}{_TEMP_SUFFIX}"
-
-
-def host_tag() -> str:
-    """This host's name as it appears in file names (the same rule as the writer ids), so
-    `doctor` can tell a temp file of a dead process on this host."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())[:32] or "host"
-
-
-def is_temp_file(name: str) -> bool:
-    """Tell whether a file name, or the last component of a '/'-path, is a temp file to skip."""
-    base = name.rsplit("/", 1)[-1]
-    return (
-        len(base) > len(_TEMP_PREFIX) + len(_TEMP_SUFFIX)
-        and base.startswith(_TEMP_PREFIX)
-        and base.endswith(_TEMP_SUFFIX)
-    )
 
 
 def table_glob(root: str, table: str) -> str:

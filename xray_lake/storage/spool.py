@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import secrets
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -30,8 +29,9 @@ import pyarrow.parquet as pq
 from xray_lake.storage import confine
 from xray_lake.storage.compact import COMPACTION_DIR, MERGED_DIR, merged_names, partition_lock
 from xray_lake.storage.fs import fsync_dir, fsync_file
-from xray_lake.storage.layout import TABLES, host_tag, temp_file_name
+from xray_lake.storage.layout import TABLES
 from xray_lake.storage.s3 import is_remote
+from xray_lake.storage.tempfiles import clean_stale_temps, owner_tag, temp_file_name
 
 MARKER = "LAKE_ROOT"
 
@@ -114,8 +114,6 @@ def replay_folder(folder: str, lake_root: str, *, fsync: bool = True,
     symbolic link is never written through (a failure). `files` counts only the files this
     call moved, so concurrent replayers' counts add up to the files there were.
     """
-    from xray_lake.storage.doctor import clean_stale_temps  # doctor imports this module
-
     result = ReplayResult()
     with contextlib.suppress(OSError):
         clean_stale_temps(folder)
@@ -230,8 +228,7 @@ def _copy_atomically(source: str, target: str, fsync: bool) -> None:
     os.makedirs(folder, exist_ok=True)
     # A temp name of our own: two replayers of one file sharing one temp would write one inode,
     # and the first rename could publish it while the other has just truncated it.
-    owner = f"{host_tag()}-{os.getpid()}-{secrets.token_hex(4)}"
-    temp = os.path.join(folder, temp_file_name(f"{os.path.basename(target)}.{owner}"))
+    temp = os.path.join(folder, temp_file_name(f"{os.path.basename(target)}.{owner_tag()}"))
     try:
         shutil.copyfile(source, temp)
         if fsync:
