@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from xray_lake._version import __version__
 from xray_lake.config import Settings, get_settings, on_change
 from xray_lake.storage.tempfiles import host_tag
-from xray_lake.storage.tempfiles import host_tag
 
 if TYPE_CHECKING:  # the writer (pyarrow, Parquet) loads with the first record, not on import
     from xray_lake.writer.engine import Writer
