@@ -117,8 +117,9 @@ class Settings:
     of writing a table (Parquet pages, compression, a whole file for `s3://`), and memory the
     allocators keep (freed Arrow memory is returned to the OS after each write). Not covered:
     the caller's own candidate objects, which a queued record references until the writer
-    encodes it, and the fixed cost of the loaded libraries and the writer thread. A Parquet write takes ~12 MiB whatever the table's size (measured), so
-    bounds under ~64 MiB are exceeded by a roughly fixed amount; see docs/reliability.md.
+    encodes it, and the fixed cost of the loaded libraries and the writer thread. A Parquet
+    write has a working set of its own whatever the table's size, so bounds under ~64 MiB
+    are exceeded by a roughly fixed amount; see docs/reliability.md.
     """
     on_full: Literal["block", "drop"] = "block"
     """What a recording call does when the records held reach their share of max_buffer_bytes:
@@ -141,9 +142,10 @@ class Settings:
     raw_cap_bytes: int = _field(default=64 * KIB, metadata={"ge": 64})
     reason_cap_chars: int = _field(default=2000, metadata={"ge": 16})
     # "freeze": candidates are encoded on the caller's thread when the stage returns, so later
-    # mutations never reach the record (~1x one orjson.dumps of the list). "reference": the
-    # writer reads them within drain_interval_s (~0.1x); only for pipelines that never
-    # mutate candidates after a stage returned.
+    # mutations never reach the record (the caller pays about one orjson.dumps of the list).
+    # "reference": the writer reads them within drain_interval_s (the caller pays a small
+    # fraction of that); only for pipelines that never mutate candidates after a stage
+    # returned. Figures: benchmarks/RESULTS.md (hot path).
     snapshot: Literal["freeze", "reference"] = "freeze"
     compression_level: int = _field(default=3, metadata={"ge": 1, "le": 22})
     fsync: bool = True

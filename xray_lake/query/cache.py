@@ -75,8 +75,8 @@ class _Copy:
 class TableCache:
     """The copies of one `Lake`: `prepare(sql)` before each query keeps them current.
 
-    The copies live in an attached in-memory database `xray_cache` (compressed: ~2.5x smaller
-    than plain in-memory tables) as `<table>_rows`, with the file of each row; the lake's
+    The copies live in an attached in-memory database `xray_cache` (compressed, unlike plain
+    in-memory tables) as `<table>_rows`, with the file of each row; the lake's
     view of a copied table selects from it directly (each view level costs planning time).
     """
 

@@ -29,7 +29,7 @@ MAX_DEPTH_MARKER: Final = "<max depth>"
 MAX_DEPTH: Final = 64
 
 # No OPT_NAIVE_UTC: a naive datetime stays naive rather than gaining a zone it never had.
-# OPT_NON_STR_KEYS makes every dict ~1.5x slower to encode, so only the retry after a failure
+# OPT_NON_STR_KEYS makes every dict slower to encode, so only the retry after a failure
 # pays for it; int/float/bool/None/datetime/UUID/enum keys still come out as orjson's strings.
 _OPTIONS: Final = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_UTC_Z
 _RETRY_OPTIONS: Final = _OPTIONS | orjson.OPT_NON_STR_KEYS

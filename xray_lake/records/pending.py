@@ -1,8 +1,8 @@
 """One stage's candidate rows, kept as Python columns until their partition is written.
 
-A stage holds ~100-1,000 candidates; turning each stage into Arrow took ~15 pyarrow calls
-whose fixed cost (tens of µs each) outweighed the conversion itself. Converting the rows of
-all the stages written together costs one call per column per file instead.
+A stage holds ~100-1,000 candidates: turning each stage into Arrow on its own takes many
+pyarrow calls whose fixed cost outweighs the conversion itself. Converting the rows of all
+the stages written together costs one call per column per file instead.
 """
 
 from __future__ import annotations

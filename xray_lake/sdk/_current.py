@@ -55,7 +55,7 @@ _RUN: ContextVar[RunState | None] = ContextVar("xray_lake_run", default=None)
 _STAGE: ContextVar[str | None] = ContextVar("xray_lake_stage", default=None)
 
 # Ids are a random per-process prefix plus a counter: unique across processes and hosts,
-# and no os.urandom call per run (measured at milliseconds per call on some VMs).
+# and no os.urandom call per run (one call can take milliseconds on some VMs).
 _prefix = os.urandom(4).hex()
 _run_prefix = os.urandom(8).hex()
 _counter = itertools.count(1)
