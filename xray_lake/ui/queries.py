@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -22,9 +23,13 @@ from xray_lake.query.lake import Lake
 from xray_lake.query.nodes import Column, Order, Table
 from xray_lake.query.projection import resolve
 from xray_lake.query.promoted_fields import promoted_columns
+from xray_lake.storage.confine import subdirs
+from xray_lake.storage.layout import unescape_label
+from xray_lake.storage.s3 import is_remote
 
 PAGE_SIZE: Final = 50
 HISTOGRAM_BINS: Final = 20
+LABEL_KEY: Final = "label="
 
 RUN_COLUMNS: Final = ("run_id", "label", "started_at", "status", "duration_ms", "n_stages",
                       "error_code")
@@ -160,24 +165,40 @@ class RunsFilter:
 
 
 def runs_page(lake: Lake, state: RunsFilter) -> Page:
-    """One page of runs matching `state`, sorted in SQL, and how many match in all."""
+    """One page of runs matching `state`, sorted in SQL, and how many match in all (a window
+    count in the same query: one scan)."""
     node = parse(state.document(), per="run", fields=lambda: promoted_columns(lake))
     listing = dataclasses.replace(
         node, select=resolve(RUN_COLUMNS, "run"),
         order_by=(Order(Column(Table.RUN, state.sort), state.descending),
                   Order(Column(Table.RUN, "run_id"))))
     compiled = compile_query(listing)
-    tree = compiled.tree.copy().limit(PAGE_SIZE).offset((state.page - 1) * PAGE_SIZE)
+    tree = (compiled.tree.copy().select("count(*) over () as _total", append=True)
+            .limit(PAGE_SIZE).offset((state.page - 1) * PAGE_SIZE))
     rows = lake.sql(tree.sql(dialect="duckdb"), list(compiled.params)).to_dicts()
-    counted = compile_query(dataclasses.replace(node, select=resolve(["run_id"], "run")))
-    total = lake.sql(f"select count(*) as n from ({counted.sql}) as matched",
-                     list(counted.params)).item(0, 0)
-    return Page(rows, int(total), state.page)
+    if rows:
+        total = int(rows[0]["_total"])
+    else:  # past the last page (or nothing matches): count alone
+        counted = compile_query(dataclasses.replace(node, select=resolve(["run_id"], "run")))
+        total = int(lake.sql(f"select count(*) as n from ({counted.sql}) as matched",
+                             list(counted.params)).item(0, 0))
+    return Page([{k: v for k, v in row.items() if k != "_total"} for row in rows], total,
+                state.page)
 
 
 def labels(lake: Lake) -> list[str]:
-    """Every pipeline label of the lake (a partition column: read from folder names)."""
-    return [str(v) for v in lake.sql("select distinct label from runs order by 1")["label"]]
+    """Every pipeline label of the lake, from the folder names of `runs` (a local root; no
+    file is read) or from the data (object storage)."""
+    if is_remote(lake.root):
+        return [str(v) for v in lake.sql("select distinct label from runs order by 1")["label"]]
+    found = set()
+    for name in subdirs(os.path.join(lake.root, "runs")):
+        if name.startswith(LABEL_KEY):
+            try:
+                found.add(unescape_label(name[len(LABEL_KEY):]))
+            except ValueError:
+                continue  # not a folder xray-lake wrote
+    return sorted(found)
 
 
 # --- one run ---------------------------------------------------------------------------
