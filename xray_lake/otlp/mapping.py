@@ -111,7 +111,8 @@ def _record_span(run: xr.Run, span: SpanData, children: dict[str | None, list[Sp
         below = list(_descendants(span, children))
     try:
         if kind == RETRIEVER:
-            docs = documents(span.attributes, SpanAttributes.RETRIEVAL_DOCUMENTS)
+            docs = documents(span.attributes, SpanAttributes.RETRIEVAL_DOCUMENTS,
+                             _value(span, SpanAttributes.OUTPUT_VALUE))
             with run.stage(name, type="retrieval", id="id", score="score", started_at=start,
                            finished_at=end) as st:
                 st.input(**_raw_inputs(span))
@@ -190,10 +191,14 @@ def _value(span: SpanData, key: str) -> object:
     return value
 
 
-def documents(attributes: dict[str, object], prefix: str) -> list[dict[str, object]]:
+def documents(attributes: dict[str, object], prefix: str,
+              output: object = None) -> list[dict[str, object]]:
     """The documents flattened under `prefix` (`prefix.N.document.id`, ...), in index order,
     as dicts with `id`, `score`, `content`, `metadata` (parsed from JSON) and any other
-    `document.*` field under its own name."""
+    `document.*` field under its own name.
+
+    Documents without an id take it from the span's JSON `output` when that lists the same
+    documents with theirs (LangChain's retriever spans carry ids only there)."""
     start = prefix + "."
     by_index: dict[int, dict[str, object]] = {}
     for key, value in attributes.items():
@@ -210,6 +215,7 @@ def documents(attributes: dict[str, object], prefix: str) -> list[dict[str, obje
                 value = orjson.loads(value)
         doc[field] = value
     docs = [by_index[i] for i in sorted(by_index)]
+    _ids_from_output(docs, output)
     for doc in docs:
         if doc.get("id") is None and isinstance(doc.get("content"), str):
             digest = hashlib.blake2b(str(doc["content"]).encode(), digest_size=8).hexdigest()
@@ -217,3 +223,19 @@ def documents(attributes: dict[str, object], prefix: str) -> list[dict[str, obje
         elif doc.get("id") is not None:
             doc["id"] = str(doc["id"])
     return docs
+
+
+def _ids_from_output(docs: list[dict[str, object]], output: object) -> None:
+    """Fill missing ids from an output listing the same documents, in the same order, with
+    ids (`{"documents": [{"id": ..., "page_content": ...}]}` or a plain list)."""
+    if not docs or all(doc.get("id") is not None for doc in docs):
+        return
+    listed = output.get("documents") if isinstance(output, dict) else output
+    if not isinstance(listed, list) or len(listed) != len(docs):
+        return
+    for doc, item in zip(docs, listed, strict=True):
+        if not isinstance(item, dict) or item.get("id") is None:
+            continue
+        content = item.get("page_content", item.get("content"))
+        if doc.get("id") is None and content == doc.get("content"):
+            doc["id"] = item["id"]

@@ -1,0 +1,81 @@
+"""The framework examples run as users would run them: the LangChain pipeline instrumented
+with decorators, and the OpenInference-instrumented one sent through `xray-lake collect`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import xray_lake as xr
+
+# langchain-core and the OpenInference instrumentor are in [dev]; a machine that cannot
+# install them skips these two examples only
+pytest.importorskip("langchain_core", reason="langchain-core is not installed")
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+Lake = Callable[[], xr.Lake]
+
+
+@pytest.mark.slow  # imports LangChain: about 3 s on a shared 2-core machine
+def test_the_langchain_decorator_example_records_its_funnel(isolated_lake: str,
+                                                            lake: Lake) -> None:
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import langchain_pipeline
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    run_ids = langchain_pipeline.main(["--root", isolated_lake, "--runs", "3"])
+    db = lake()
+    stages = db.sql("select name, type, n_in, n_out, score_max, validation_error from stages "
+                    "where run_id = ? order by seq", [run_ids[0]]).to_dicts()
+    assert [(s["name"], s["type"]) for s in stages] == [
+        ("vector-search", "retrieval"), ("buyable", "filtering"), ("rerank", "ranking")]
+    assert all(s["validation_error"] is None for s in stages)
+    assert stages[0]["n_out"] == 20 and stages[0]["score_max"] is not None  # metadata.score
+    assert stages[1]["n_in"] == 20 and stages[2]["n_out"] == stages[1]["n_out"]
+    reasons = db.sql("select distinct reason_label from candidates where stage_name = 'buyable' "
+                     "and not passed")["reason_label"].to_list()
+    assert set(reasons) <= {"out_of_stock", "over_budget"} and reasons
+    scores = db.sql("select score from candidates where stage_name = 'vector-search'")["score"]
+    assert scores.null_count() == 0
+
+
+@pytest.mark.slow  # a subprocess importing LangChain and the OpenTelemetry SDK
+def test_the_openinference_example_reaches_the_lake_through_collect(lake: Lake) -> None:
+    from xray_lake.otlp import collect
+    from xray_lake.otlp.buffer import Timing
+
+    running = collect.start("127.0.0.1", 0, timing=Timing(idle_s=0.2, max_wait_s=30))
+    try:
+        done = subprocess.run(
+            [sys.executable, str(EXAMPLES / "openinference_langchain.py"), "--endpoint",
+             running.url, "--runs", "3"], capture_output=True, text=True, timeout=300,
+            check=False)
+        assert done.returncode == 0, done.stderr
+    finally:
+        assert running.close()
+    assert running.server.stats().get("spans_rejected", 0) == 0
+    db = lake()
+    runs = db.sql("select run_id, n_stages, status from runs").to_dicts()
+    assert len(runs) == 3 and all(r["status"] == "success" for r in runs)
+    run_id = runs[0]["run_id"]
+    stages = db.sql("select name, type, n_in, n_out from stages where run_id = ? order by seq",
+                    [run_id]).to_dicts()
+    by_type = {s["type"]: s for s in stages}
+    assert by_type["retrieval"]["n_out"] == 20
+    assert (by_type["ranking"]["name"], by_type["ranking"]["n_in"],
+            by_type["ranking"]["n_out"]) == ("price-rerank", 20, 10)
+    assert any(s["name"] == "FakeListLLM" for s in stages)
+    # LangChain's document ids reach both stages, so a candidate's journey crosses them
+    ids = db.sql("select stage_type, candidate_id from candidates where run_id = ?",
+                 [run_id]).to_dicts()
+    retrieved = {r["candidate_id"] for r in ids if r["stage_type"] == "retrieval"}
+    reranked = {r["candidate_id"] for r in ids if r["stage_type"] == "ranking"}
+    assert retrieved == reranked and all(i.startswith("p") for i in retrieved)
+    dropped = db.sql("select candidate_id from candidates where run_id = ? and stage_type = "
+                     "'ranking' and out_position is null limit 1", [run_id])["candidate_id"][0]
+    assert db.journey(run_id, dropped).verdict.startswith("cut at price-rerank")
