@@ -59,7 +59,7 @@ def test_global_caps_apply_when_a_stage_sets_none(lake: Lake) -> None:
 
 def test_n_truncated_counts_every_candidate_before_sampling(lake: Lake) -> None:
     items = [*_long(2, ok=True), *[{**x, "id": f"f{i}"} for i, x in enumerate(_long(30))]]
-    _judge("sampled", items, max_failed=3,
+    _judge("sampled", items, sample=xr.Sample(max_failed=3),
            caps=xr.Caps(payload_bytes=100, reason_chars=20, raw_bytes=4096))
     row = _stage_row(lake(), "sampled")
     assert row["sampled"] and row["n_candidates_stored"] == 5
@@ -67,7 +67,8 @@ def test_n_truncated_counts_every_candidate_before_sampling(lake: Lake) -> None:
 
 
 def test_dropped_inputs_of_a_sampled_ranking_stage_are_counted(lake: Lake) -> None:
-    @xr.ranking_stage("top", max_out_of_top=2, caps=xr.Caps(payload_bytes=100))
+    @xr.ranking_stage("top", sample=xr.Sample(top=100, max_rest=2),
+                      caps=xr.Caps(payload_bytes=100))
     def top(products: Annotated[list[Item], xr.Candidates()]) -> list[Item]:
         return products[:150]  # the other 50 inputs are dropped (not returned)
 
@@ -80,7 +81,7 @@ def test_dropped_inputs_of_a_sampled_ranking_stage_are_counted(lake: Lake) -> No
 
 def test_result_helpers_and_failed_stages_count_each_cut_once(lake: Lake) -> None:
     @xr.filtering_stage("helpers", caps=xr.Caps(payload_bytes=100, reason_chars=10),
-                        max_failed=1)
+                        sample=xr.Sample(max_failed=1))
     def helpers(products: Annotated[list[Item], xr.Candidates()]) -> list[xr.Filtered[Item]]:
         return [xr.Filtered(p, False, "long", "t" * 50) for p in products]
 

@@ -67,7 +67,7 @@ def test_a_plugin_sees_every_candidate_before_sampling_and_the_stage_row() -> No
 
     xr.register_metric("filtering", inspect_inputs, name="rows")
 
-    @xr.filtering_stage("sampled", passed="ok", max_failed=1)
+    @xr.filtering_stage("sampled", passed="ok", sample=xr.Sample(max_failed=1))
     def sampled(items: list[Item]) -> list[Item]:
         return [{**p, "ok": p["price"] < 20} for p in items]
 

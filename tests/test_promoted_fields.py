@@ -344,7 +344,8 @@ def test_sampled_rows_keep_their_promoted_values_and_counts_cover_every_candidat
         lake: Lake) -> None:
     items = [{"id": f"c{i}", "ok": i < 2, "price": "n/a" if i % 2 else 10 * i}
              for i in range(20)]
-    _record("sampled", items, {"price": xr.Field("price", float)}, max_failed=3)
+    _record("sampled", items, {"price": xr.Field("price", float)},
+            sample=xr.Sample(max_failed=3))
     db = lake()
     row = _stage_row(db, "sampled")
     assert row["sampled"] and row["n_candidates_stored"] == 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 import zlib
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -75,7 +76,7 @@ def test_failed_rate_keeps_every_passed_and_about_rate_of_failed_with_exact_metr
 def test_max_failed_keeps_the_failed_with_the_smallest_hashes(lake: Lake) -> None:
     items = _verdicts(300)
 
-    @xr.filtering_stage("f", passed="ok", reason_label="why", max_failed=20)
+    @xr.filtering_stage("f", passed="ok", reason_label="why", sample=xr.Sample(max_failed=20))
     def keep(products: list[Item]) -> list[Item]:
         return products
 
@@ -154,10 +155,10 @@ def test_ranking_keeps_top_and_samples_the_rest(lake: Lake) -> None:
         pytest.approx(-1.0))
 
 
-def test_scoring_top_is_by_score_and_max_out_of_top_bounds_the_rest(lake: Lake) -> None:
+def test_scoring_top_is_by_score_and_max_rest_bounds_the_rest(lake: Lake) -> None:
     items = [{"id": f"c{i}", "score": (i * 37) % 300} for i in range(300)]
 
-    @xr.scoring_stage("score", max_out_of_top=5)
+    @xr.scoring_stage("score", sample=xr.Sample(top=100, max_rest=5))
     def score(products: list[Item]) -> list[Item]:
         return products
 
@@ -182,7 +183,7 @@ def test_top_alone_keeps_only_the_top(lake: Lake) -> None:
 def test_no_sampling_when_nothing_is_dropped(lake: Lake) -> None:
     items = _verdicts(40)
     with xr.run("p") as run:
-        _filter(run, "f", items, max_failed=1000)
+        _filter(run, "f", items, sample=xr.Sample(max_failed=1000))
     row = _stage_row(lake(), "f")
     assert (row["sampled"], row["sample_rate"], row["n_candidates_stored"]) == (False, 1.0, 40)
 
@@ -269,3 +270,53 @@ def test_bad_scale_options_raise_in_stage_blocks() -> None:
         xr.stage("s", type="scoring", max_failed=3)
     with pytest.raises(xr.DecorationError, match="positive integer"):
         xr.stage("s", type="scoring", caps=xr.Caps(raw_bytes=0))
+
+
+# --- the deprecated shortcuts ---------------------------------------------------------------
+
+
+def test_max_failed_shortcut_warns_once_at_decoration_and_stores_what_sample_does(
+        lake: Lake) -> None:
+    items = _verdicts(300)
+    with pytest.warns(DeprecationWarning, match=r"sample=xr\.Sample\(max_failed=20\)") as caught:
+        @xr.filtering_stage("old", passed="ok", reason_label="why", max_failed=20)
+        def old(products: list[Item]) -> list[Item]:
+            return products
+    assert len(caught) == 1 and caught[0].filename == __file__  # the user's decorator line
+
+    @xr.filtering_stage("new", passed="ok", reason_label="why", sample=xr.Sample(max_failed=20))
+    def new(products: list[Item]) -> list[Item]:
+        return products
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # calling the stage warns no more
+        old(items)
+        old(items)
+        new(items)
+    db = lake()
+    assert _stored(db, "old") == _stored(db, "new")
+
+
+def test_max_out_of_top_shortcut_warns_and_means_top_100_plus_max_rest(lake: Lake) -> None:
+    items = [{"id": f"c{i}", "score": (i * 37) % 300} for i in range(300)]
+    with pytest.warns(DeprecationWarning,
+                      match=r"sample=xr\.Sample\(top=100, max_rest=5\)") as caught:
+        @xr.scoring_stage("old", max_out_of_top=5)
+        def old(products: list[Item]) -> list[Item]:
+            return products
+    assert len(caught) == 1 and caught[0].filename == __file__
+
+    @xr.scoring_stage("new", sample=xr.Sample(top=100, max_rest=5))
+    def new(products: list[Item]) -> list[Item]:
+        return products
+
+    old(items)
+    new(items)
+    db = lake()
+    assert _stored(db, "old") == _stored(db, "new") and len(_stored(db, "old")) == 105
+
+
+def test_shortcuts_in_stage_blocks_warn_too() -> None:
+    with pytest.warns(DeprecationWarning, match="max_failed=3 is deprecated") as caught:
+        xr.stage("f", type="filtering", max_failed=3)
+    assert caught[0].filename == __file__

@@ -196,7 +196,8 @@ def test_stage_options_must_agree_with_the_type() -> None:
         xr.stage("f", type="filtering", type_fields={"verdict": "v"})
     with pytest.raises(xr.DecorationError, match="max_out_of_top= applies only"):
         xr.stage("judge", type="llm_judge", max_out_of_top=3)
-    xr.stage("judge", type="llm_judge", max_failed=3)  # the base's options apply
+    with pytest.warns(DeprecationWarning, match="max_failed=3"):
+        xr.stage("judge", type="llm_judge", max_failed=3)  # the base's options apply
 
 
 def test_run_stage_blocks_do_not_decorate() -> None:

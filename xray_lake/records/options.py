@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -171,10 +174,30 @@ class Caps:
         return found
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _deprecated(name: str, value: int, instead: str) -> None:
+    """Warn, once per decoration, that a sampling shortcut is the old spelling of `sample=`.
+
+    Pointed at the user's decorator line: the first frame outside this package.
+    """
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        level, frame = level + 1, frame.f_back  # type: ignore[assignment]
+    warnings.warn(f"{name}={value} is deprecated and will be removed in the next release; "
+                  f"pass {instead}, which stores the same rows", DeprecationWarning,
+                  stacklevel=level + 1)
+
+
 def resolve(stage_type: str, sample: object, caps: object, *, max_failed: object = None,
             max_out_of_top: object = None
             ) -> tuple[Sample | None, Caps | None, list[tuple[str, str]]]:
-    """A stage's scale options from its keyword arguments: (sample, caps, [(problem, fix)])."""
+    """A stage's scale options from its keyword arguments: (sample, caps, [(problem, fix)]).
+
+    `max_failed=` / `max_out_of_top=` are the deprecated spellings of `sample=`: still
+    accepted for this release, with a DeprecationWarning at decoration.
+    """
     problems: list[tuple[str, str]] = []
     if sample is not None and not isinstance(sample, Sample):
         problems.append((f"sample={sample!r} is not an xr.Sample",
@@ -195,8 +218,10 @@ def resolve(stage_type: str, sample: object, caps: object, *, max_failed: object
                              f"pass a whole number such as {name}=500"))
         elif name == "max_failed":
             sample = Sample(max_failed=value)
+            _deprecated(name, value, f"sample=xr.Sample(max_failed={value})")
         else:
             sample = Sample(top=DEFAULT_TOP, max_rest=value)
+            _deprecated(name, value, f"sample=xr.Sample(top={DEFAULT_TOP}, max_rest={value})")
     if isinstance(sample, Sample):
         problems.extend(sample.problems(stage_type))
     if isinstance(caps, Caps):

@@ -208,8 +208,8 @@ def stage(name: str, *, type: StageType | str = "raw", id: str | None = "id",
           finished_at: float | None = None, _run: RunState | None = None) -> Stage:
     """A stage of the current run (or a run of its own when there is none).
 
-    `sample=`, `max_failed=` (filtering), `max_out_of_top=` (scoring, ranking) store only some
-    candidate rows; `caps=` overrides the global size caps for this stage; `fields=` stores
+    `sample=` stores only some candidate rows (`max_failed=`, `max_out_of_top=`: its
+    deprecated shortcuts, warned about when the stage is opened); `caps=` overrides the global size caps for this stage; `fields=` stores
     candidate fields as typed columns `f_<name>` of `candidates`. Field mappings may be
     dotted paths (`passed="meta.ok"`); `input_key=` / `output_key=` name the candidate list
     inside a dict given to `input()` / `output()`; `started_at=` / `finished_at=` (epoch

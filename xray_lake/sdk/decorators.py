@@ -149,8 +149,10 @@ def scoring_stage(name: Any = None, /, *, id: str = "id", score: str | None = "s
                   input_key: str | None = None, output_key: str | None = None) -> Any:
     """A stage that scores its candidates; return dicts with `score` or `xr.Scored(item, s)`.
 
-    `score` names the candidate field holding the score; `max_out_of_top=N` stores the 100
-    best-scored rows and at most N others (by id hash); see `filtering_stage` for the rest.
+    `score` names the candidate field holding the score; `sample=xr.Sample(top=100,
+    max_rest=N)` stores the 100 best-scored rows and at most N others (by id hash);
+    `max_out_of_top=N` is its deprecated spelling (a DeprecationWarning at decoration); see
+    `filtering_stage` for the rest.
 
     Examples
     --------
@@ -188,8 +190,9 @@ def filtering_stage(name: Any = None, /, *, id: str = "id", passed: str | None =
         Fields holding a candidate's pass flag (without it, the returned candidates are the
         survivors) and why it failed: a label (counted per stage) and free text.
     sample, max_failed, caps
-        Which rows are stored (`xr.Sample`; `max_failed=N`: every passed row and at most N
-        failed ones; metrics see them all) and size caps (`xr.Caps`).
+        Which rows are stored (`xr.Sample(max_failed=N)`: every passed row and at most N
+        failed ones; metrics see them all) and size caps (`xr.Caps`). `max_failed=N` alone
+        is the deprecated spelling of that sample (a DeprecationWarning at decoration).
     fields, input_key, output_key
         Typed columns `f_<name>` from candidate fields (`{"price": "price"}`); where the
         candidate list is in a dict the stage takes or returns (`"hits"`).
@@ -249,7 +252,8 @@ def ranking_stage(name: Any = None, /, *, id: str = "id", score: str | None = No
                   input_key: str | None = None, output_key: str | None = None) -> Any:
     """A stage that reorders its candidates; metrics compare input and output order.
 
-    `max_out_of_top=N` stores the first 100 rows and at most N others; see `scoring_stage`.
+    `sample=xr.Sample(top=100, max_rest=N)` stores the first 100 rows and at most N others
+    (`max_out_of_top=N`: its deprecated spelling); see `scoring_stage`.
 
     Examples
     --------
