@@ -1,4 +1,5 @@
-"""Smaller findings of the adversarial pass: times past the calendar, look-alike labels."""
+"""Smaller findings of the adversarial pass: times past the calendar (the JSON language and
+the CLI's --since/--until), look-alike labels."""
 
 from __future__ import annotations
 
@@ -32,6 +33,41 @@ def root(isolated_lake: str) -> str:
 def test_times_past_the_calendar_are_query_errors(root: str, where: dict[str, object]) -> None:
     with xr.Lake(root) as lake, pytest.raises(QueryError, match="out of range"):
         lake.find(where)
+
+
+def test_an_until_at_the_first_instant_of_the_calendar_matches_nothing(root: str) -> None:
+    with xr.Lake(root) as lake:
+        for where in ({"$until": "0001-01-01T00:00:00"},
+                      {"stage": {"$until": "0001-01-01T00:00:00Z"}}):
+            assert lake.find(where).height == 0
+
+
+PAST_THE_CALENDAR = [
+    ["runs", "--since", "1000000000d"],
+    ["runs", "--until", "9999-12-31"],
+    ["runs", "--since", "99999999999999999999w"],
+    ["runs", "--since", "1" * 400 + "d"],
+    ["stats", "--since", "1000000000d"],
+    ["stats", "--since", "all", "--until", "9999-12-31"],
+]
+
+
+@pytest.mark.parametrize("args", PAST_THE_CALENDAR, ids=lambda a: " ".join(a)[:40])
+def test_cli_windows_past_the_calendar_are_usage_errors(root: str, args: list[str]) -> None:
+    from xray_lake.cli.app import app
+
+    result = CliRunner().invoke(app, [*args, "--root", root])
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert "internal error" not in result.stderr and "out of range" in result.stderr
+
+
+def test_cli_window_ending_at_the_first_instant_of_the_calendar_shows_no_runs(
+        root: str) -> None:
+    from xray_lake.cli.app import app
+
+    result = CliRunner().invoke(app, ["runs", "--until", "0001-01-01T00:00", "--root", root])
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert "r1" not in result.stdout
 
 
 @pytest.mark.parametrize("where", ['{"$until": "9999-12-31"}', '{"$since": "1000000000d"}'])

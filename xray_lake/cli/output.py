@@ -296,8 +296,18 @@ def parse_when(text: str, *, end: bool = False, now: datetime | None = None) -> 
     """`7d`, `12h`, `2024-05-01` or an ISO time as an aware UTC datetime.
 
     With `end=True` a bare date means the end of that day, so `--until 2024-05-01`
-    includes the runs of May 1st.
+    includes the runs of May 1st. A time past the calendar (`1000000000d`, `9999-12-31` as
+    an end) is a usage error, like any other bad value.
     """
+    try:
+        return _parse_when(text, end, now)
+    except OverflowError:
+        raise typer.BadParameter(
+            f"{text!r} is out of range: use a date between 0001-01-01 and 9999-12-30 or an "
+            "age that stays after year 1 (30m, 12h, 7d, 2w)") from None
+
+
+def _parse_when(text: str, end: bool, now: datetime | None) -> datetime:
     now = now or datetime.now(UTC)
     if match := _AGE.match(text):
         amount, unit = float(match.group(1)), match.group(2).lower()
@@ -334,8 +344,16 @@ def window(since: str | None, until: str | None) -> tuple[list[str], list[Any]]:
             raise typer.BadParameter(f"{until} is not after --since {since}",
                                      param_hint="'--until'")
         clauses += ["date <= ?", "started_at < ?"]
-        params += [(stop - timedelta(microseconds=1)).date().isoformat(), stop]
+        params += [_last_day(stop), stop]
     return clauses, params
+
+
+def _last_day(stop: datetime) -> str:
+    """The last date partition before `stop` (exclusive); before the calendar, none."""
+    try:
+        return (stop - timedelta(microseconds=1)).date().isoformat()
+    except OverflowError:
+        return "0000-12-31"  # sorts before every date=YYYY-MM-DD folder
 
 
 def _check_when(value: str | None) -> str | None:

@@ -474,9 +474,15 @@ class TimeBound(Predicate):
     def partition_bounds(self) -> tuple[str | None, str | None]:
         """Inclusive (low, high) bounds on the `date` partition implied by this bound."""
         low = self.since.date().isoformat() if self.since and self.table is Table.RUN else None
-        high = ((self.until - dt.timedelta(microseconds=1)).date().isoformat()
-                if self.until else None)
-        return low, high
+        return low, _last_day(self.until) if self.until else None
+
+
+def _last_day(until: dt.datetime) -> str:
+    """The last date partition before `until` (exclusive); before the calendar, none."""
+    try:
+        return (until - dt.timedelta(microseconds=1)).date().isoformat()
+    except OverflowError:  # until is the first instant of year 1
+        return "0000-12-31"  # sorts before every date=YYYY-MM-DD folder
 
 
 @dataclass(frozen=True, slots=True)
