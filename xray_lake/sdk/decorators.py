@@ -149,10 +149,9 @@ def scoring_stage(name: Any = None, /, *, id: str = "id", score: str | None = "s
                   input_key: str | None = None, output_key: str | None = None) -> Any:
     """A stage that scores its candidates; return dicts with `score` or `xr.Scored(item, s)`.
 
-    `score` names the candidate field holding the score; `sample=xr.Sample(top=100,
-    max_rest=N)` stores the 100 best-scored rows and at most N others (by id hash);
-    `max_out_of_top=N` is its deprecated spelling (a DeprecationWarning at decoration); see
-    `filtering_stage` for the rest.
+    `score` names the field holding the score; `sample=xr.Sample(top=100, max_rest=N)` stores
+    the 100 best-scored rows and at most N others (by id hash; `max_out_of_top=N` is its
+    deprecated spelling, warned at decoration); see `filtering_stage` for the rest.
 
     Examples
     --------
@@ -191,8 +190,7 @@ def filtering_stage(name: Any = None, /, *, id: str = "id", passed: str | None =
         survivors) and why it failed: a label (counted per stage) and free text.
     sample, max_failed, caps
         Which rows are stored (`xr.Sample(max_failed=N)`: every passed row and at most N
-        failed ones; metrics see them all) and size caps (`xr.Caps`). `max_failed=N` alone
-        is the deprecated spelling of that sample (a DeprecationWarning at decoration).
+        failed ones; `max_failed=N` alone is deprecated) and size caps (`xr.Caps`).
     fields, input_key, output_key
         Typed columns `f_<name>` from candidate fields (`{"price": "price"}`); where the
         candidate list is in a dict the stage takes or returns (`"hits"`).
@@ -200,11 +198,9 @@ def filtering_stage(name: Any = None, /, *, id: str = "id", passed: str | None =
     Examples
     --------
     >>> @xr.filtering_stage("in_stock", passed="ok", reason_label="why")
-    ... def in_stock(items):
-    ...     return [dict(i, ok=i["stock"] > 0, why=None if i["stock"] else "sold out")
-    ...             for i in items]
+    ... def in_stock(items): return [dict(i, ok=i["stock"] > 0) for i in items]
     >>> with capture_records() as records:
-    ...     kept = in_stock([{"id": "a", "stock": 2}, {"id": "b", "stock": 0}])
+    ...     kept = in_stock([{"id": "a", "stock": 2}, {"id": "b", "stock": 0, "why": "sold out"}])
     >>> records.stage("in_stock")["fail_ratio"]
     0.5
     """
@@ -252,8 +248,7 @@ def ranking_stage(name: Any = None, /, *, id: str = "id", score: str | None = No
                   input_key: str | None = None, output_key: str | None = None) -> Any:
     """A stage that reorders its candidates; metrics compare input and output order.
 
-    `sample=xr.Sample(top=100, max_rest=N)` stores the first 100 rows and at most N others
-    (`max_out_of_top=N`: its deprecated spelling); see `scoring_stage`.
+    `sample=xr.Sample(top=100, max_rest=N)` stores the first 100 rows and at most N others.
 
     Examples
     --------
