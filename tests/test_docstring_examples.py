@@ -34,11 +34,10 @@ DOCUMENTED: list[Callable[..., Any]] = [
 def _lake_with_one_run() -> xr.Lake:
     @xr.filtering_stage("in_stock", passed="ok", reason_label="why")
     def in_stock(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [dict(i, ok=i["stock"] > 0, why=None if i["stock"] else "sold out")
-                for i in items]
+        return [dict(i, ok=i["stock"] > 0) for i in items]
 
     with xr.run("shop", run_id="r-1"):
-        in_stock([{"id": "a", "stock": 2}, {"id": "b", "stock": 0}])
+        in_stock([{"id": "a", "stock": 2}, {"id": "b", "stock": 0, "why": "sold out"}])
     assert xr.flush(30)
     return xr.Lake()
 
