@@ -23,6 +23,8 @@ OVER_MAX_LINES: dict[str, str] = {
     "query/builder.py": "the typed builder over the query tree",
     "storage/compact.py": "to split into storage/compaction/ (issue 17, must-have 2)",
     "writer/engine.py": "to split: failover as a sink (issue 17, must-have 3)",
+    "writer/remote.py": "to split: the outbox apart from the sender (new with the writer process)",
+    "records/encode.py": "to split: value conversion apart from caps and JSON text",
     "demo/fashion_search.py": "to split: the demo's catalog apart from its pipeline",
 }
 
