@@ -177,8 +177,7 @@ class Pages:
         if row is None:
             raise NotFound(f"run {run_id!r} has no stage {stage_id!r}")
         state = queries.CandidatesFilter.from_params(params)
-        page = queries.candidates_page(self.lake, run_id, stage_id, found, state)
-        hist = queries.score_histogram(self.lake, run_id, stage_id, found)
+        page, hist = queries.stage_candidates(self.lake, run_id, stage_id, found, state)
         reasons = sorted((row["reason_counts"] or {}).items(), key=lambda kv: (-kv[1], kv[0]))
         return "stage.html", {"run_id": run_id, "info": found[0], "stage": row,
                               "state": state, "page": page, "hist": hist,

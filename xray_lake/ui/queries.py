@@ -285,31 +285,6 @@ class CandidatesFilter:
         return {key: value for key, value in out.items() if value}
 
 
-def candidates_page(lake: Lake, run_id: str, stage_id: str, found: list[RunInfo],
-                    state: CandidatesFilter) -> Page:
-    """One page of the stage's candidate rows, filtered and sorted in SQL."""
-    scope, params = _scope(found)
-    where = f"run_id = ? and stage_id = ? and {scope}"
-    values: list[Any] = [run_id, stage_id, *params]
-    if CANDIDATE_SHOWS[state.show]:
-        where += f" and {CANDIDATE_SHOWS[state.show]}"
-    if state.reason:
-        where += " and reason_label = ?"
-        values.append(state.reason)
-    order = f"{state.sort} {'desc' if state.descending else 'asc'} nulls last, in_position"
-    rows = lake.sql(f"select {', '.join(CANDIDATE_COLUMNS)}, count(*) over () as _total "
-                    f"from candidates where {where} order by {order} "
-                    f"limit {PAGE_SIZE} offset {(state.page - 1) * PAGE_SIZE}",
-                    values).to_dicts()
-    if rows:
-        total = int(rows[0]["_total"])
-    else:  # past the last page: count alone
-        total = int(lake.sql(f"select count(*) from candidates where {where}",
-                             values).item(0, 0))
-    return Page([{k: v for k, v in row.items() if k != "_total"} for row in rows], total,
-                state.page)
-
-
 @dataclass(frozen=True, slots=True)
 class Histogram:
     """Counts of scores in equal-width bins from `low` to `high`."""
@@ -323,25 +298,53 @@ class Histogram:
         return sum(self.counts)
 
 
-def score_histogram(lake: Lake, run_id: str, stage_id: str, found: list[RunInfo],
-                    bins: int = HISTOGRAM_BINS) -> Histogram | None:
-    """The stage's candidate scores binned in SQL; None when no candidate has a score."""
+# One scan of the stage's candidate rows (`c`, materialised once) answers the page (`p`),
+# the count of rows the filters keep (`f`) and the score histogram (`h`, over the bounds
+# `b`); the outer join gives one row even when the page is empty.
+STAGE_CANDIDATES_SQL = """\
+with c as materialized (
+  select {columns} from candidates where run_id = ? and stage_id = ? and {scope}),
+f as (select * from c where {filters}),
+p as (select *, row_number() over (order by {order}) as _seq from f
+      qualify _seq > {offset} and _seq <= {offset} + {size}),
+b as (select min(score) as lo, max(score) as hi from c where isfinite(score)),
+h as (select coalesce(least(floor((score - lo) / nullif(hi - lo, 0) * {bins})::int,
+                            {bins} - 1), 0) as bin, count(*) as n
+      from c, b where isfinite(score) group by bin)
+select p.*, (select count(*) from f) as _total, (select lo from b) as _lo,
+       (select hi from b) as _hi, (select list([bin, n]) from h) as _hist
+from (select 1) as one left join p on true
+order by _seq"""
+
+
+def stage_candidates(lake: Lake, run_id: str, stage_id: str, found: list[RunInfo],
+                     state: CandidatesFilter,
+                     bins: int = HISTOGRAM_BINS) -> tuple[Page, Histogram | None]:
+    """One page of the stage's candidate rows (filtered and sorted in SQL), and the histogram
+    of all its scores (None when no candidate has one): one query, one scan."""
     scope, params = _scope(found)
-    rows = lake.sql(
-        "with s as (select score from candidates "
-        f"where run_id = ? and stage_id = ? and {scope} and score is not null "
-        "and isfinite(score)), "
-        "b as (select min(score) as lo, max(score) as hi from s) "
-        "select any_value(lo) as lo, any_value(hi) as hi, "
-        "coalesce(least(floor((score - lo) / nullif(hi - lo, 0) * ?)::int, ? - 1), 0) as bin, "
-        "count(*) as n from s, b group by bin order by bin",
-        [run_id, stage_id, *params, bins, bins]).to_dicts()
-    if not rows:
-        return None
+    filters = ["true"]
+    values: list[Any] = [run_id, stage_id, *params]
+    if CANDIDATE_SHOWS[state.show]:
+        filters.append(CANDIDATE_SHOWS[state.show])
+    if state.reason:
+        filters.append("reason_label = ?")
+        values.append(state.reason)
+    order = (f"{state.sort} {'desc' if state.descending else 'asc'} nulls last, "
+             "in_position nulls last, out_position nulls last, candidate_id")
+    sql = STAGE_CANDIDATES_SQL.format(
+        columns=", ".join(CANDIDATE_COLUMNS), scope=scope, filters=" and ".join(filters),
+        order=order, offset=(state.page - 1) * PAGE_SIZE, size=PAGE_SIZE, bins=int(bins))
+    rows = lake.sql(sql, values).to_dicts()
+    first = rows[0]
+    page = Page([{k: row[k] for k in CANDIDATE_COLUMNS} for row in rows
+                 if row["_seq"] is not None], int(first["_total"]), state.page)
+    if first["_lo"] is None:
+        return page, None
     counts = [0] * bins
-    for row in rows:
-        counts[int(row["bin"])] = int(row["n"])
-    return Histogram(float(rows[0]["lo"]), float(rows[0]["hi"]), counts)
+    for bin_, n in first["_hist"] or []:
+        counts[int(bin_)] = int(n)
+    return page, Histogram(float(first["_lo"]), float(first["_hi"]), counts)
 
 
 # --- one candidate ---------------------------------------------------------------------
