@@ -11,7 +11,8 @@ started with (sys.stdout is pointed at stderr, so a stray print cannot corrupt t
 - ("flush", n): answered by ("flushed", n, ok, stats) after a real flush.
 
 At the end of stdin (the application exited, or was killed) it writes everything it holds,
-within max(exit_timeout_s, 30 s), and exits. It ignores SIGINT, SIGTERM and SIGHUP: those
+for as long as that makes progress (it gives up once neither lake nor spool took a record
+for exit_timeout_s), and exits. It ignores SIGINT, SIGTERM and SIGHUP: those
 go to the application's whole process group, and the application's end is what stops it.
 """
 
@@ -23,8 +24,6 @@ import signal
 import sys
 import threading
 from typing import Any
-
-EXIT_FLOOR_S = 30.0  # the least time the writer takes to write what it holds at the end
 
 
 class _Channel:
@@ -55,15 +54,17 @@ class _Forward(logging.Handler):
     def __init__(self, channel: _Channel) -> None:
         super().__init__(logging.INFO)
         self._channel = channel
+        self.listening = True
 
     def emit(self, record: logging.LogRecord) -> None:
         """To the application while it listens; to stderr (inherited) once it is gone."""
         try:
-            if self._channel.open:
+            if self.listening and self._channel.open:
                 self._channel.send(("log", record.levelno, record.getMessage()))
-            if not self._channel.open:
-                print(f"xray-lake writer process {os.getpid()}: {record.getMessage()}",
-                      file=sys.stderr, flush=True)
+            if not (self.listening and self._channel.open):
+                text = record.getMessage().removeprefix("xray-lake: ")
+                print(f"xray-lake (writer process {os.getpid()}): {text}", file=sys.stderr,
+                      flush=True)
         except Exception:  # a log line must never stop the writer
             self.handleError(record)
 
@@ -86,21 +87,38 @@ def main() -> int:
     from xray_lake.writer.sinks import LakeSink
 
     logger = logging.getLogger("xray_lake")
-    logger.addHandler(_Forward(channel))
+    forward = _Forward(channel)
+    logger.addHandler(forward)
     logger.setLevel(logging.INFO)
     logger.propagate = False
     writer = Writer(settings, LakeSink(settings, writer_id), host=host, pid=pid, version=version)
     channel.send(("hello", os.getpid()))
     _serve(writer, channel)
-    timeout = max(settings.exit_timeout_s, EXIT_FLOOR_S)
-    writer.close(timeout)
+    # The application closed our input: it is ending, or gone, and may never read another
+    # answer. What is said from now on goes to the stderr it gave us.
+    forward.listening = False
+    step = max(settings.exit_timeout_s, 1.0)
+    _write_out(writer, step)
+    writer.close(0)
     left, _ = writer.buffered()
     if left:
-        logger.warning("xray-lake: %d records were not written before exit (lake %s and spool "
-                       "%s did not take them within %s s of the application's end); they are "
-                       "lost", left, settings.root, settings.spool_dir, timeout)
+        logger.warning("xray-lake: %d records were not written before exit (neither lake %s "
+                       "nor spool %s took any record for %s s after the application ended); "
+                       "they are lost", left, settings.root, settings.spool_dir, step)
     channel.send(("bye", writer.stats()))
     return 0
+
+
+def _write_out(writer: Any, step: float) -> None:
+    """Write everything held, for as long as writing makes progress: a backlog of any size
+    lands; a lake and spool that take nothing for `step` seconds end the wait."""
+    done = -1
+    while not writer.flush(step):
+        counts = writer.stats()
+        moved = sum(counts["rows_written"].values()) + sum(counts["spooled_rows"].values())
+        if moved == done:
+            return
+        done = moved
 
 
 def _serve(writer: Any, channel: _Channel) -> None:

@@ -70,7 +70,9 @@ class RemoteWriter:
         self.settings = settings
         self.hold = settings.max_buffer_bytes // 2
         self.forward: Callable[[RunEvent | StageEvent], bool] | None = None
+        self.writer_id = writer_id  # names the writer process's files (storage/layout.py)
         self._config = ("config", settings.as_dict(), writer_id, host, pid, version)
+        self._in_flight = 0  # batches taken from the outbox and not yet in the pipe
         self._make_local = local
         self._local: Writer | None = None
         self._lock = threading.Lock()
@@ -223,6 +225,17 @@ class RemoteWriter:
             records, nbytes = records + more, nbytes + more_bytes
         return records, nbytes
 
+    def handed_over(self) -> bool:
+        """Everything submitted is in the writer process's pipe (or a thread writer's queue)."""
+        with self._lock:
+            return not self._outbox and not self._in_flight
+
+    @property
+    def pid(self) -> int | None:
+        """The writer process's pid (None before the first record)."""
+        proc = self._proc
+        return proc.pid if proc is not None else None
+
     def stats(self) -> dict[str, Any]:
         """The writer process's counters (as of its last answer) plus what this side shed."""
         with self._lock:
@@ -253,17 +266,32 @@ class RemoteWriter:
             self._start_child()
             while True:
                 with self._lock:
-                    while not self._outbox and not self._closed:
+                    while not self._outbox and not self._closed and not self._died():
                         self._work.wait()
-                    if not self._outbox:
+                    if not self._outbox and self._closed:
                         break  # closed, and everything is out
-                    batch = self._take()
-                self._send(batch)
+                    if self._died():
+                        batch = None
+                    else:
+                        batch = self._take()
+                        self._in_flight += 1
+                if batch is None:
+                    self._restart()  # it died while idle: what it held must not wait
+                    continue
+                try:
+                    self._send(batch)
+                finally:
+                    with self._lock:
+                        self._in_flight -= 1
         except Exception as exc:  # the sender must end cleanly whatever happens
             logger.exception("xray-lake: the writer process's sender failed: %s", exc)
             self._fall_back()
         finally:
             self._end_child()
+
+    def _died(self) -> bool:
+        """The writer process ended on its own (not after the end of its input)."""
+        return self._child_gone.is_set() and not self._fallen_back and self._proc is not None
 
     def _take(self) -> list[tuple[object, int]]:
         """(lock held) The next run of records, or one control message."""
@@ -466,7 +494,9 @@ class RemoteWriter:
             except Exception:
                 pass
             self._exit_clean = clean
-            self._child_gone.set()
+            with self._lock:
+                self._child_gone.set()
+                self._work.notify()
 
     def _answer(self, message: Any) -> bool:
         """Act on one answer; True for the clean goodbye of a writer that wrote everything."""
@@ -533,7 +563,7 @@ _COUNTS = ("buffered_records", "buffered_bytes", "buffer_limit_bytes", "peak_buf
            "runs_recorded", "stages_recorded", "candidates_recorded", "files_written",
            "bytes_written", "flushes", "write_failures", "spooled_files", "replayed_rows",
            "replayed_files", "truncated_values", "dropped_total", "runs_incomplete",
-           "blocked_calls", "blocked_s")
+           "blocked_calls", "blocked_s", "dead_lettered")
 _PER_TABLE = ("rows_written", "spooled_rows", "dropped")
 
 
