@@ -273,6 +273,7 @@ def test_filtering_stage_returning_a_non_list_is_recorded_warned_once_and_return
 # --- 5. huge values ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_huge_candidate_is_capped_and_a_huge_list_lands_every_row_with_exact_metrics(
     lake: Lake,
 ) -> None:
@@ -570,6 +571,7 @@ def reopened_lake(isolated_lake: str) -> Iterator[Lake]:
         db.close()
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=_candidates_and_verdicts())

@@ -15,6 +15,9 @@ from typing import Any
 
 import pytest
 
+# Runs benchmarks/run.py in subprocesses, the whole small suite once: minutes.
+pytestmark = pytest.mark.slow
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 RUN = BENCH / "run.py"
 COMPARED_QUESTIONS = ("1", "3", "4", "7")

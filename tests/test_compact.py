@@ -110,6 +110,7 @@ def rows_of(lake: xr.Lake, table: str) -> dict[str, int]:
 # --- what compaction writes ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_compaction_keeps_exactly_the_same_rows_of_every_table(isolated_lake: str) -> None:
     for seed in range(4):  # each run_demo flushes: one more small file per table and label
         assert run_demo(runs=3, seed=seed).flushed
@@ -280,6 +281,7 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(isolated_lake: str) -> None
 # --- readers during compaction ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_readers_never_see_a_row_twice_or_miss_one_while_compaction_runs(
         isolated_lake: str) -> None:
     """Small files keep arriving and are merged every ~0.1 s (far more often than any cron).
@@ -426,6 +428,7 @@ def driver() -> Iterator[Driver]:
     started.close()
 
 
+@pytest.mark.slow
 def test_two_compactor_processes_at_once_merge_each_partition_once(
         isolated_lake: str, driver: Driver) -> None:
     published = Published(isolated_lake)

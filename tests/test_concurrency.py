@@ -11,6 +11,7 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import duckdb
+import pytest
 
 import xray_lake as xr
 
@@ -66,6 +67,7 @@ def sql(root: Path, query: str) -> list[tuple[object, ...]]:
     return con.sql(query).fetchall()
 
 
+@pytest.mark.slow
 def test_processes_threads_and_forks_land_every_row_exactly_once(
     tmp_path: Path, isolated_lake: str
 ) -> None:

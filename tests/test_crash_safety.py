@@ -24,6 +24,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -31,6 +32,9 @@ from tests._faults import unwritable
 from xray_lake.cli import doctor as doctor_cli
 from xray_lake.cli import replay as replay_cli
 from xray_lake.storage.layout import TABLES, is_temp_file
+
+# Dozens of writer processes SIGKILLed at random instants: tens of seconds.
+pytestmark = pytest.mark.slow
 
 WRITERS_PER_BATCH = 10
 STAGES, CANDIDATES = 2, 20

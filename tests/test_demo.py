@@ -79,6 +79,7 @@ def test_same_seed_gives_the_same_runs(tmp_path: Path) -> None:
     assert xr.Lake(str(tmp_path / "a")).sql(query).equals(xr.Lake(str(tmp_path / "b")).sql(query))
 
 
+@pytest.mark.slow
 def test_cli_demo_prints_what_it_wrote_and_the_headline_answer(tmp_path: Path) -> None:
     root = tmp_path / "cli-lake"
     result = CliRunner().invoke(app, ["demo", "--runs", "10", "--root", str(root)])

@@ -421,6 +421,7 @@ json_like = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(st.lists(json_like, max_size=3))
 def test_json_like_values_round_trip_and_encode_many_agrees(values: list[Any]) -> None:

@@ -34,6 +34,7 @@ KILLED_REPLAY = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_replay_killed_after_its_copy_then_compact_then_replay_never_doubles(
         tmp_path: Path) -> None:
     lake, spool = tmp_path / "lake", tmp_path / "spool"

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 HEAVY = ("pyarrow", "polars", "duckdb", "sqlglot", "numpy", "pydantic", "typer", "rich")
 
 
@@ -26,6 +28,7 @@ def test_importing_the_sdk_and_decorating_a_pipeline_loads_no_heavy_module() -> 
     assert [m for m in HEAVY if m in loaded] == []
 
 
+@pytest.mark.slow
 def test_the_query_side_loads_its_engines_on_first_use() -> None:
     loaded = _modules_after("import xray_lake as xr\nxr.Lake\n")
     assert "duckdb" in loaded and "polars" in loaded

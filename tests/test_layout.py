@@ -361,6 +361,7 @@ def test_literal_hive_null_label_is_exact_in_duckdb_but_null_in_polars(tmp_path:
     assert read_polars(str(tmp_path)) == [(1, None, DATE)]
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(st.one_of(labels, nasty_labels))
 def test_plain_readers_read_any_label_kept_whole(label: str) -> None:

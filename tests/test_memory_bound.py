@@ -82,6 +82,7 @@ def test_stats_report_the_records_share() -> None:
     assert stats["peak_buffered_bytes"] == 0
 
 
+@pytest.mark.slow
 def test_by_default_a_burst_of_ten_times_the_bound_waits_for_room_and_loses_nothing(
     violations: list[str],
 ) -> None:

@@ -241,6 +241,7 @@ finite_scores = st.floats(min_value=-1e12, max_value=1e12, allow_nan=False)
 junk = st.sampled_from([None, NAN, INF, -INF, "1.0", True])
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(st.lists(st.one_of(finite_scores, finite_scores, finite_scores, junk), max_size=60))
 def test_scoring_matches_numpy_and_reference_implementation(scores: list[object]) -> None:
@@ -402,6 +403,7 @@ def _reference_ranking(
 small_ids = st.lists(st.integers(0, 25), max_size=40)
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(small_ids, small_ids, st.integers(1, 5))
 def test_ranking_matches_quadratic_reference(

@@ -9,6 +9,7 @@ never runs, and it lets a module name the type of the facade that calls it (`Lak
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -128,6 +129,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
     return found
 
 
+@functools.cache
 def _graph() -> dict[str, set[str]]:
     modules = _modules()
     return {name: set(_imports(name, path, modules)) for name, path in modules.items()}

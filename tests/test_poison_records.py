@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 import xray_lake as xr
@@ -43,6 +44,7 @@ def test_a_lone_surrogate_in_an_id_is_stored_escaped_and_later_runs_land(
     assert xr.stats()["dropped_total"] == 0
 
 
+@pytest.mark.slow
 @settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(run_id=texts, stage=texts, cid=texts, label=texts, text=texts, message=texts)
 def test_any_text_in_any_recorded_field_leaves_every_other_record_landing(

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 TYPING = Path(__file__).parent / "typing"
 REPO = Path(__file__).parent.parent
 PASS, FAIL = TYPING / "pass_builder_types.py", TYPING / "fail_builder_types.py"
@@ -39,6 +41,7 @@ def _mypy(config: Path, *files: Path) -> tuple[int, dict[str, dict[int, set[str]
     return proc.returncode, errors, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_mypy_accepts_typed_queries_and_rejects_mistyped_comparisons(tmp_path: Path) -> None:
     # tests/typing/mypy.ini, plus sqlglot skipped: the checked files never touch its types
     # (only the compiler does, and `mypy xray_lake` checks that), and skipping it saves seconds.

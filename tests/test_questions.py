@@ -23,6 +23,9 @@ from xray_lake.query.questions import SLOWEST_STAGE_P90 as Q7_SQL
 from xray_lake.query.questions import TOP_DROP_REASONS as Q3_SQL
 from xray_lake.sdk import _current
 
+# Two weeks of demo runs built once for the module.
+pytestmark = pytest.mark.slow
+
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "questions.md").read_text()
 
 Q1_WHERE = '{"stage": {"type": "filtering", "$failRatio": {"$gt": 0.9}}}'

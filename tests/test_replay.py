@@ -164,6 +164,7 @@ def start_replayer() -> Iterator[Callable[[Path, Path, Event], BaseProcess]]:
         process.join(10)
 
 
+@pytest.mark.slow
 def test_replay_killed_halfway_and_run_again_neither_loses_nor_doubles_a_row(
     tmp_path: Path, start_replayer: Callable[[Path, Path, Event], BaseProcess]
 ) -> None:
@@ -200,6 +201,7 @@ def test_replay_killed_halfway_and_run_again_neither_loses_nor_doubles_a_row(
           f"{moved_before_kill}; after rerun {counts(lake)} (rows, distinct keys)")
 
 
+@pytest.mark.slow
 def test_replays_at_once_never_double_or_break_a_file_even_when_one_is_killed(
     tmp_path: Path, start_replayer: Callable[[Path, Path, Event], BaseProcess]
 ) -> None:
@@ -242,6 +244,7 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.0002)
 
 
+@pytest.mark.slow
 def test_a_stalled_replayer_never_publishes_a_file_another_replayer_is_rewriting(
     tmp_path: Path, start_replayer: Callable[[Path, Path, Event], BaseProcess]
 ) -> None:

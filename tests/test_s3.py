@@ -27,6 +27,9 @@ from xray_lake.storage import doctor
 from xray_lake.storage.remote_compact import _RemoteLock, supports_conditional_writes
 from xray_lake.storage.store import open_store
 
+# A SeaweedFS server and many processes against it.
+pytestmark = pytest.mark.slow
+
 DAYS = {"2024-01-01": 1704110400.0, "2024-01-05": 1704456000.0}  # noon UTC
 STAGES, CANDIDATES = 2, 5
 KEYS = {"runs": "run_id", "stages": "run_id, stage_id",

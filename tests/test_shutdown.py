@@ -92,6 +92,7 @@ def fifos(root: Path) -> list[Path]:
     return [p for p in root.rglob("*.tmp") if p.is_fifo()]
 
 
+@pytest.mark.slow
 def test_exit_with_a_hung_lake_write_is_bounded_by_exit_timeout(tmp_path: Path) -> None:
     root = tmp_path / "lake"
     lines, elapsed = run_child(root, "exit")
@@ -103,6 +104,7 @@ def test_exit_with_a_hung_lake_write_is_bounded_by_exit_timeout(tmp_path: Path) 
     assert len(fifos(root)) == 9  # nobody ever managed to write through a FIFO
 
 
+@pytest.mark.slow
 def test_flush_with_a_hung_lake_write_returns_false_on_time_and_recording_goes_on(
     tmp_path: Path,
 ) -> None:

@@ -25,6 +25,9 @@ from xray_lake.demo.fashion_search import run_demo
 from xray_lake.records.schema import SCHEMAS
 from xray_lake.sdk import _current
 
+# A local Spark session: half a minute to start.
+pytestmark = pytest.mark.slow
+
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "querying-at-scale.md").read_text()
 
 # The session settings the docs recommend (the warehouse folder is the test's own).

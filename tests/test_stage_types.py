@@ -274,6 +274,7 @@ def test_generators_may_declare_any_iterator() -> None:
 # --- the shipped example -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_llm_judge_example_records_and_queries_its_lake(tmp_path: Path) -> None:
     root = tmp_path / "judge-lake"
     proc = subprocess.run([sys.executable, str(REPO / "examples" / "llm_judge.py"),

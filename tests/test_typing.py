@@ -24,6 +24,7 @@ def _expected_errors(path: Path) -> dict[int, set[str]]:
     return found
 
 
+@pytest.mark.slow
 def test_mypy_accepts_decorated_signatures_and_rejects_wrong_calls() -> None:
     check, fail = TYPING / "check_signatures.py", TYPING / "fail_wrong_args.py"
     # stage results: sequences and each stage type's own helper pass, the rest is rejected

@@ -78,6 +78,7 @@ def test_writer_flushes_by_interval_without_flush_call(tmp_path: Path) -> None:
     assert count(root, "runs") == 2
 
 
+@pytest.mark.slow
 def test_process_exiting_without_flush_still_lands_its_records(tmp_path: Path) -> None:
     root = tmp_path / "lake"
     script = textwrap.dedent(f"""
