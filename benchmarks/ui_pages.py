@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import http.client
-import json
 import os
 import platform
 import shlex
@@ -83,9 +82,6 @@ def pages(ids: dict[str, str]) -> list[tuple[str, str]]:
         ("runs: label + status + since", "/runs?" + urlencode(
             {"label": label, "status": "success", "since": "7d"})),
         ("runs: saved view (filter dropped > 90%)", "/runs?view=heavy-drop"),
-        ("runs: JSON query on a candidate", "/runs?" + urlencode(
-            {"q": json.dumps({"candidate": {"candidate_id": ids["candidate"],
-                                            "passed": False}})})),
         ("run: funnel", "/run?" + urlencode({"run": run})),
         ("stage: filter's candidates", stage(ids["filter"])),
         ("stage: failed, one reason, page 2", stage(ids["filter"], show="failed", page="2")),

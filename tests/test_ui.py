@@ -59,6 +59,41 @@ def incomplete_lake(tmp_path: Path) -> Iterator[str]:
     yield root
 
 
+@pytest.fixture
+def many_runs(tmp_path: Path) -> str:
+    """120 runs, one a minute, each with a different duration."""
+    import datetime as dt
+
+    root = str(tmp_path / "lake")
+    start = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+    _write(root, "runs", RUNS, [{
+        "run_id": f"r-{i:03d}", "started_at": start + dt.timedelta(minutes=i),
+        "duration_ms": float((i * 37) % 120), "status": "failure" if i % 10 == 0 else "success",
+        "n_stages": 1} for i in range(120)])
+    return root
+
+
+def test_the_runs_list_pages_and_sorts_in_sql(many_runs: str) -> None:
+    from xray_lake.query.lake import Lake
+    from xray_lake.ui.queries import PAGE_SIZE, RunsFilter, runs_page
+
+    with Lake(many_runs) as lake:
+        pages = [runs_page(lake, RunsFilter(page=n)) for n in (1, 2, 3, 4)]
+        assert [p.total for p in pages] == [120] * 4 and pages[0].pages == 3
+        assert [len(p.rows) for p in pages] == [PAGE_SIZE, PAGE_SIZE, 20, 0]
+        ids = [r["run_id"] for p in pages for r in p.rows]
+        assert ids == [f"r-{i:03d}" for i in reversed(range(120))]  # newest first, no overlap
+        by_duration = runs_page(lake, RunsFilter(sort="duration_ms", descending=False))
+        durations = [r["duration_ms"] for r in by_duration.rows]
+        assert durations == sorted(durations) and durations[0] == 0.0
+        failed = runs_page(lake, RunsFilter(status="failure", until="2026-05-01T01:00:00"))
+        assert [r["run_id"] for r in failed.rows] == [f"r-{i:03d}" for i in (50, 40, 30, 20,
+                                                                              10, 0)]
+        typed = runs_page(lake, RunsFilter(query='{"pipeline": {"$durationMs": {"$gte": 118}}}',
+                                           status="success"))
+        assert {r["duration_ms"] for r in typed.rows} == {118.0, 119.0}
+
+
 @pytest.mark.slow  # the first server of the module: imports the web stack and DuckDB
 def test_an_incomplete_run_is_marked_on_its_page_and_in_the_list(incomplete_lake: str) -> None:
     with serving(incomplete_lake) as url:
