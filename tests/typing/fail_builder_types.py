@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 from xray_lake.query import Query, candidate, run, stage
+from xray_lake.query.lake import Lake
 
 stage.fail_ratio > "x"  # expect: operator
 stage.n_in <= "100"  # expect: operator
@@ -26,3 +27,13 @@ Query().where(stage.type)  # expect: arg-type
 Query().limit("10")  # expect: arg-type
 candidate.field("price", float) > "100"  # expect: operator
 candidate.field("brand", str).gt(3)  # expect: arg-type
+
+
+def through_the_lake(lake: Lake) -> None:
+    """Misuse through `lake.query()` / `lake.journey()` is caught too: they return typed objects."""
+    lake.query().where(stage.type)  # expect: arg-type
+    lake.query().limit("10")  # expect: arg-type
+    lake.query().where(stage.fail_ratio > "x")  # expect: operator
+    lake.query().order_by_name()  # expect: attr-defined
+    lake.journey("r-1", "c-1").verdikt  # expect: attr-defined
+    lake.journey("r-1", 7)  # expect: arg-type

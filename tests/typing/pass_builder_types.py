@@ -21,6 +21,7 @@ from xray_lake.query import (
     run,
     stage,
 )
+from xray_lake.query.journey import Journey
 from xray_lake.query.lake import Lake
 from xray_lake.query.nodes import Order, Predicate
 
@@ -59,3 +60,11 @@ def headline(lake: Lake) -> tuple[pl.DataFrame, pa.Table, tuple[str, list[object
     per_run = query.per_run().select(run.run_id, run.status)
     text: str = query.sql()[0]
     return per_run.to_polars(), query.to_arrow(), (text, query.sql()[1])
+
+
+def through_the_lake(lake: Lake) -> tuple[pl.DataFrame, str, pl.DataFrame]:
+    """The entry point keeps the builder's and the journey's types (no Any on the way)."""
+    query: Query = lake.query().where(stage.fail_ratio > 0.9).order_by(order).limit(5)
+    path: Journey = lake.journey("r-1", "c-1")
+    verdict: str = path.verdict
+    return query.select(stage.name, stage.fail_ratio).to_polars(), verdict, path.steps

@@ -258,6 +258,8 @@ class RunColumns(_Columns):
         self.sdk_version: StrCol = _col(c, "sdk_version")
         self.host: StrCol = _col(c, "host")
         self.pid: NumCol = _col(c, "pid")
+        self.n_stages_shed: NumCol = _col(c, "n_stages_shed")
+        self.n_candidates_shed: NumCol = _col(c, "n_candidates_shed")
 
 
 class StageColumns(_Columns):

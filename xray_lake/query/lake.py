@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import polars as pl
@@ -19,6 +19,10 @@ from xray_lake.storage.catalog import VANISHED, Views, attach_views, fields_tags
 from xray_lake.storage.compact import compaction_epoch, marker_names, wait_until_idle
 from xray_lake.storage.duck_s3 import attach_filesystem
 from xray_lake.storage.s3 import is_remote
+
+if TYPE_CHECKING:  # the front ends load on first use; their types are named for the checker
+    from xray_lake.query.builder import Query
+    from xray_lake.query.journey import Journey
 
 _FILE_IN_ERROR = re.compile(r"""(?:file|File)\s*['"]?([^'"\s]+\.parquet)""")
 # A query whose files a compaction deleted under it is re-run on fresh views this many times,
@@ -191,7 +195,7 @@ class Lake:
 
         return find(self, query, per=per, columns=columns)
 
-    def query(self) -> Any:
+    def query(self) -> Query:
         """A typed query builder: immutable, checked as it is built, compiled to DuckDB SQL.
 
         Examples
@@ -207,7 +211,7 @@ class Lake:
 
         return Query(self)
 
-    def journey(self, run_id: str, candidate_id: str) -> Any:
+    def journey(self, run_id: str, candidate_id: str) -> Journey:
         """One candidate's path through a run's stages, with a one-line verdict.
 
         Parameters
