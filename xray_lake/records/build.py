@@ -15,7 +15,7 @@ from typing import Any, cast
 from xray_lake.config import Settings
 from xray_lake.records import metrics as m
 from xray_lake.records import plugins
-from xray_lake.records.candidates import CandidateColumns, column, plugin_table, to_pending
+from xray_lake.records.candidates import StageCandidates, column, plugin_table, to_pending
 from xray_lake.records.cuts import CapsInForce, Cuts
 from xray_lake.records.encode import to_json
 from xray_lake.records.events import RunEvent, StageEvent
@@ -124,11 +124,11 @@ def build_stage(ev: StageEvent, settings: Settings) -> StageRows:
     cuts = Cuts()
     cuts.add("input_json", cut_in, caps.raw)
     cuts.add("output_json", cut_out, caps.raw)
-    cands: CandidateColumns | None = None
+    cands: StageCandidates | None = None
     if spec.type != "raw":
         lists = view(ev, bool(spec.fields.promoted) or plugins.reads_items(spec))
         if lists.out_items is not None or lists.in_items is not None:
-            cands = CandidateColumns()
+            cands = StageCandidates()
             stage = _Stage(ev, lists, settings, row, cands, problems)
             _BUILDERS[spec.type](stage)
     plugins.measure(spec, row, problems, plugin_table(cands))  # after the built-in metrics
@@ -168,7 +168,7 @@ class _Stage:
     __slots__ = ("cands", "ev", "in_ids", "lists", "problems", "row", "settings")
 
     def __init__(self, ev: StageEvent, lists: StageView, settings: Settings, row: Row,
-                 cands: CandidateColumns, problems: list[str]) -> None:
+                 cands: StageCandidates, problems: list[str]) -> None:
         self.ev = ev
         self.lists = lists
         self.settings = settings

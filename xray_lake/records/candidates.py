@@ -32,7 +32,7 @@ def column(items: Sequence[object], name: str | None) -> list[object]:
     return list(map(read_field, items, repeat(name)))
 
 
-class CandidateColumns:
+class StageCandidates:
     """Column lists of one stage's candidate rows, filled per stage type.
 
     `finish()` then completes them before sampling, so caps and promoted fields are counted
@@ -108,9 +108,9 @@ class CandidateColumns:
                                 f"{column} do not fit {kind}; stored null")
         return problems
 
-    def take(self, keep: Sequence[bool]) -> CandidateColumns:
+    def take(self, keep: Sequence[bool]) -> StageCandidates:
         """The rows where `keep` is true, in order (finished texts and promoted columns too)."""
-        out = CandidateColumns()
+        out = StageCandidates()
         for name in ("ids", "in_pos", "out_pos", "passed", "reason_label", "reason_text",
                      "score", "reason", "payload"):
             setattr(out, name, list(compress(getattr(self, name), keep)))
@@ -137,7 +137,7 @@ def _complete(texts: pa.Array | None, items: Sequence[object]) -> pa.Array:
     return pa.array(values, pa.large_string())
 
 
-def to_pending(c: CandidateColumns, run_id: str, stage: tuple[str, str, str]) -> PendingRows:
+def to_pending(c: StageCandidates, run_id: str, stage: tuple[str, str, str]) -> PendingRows:
     """The stored rows, converted to Arrow later with the rest of their partition."""
     promoted = c.promoted.arrays if c.promoted else []
     return PendingRows(
@@ -147,7 +147,7 @@ def to_pending(c: CandidateColumns, run_id: str, stage: tuple[str, str, str]) ->
         c.texts if c.texts is not None else encode_many(c.payload)[0], promoted)
 
 
-def plugin_table(c: CandidateColumns | None) -> plugins.TableFactory | None:
+def plugin_table(c: StageCandidates | None) -> plugins.TableFactory | None:
     """What metric plugins read: every candidate row of the stage (before sampling) as an
     Arrow table, built only if a plugin runs: the standard columns, then candidate fields."""
     if c is None:
