@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +26,7 @@ import xray_lake as xr
 from xray_lake.cli.compact import register
 from xray_lake.demo.fashion_search import run_demo
 from xray_lake.records.schema import SCHEMA_VERSION, SCHEMAS
-from xray_lake.storage import compact as compact_mod
+from xray_lake.storage.compaction import locks, protocol
 from xray_lake.storage.fs import publish
 from xray_lake.storage.layout import partition_dir
 
@@ -253,15 +254,15 @@ def test_lake_reads_plain_globs_until_a_merge_is_under_way(isolated_lake: str) -
 
 
 def _lock_path(root: str, table: str, label: str, date: str) -> Path:
-    part = compact_mod._Partition(table, label, date)
+    part = protocol.Partition(table, label, date)
     os.makedirs(Path(root, "_compaction"), exist_ok=True)
-    return Path(compact_mod._Lock(root, part).path)
+    return Path(locks.LocalLock(root, part).path)
 
 
 def test_a_partition_locked_by_a_live_compactor_is_skipped(isolated_lake: str) -> None:
     Published(isolated_lake).fill(labels=("a",), dates=OLD[:1], files=3)
     lock = _lock_path(isolated_lake, "runs", "a", OLD[0])
-    lock.write_text(json.dumps({"host": compact_mod._HOST, "pid": os.getpid(), "token": "x"}))
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "token": "x"}))
     report = xr.compact(isolated_lake, before=BEFORE)
     assert report.locked == (f"runs/label=a/date={OLD[0]}",)
     assert [p.table for p in report.partitions] == ["candidates"]
@@ -272,7 +273,7 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(isolated_lake: str) -> None
     Published(isolated_lake).fill(labels=("a",), dates=OLD[:1], files=3)
     lock = _lock_path(isolated_lake, "runs", "a", OLD[0])
     dead_pid = 4_194_304  # above Linux's largest pid_max: no process has it
-    lock.write_text(json.dumps({"host": compact_mod._HOST, "pid": dead_pid, "token": "x"}))
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": dead_pid, "token": "x"}))
     report = xr.compact(isolated_lake, before=BEFORE)
     assert report.locked == () and len(report.partitions) == 2
     assert not lock.exists()
@@ -352,11 +353,11 @@ def test_readers_never_see_a_row_twice_or_miss_one_while_compaction_runs(
 DRIVER = r"""
 import json, os, signal, sys
 import xray_lake as xr
-from xray_lake.storage import compact as compact_mod
+from xray_lake.storage.compaction import plan
 
 def run(root, before, step):
     if step:
-        compact_mod._step_hook = lambda s: os.kill(os.getpid(), signal.SIGKILL) if s == step \
+        plan.step_hook = lambda s: os.kill(os.getpid(), signal.SIGKILL) if s == step \
             else None
     xr.configure(root=root, fsync=False)
     report = xr.compact(root, before=before)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 import subprocess
 import sys
 import textwrap
@@ -12,9 +15,14 @@ import pytest
 from typer.testing import CliRunner
 
 import xray_lake as xr
+from tests.s3_server import BUCKET, S3Server
 from tests.test_replay import cli, counts, expected, spool_while_unwritable
-from xray_lake.storage.compact import merged_names
+from tests.test_s3 import counts as s3_counts
+from tests.test_s3 import expected as s3_expected
+from tests.test_s3 import record as s3_record
+from xray_lake.storage.compaction.protocol import merged_names
 from xray_lake.storage.spool import pending, spool_root
+from xray_lake.storage.store import open_store
 
 # A replay process that is killed (SIGKILL, by itself) right after its second copy into the
 # lake and before it deletes that file from the spool.
@@ -97,3 +105,62 @@ def test_concurrent_replays_report_files_that_add_up_to_the_files_there_were(
     assert sum(reports) == total, reports
     assert pending(folder) == []
     assert counts(lake) == expected(30)
+
+
+# A replay into an s3:// lake that is killed (SIGKILL, by itself) right after its second PUT of
+# a data file and before it deletes that file from the spool.
+KILLED_REMOTE_REPLAY = textwrap.dedent("""
+    import os, signal, sys
+    from xray_lake.storage import store
+    real_put = store.Store.put
+    copied = []
+    def put_then_die(self, rel, data):
+        real_put(self, rel, data)
+        if rel.endswith(".parquet"):
+            copied.append(rel)
+            if len(copied) == 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+    store.Store.put = put_then_die
+    from xray_lake.cli.app import app
+    app(["replay", "--spool", sys.argv[1]])
+""")
+
+
+def _dead_endpoint() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"  # nothing listens once closed
+
+
+@pytest.mark.slow
+def test_on_s3_a_killed_replay_then_compact_then_replay_never_doubles(
+        s3: S3Server, tmp_path: Path) -> None:
+    root, spool = f"s3://{BUCKET}/once-{secrets.token_hex(4)}", tmp_path / "spool"
+    down = {**s3.storage_options, "endpoint_url": _dead_endpoint(), "connect_timeout": "1"}
+    xr.configure(root=root, spool_dir=str(spool), storage_options=down)
+    for i in range(3):  # the store is unreachable: three files per table go to the spool
+        s3_record(2, "p", "2024-01-01", prefix=f"f{i}")
+        assert xr.flush(30), xr.stats()
+    xr.configure(root=f"s3://{BUCKET}/elsewhere", storage_options=s3.storage_options)
+    folder = spool_root(str(spool), root)
+    total = len(pending(folder))
+    assert total == 9
+
+    killed = subprocess.run([sys.executable, "-c", KILLED_REMOTE_REPLAY, str(spool)],
+                            env={**os.environ, **s3.env}, capture_output=True, text=True,
+                            timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    in_lake = sorted(e.rel for e in open_store(root).walk("candidates"))
+    assert len(in_lake) == 2 and len(pending(folder)) == total - 1  # one is in both
+
+    report = xr.compact(root, before="2999-01-01")  # takes over the dead replayer's lock
+    assert report.errors == () and (report.files_in, report.files_out) == (2, 1)
+    partition = in_lake[0].rpartition("/")[0]
+    assert merged_names(root, partition) == {rel.rpartition("/")[2] for rel in in_lake}
+
+    result = CliRunner().invoke(cli(), ["replay", "--spool", str(spool)])
+    assert result.exit_code == 0, result.output
+    assert f"replayed {total - 2} files" in result.output
+    assert pending(folder) == []
+    with xr.Lake(root) as lake:
+        assert s3_counts(lake) == s3_expected(6)  # no candidate row came back twice

@@ -24,7 +24,8 @@ from xray_lake.cli.app import app
 from xray_lake.errors import LakeReadError, QueryError
 from xray_lake.sdk import _current
 from xray_lake.storage import doctor
-from xray_lake.storage.remote_compact import _RemoteLock, supports_conditional_writes
+from xray_lake.storage.compaction.locks import RemoteLock, supports_conditional_writes
+from xray_lake.storage.compaction.protocol import Partition
 from xray_lake.storage.store import open_store
 
 # A SeaweedFS server and many processes against it.
@@ -244,10 +245,10 @@ def test_processes_on_several_hosts_write_one_prefix(s3: S3Server, tmp_path: Pat
 KILLER = textwrap.dedent("""
     import os, signal, sys
     import xray_lake as xr
-    from xray_lake.storage import compact
+    from xray_lake.storage.compaction import plan
 
     step = sys.argv[2]
-    compact._step_hook = lambda s: os.kill(os.getpid(), signal.SIGKILL) if s == step else None
+    plan.step_hook = lambda s: os.kill(os.getpid(), signal.SIGKILL) if s == step else None
     xr.compact(sys.argv[1], before="2030-01-01")
 """)
 
@@ -277,12 +278,10 @@ def test_compaction_killed_mid_merge_is_exact_for_readers_and_recovered(
 
 
 def test_partition_lock_is_exclusive_and_an_expired_one_is_taken_over(s3_root: str) -> None:
-    from xray_lake.storage.compact import _Partition
-
     store = open_store(s3_root)
     assert supports_conditional_writes(store)
-    part = _Partition("runs", "x", "2024-01-01")
-    first, second = _RemoteLock(store, part, True), _RemoteLock(store, part, True)
+    part = Partition("runs", "x", "2024-01-01")
+    first, second = RemoteLock(store, part, True), RemoteLock(store, part, True)
     assert first.acquire() and not second.acquire()
     assert first.still_mine()
     content, etag = store.read_tagged(first.rel) or (b"", "")

@@ -13,7 +13,7 @@ from xray_lake.cli.help import Command
 from xray_lake.cli.output import RootOption, StorageOption, human_bytes
 
 if TYPE_CHECKING:  # loaded when the command runs (see the package docstring)
-    from xray_lake.storage.compact import CompactionReport
+    from xray_lake.storage.compaction.report import CompactionReport
 
 HELP = (
     "Merge the small files of each partition (table x label x date) into large files sorted "
@@ -104,7 +104,7 @@ def compact_command(
         TimeElapsedColumn,
     )
 
-    from xray_lake.storage.compact import compact
+    from xray_lake.storage.compaction.api import compact
 
     lake_root = resolve_root(root, storage_option)
     size = parse_size(target_size)

@@ -22,7 +22,7 @@ from xray_lake.records.schema import (
     unify_types,
 )
 from xray_lake.storage import confine
-from xray_lake.storage.compact import compaction_epoch, marker_names, read_marker
+from xray_lake.storage.compaction.protocol import compaction_epoch, marker_names, read_marker
 from xray_lake.storage.layout import FIELDS_DIR, VERSION_TOKEN, version_glob
 from xray_lake.storage.s3 import is_remote
 

@@ -7,10 +7,11 @@ instant and run again rewrites identical bytes under the same name: nothing is l
 row is ever doubled.
 
 Compaction may have merged that name away in between (a replay killed after the copy, then
-`compact`): it lists the names it merged per partition (`compact.merged_names`), and replay
-deletes a spooled file of such a name instead of copying it back. In a local lake replay
-holds the partition's compaction lock while it checks and copies one file, so a merge never
-runs in between, and two replayers of one file count it once.
+`compact`): it records the names it merged per partition (`compaction.protocol.merged_names`),
+and replay deletes a spooled file of such a name instead of copying it back. Replay holds the
+partition's compaction lock while it checks and copies (locally per file, on object storage
+across the partition's files), so a merge never runs in between, and two replayers of one
+file count it once. The writer's spool drain is this same replay.
 """
 
 from __future__ import annotations
@@ -27,18 +28,26 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from xray_lake.storage import confine
-from xray_lake.storage.compact import COMPACTION_DIR, MERGED_DIR, merged_names, partition_lock
+from xray_lake.storage.compaction.locks import LocalLock, RemoteLock, partition_lock
+from xray_lake.storage.compaction.protocol import COMPACTION_DIR, MERGED_DIR, merged_names
 from xray_lake.storage.fs import fsync_dir, fsync_file
 from xray_lake.storage.layout import TABLES
 from xray_lake.storage.s3 import is_remote
 from xray_lake.storage.tempfiles import clean_stale_temps, owner_tag, temp_file_name
 
 MARKER = "LAKE_ROOT"
+PartitionLock = LocalLock | RemoteLock
 
 
 def canonical_root(lake_root: str) -> str:
     """How a root is recorded and compared: an absolute path, or the URI without a final '/'."""
     return lake_root.rstrip("/") if is_remote(lake_root) else os.path.abspath(lake_root)
+
+
+def spool_folder(spool_dir: str, lake_root: str) -> str:
+    """Where `spool_root` keeps the spool of one lake root, without creating anything."""
+    key = hashlib.sha256(canonical_root(lake_root).encode()).hexdigest()[:16]
+    return os.path.join(spool_dir, key)
 
 
 def spool_root(spool_dir: str, lake_root: str) -> str:
@@ -48,8 +57,7 @@ def spool_root(spool_dir: str, lake_root: str) -> str:
     while the object store cannot be reached.
     """
     recorded = canonical_root(lake_root)
-    key = hashlib.sha256(recorded.encode()).hexdigest()[:16]
-    folder = os.path.join(spool_dir, key)
+    folder = spool_folder(spool_dir, lake_root)
     marker = os.path.join(folder, MARKER)
     if not os.path.exists(marker):
         os.makedirs(folder, exist_ok=True)
@@ -118,14 +126,25 @@ def replay_folder(folder: str, lake_root: str, *, fsync: bool = True,
     with contextlib.suppress(OSError):
         clean_stale_temps(folder)
     files = pending(folder)
-    put = _remote_put(lake_root) if is_remote(lake_root) else None
+    remote = _RemoteReplay(lake_root, lock_wait_s) if files and is_remote(lake_root) else None
+    try:
+        _replay_files(folder, files, lake_root, remote, fsync, lock_wait_s, result, progress)
+    finally:
+        if remote is not None:
+            remote.release()
+    return result
+
+
+def _replay_files(folder: str, files: list[str], lake_root: str, remote: _RemoteReplay | None,
+                  fsync: bool, lock_wait_s: float, result: ReplayResult,
+                  progress: Callable[[int, int], None] | None) -> None:
     for i, rel in enumerate(files):
         source = os.path.join(folder, rel)
         partition = os.path.dirname(rel).replace(os.sep, "/")
         outcome: tuple[int, int] | None
         try:
-            if put is not None:
-                outcome = _replay_remote(source, lake_root, rel, put)
+            if remote is not None:
+                outcome = remote.replay(source, partition)
             else:
                 outcome = _replay_local(source, lake_root, partition, fsync, lock_wait_s)
         except FileNotFoundError:
@@ -149,18 +168,57 @@ def replay_folder(folder: str, lake_root: str, *, fsync: bool = True,
         result.bytes += size
         if progress is not None:
             progress(i + 1, len(files))
-    return result
 
 
-def _replay_remote(source: str, lake_root: str, rel: str,
-                   put: Callable[[str, str], None]) -> tuple[int, int]:
-    rows = pq.ParquetFile(source).metadata.num_rows
-    size = os.path.getsize(source)
-    # (object storage: compaction does not list merged names there yet; see docs/security.md)
-    put(source, rel.replace(os.sep, "/"))
-    with contextlib.suppress(FileNotFoundError):
+class _RemoteReplay:
+    """Replay into an `s3://` lake: one PUT per file under its spooled name, under the
+    partition's compaction lock (held across that partition's files, which `pending` lists
+    together), skipping names compaction already merged."""
+
+    def __init__(self, lake_root: str, lock_wait_s: float) -> None:
+        from xray_lake.storage.compaction.locks import supports_conditional_writes
+        from xray_lake.storage.store import open_store
+
+        self.root = lake_root
+        self.store = open_store(lake_root)
+        self.conditional = supports_conditional_writes(self.store)
+        self.lock_wait_s = lock_wait_s
+        self.partition: str | None = None
+        self.lock: PartitionLock | None = None
+        self.merged: frozenset[str] = frozenset()
+
+    def replay(self, source: str, partition: str) -> tuple[int, int] | None:
+        """(rows, bytes) put, (-1, 0) when merged already, None when another replayer took it."""
+        if partition != self.partition and not self._enter(partition, source):
+            return None
+        rows = pq.ParquetFile(source).metadata.num_rows
+        size = os.path.getsize(source)
+        name = os.path.basename(source)
+        if name not in self.merged:
+            with open(source, "rb") as fh:
+                self.store.put(f"{partition}/{name}", fh.read())
         os.unlink(source)
-    return rows, size
+        return (rows, size) if name not in self.merged else (-1, 0)
+
+    def _enter(self, partition: str, source: str) -> bool:
+        self.release()
+        lock = partition_lock(self.root, partition, self.conditional)
+        deadline = time.monotonic() + self.lock_wait_s
+        while lock is not None and not lock.acquire():
+            if not os.path.exists(source):
+                return False
+            if time.monotonic() >= deadline:
+                raise OSError(f"partition {partition} stayed locked by a compaction for "
+                              f"{self.lock_wait_s:g} s; its files wait in the spool")
+            time.sleep(0.05)
+        self.partition, self.lock = partition, lock
+        self.merged = merged_names(self.root, partition)
+        return True
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+        self.partition, self.lock = None, None
 
 
 def _replay_local(source: str, lake_root: str, partition: str, fsync: bool,
@@ -207,20 +265,6 @@ def _quarantine(folder: str, rel: str) -> None:
     os.makedirs(os.path.dirname(target), exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         os.replace(os.path.join(folder, rel), target)
-
-
-def _remote_put(lake_root: str) -> Callable[[str, str], None]:
-    """Publish a spooled file on object storage: one PUT under the same name (idempotent)."""
-    from xray_lake.storage.store import open_store
-
-    store = open_store(lake_root)
-
-    def put(source: str, rel: str) -> None:
-        with open(source, "rb") as fh:
-            data = fh.read()
-        store.put(rel, data)
-
-    return put
 
 
 def _copy_atomically(source: str, target: str, fsync: bool) -> None:
