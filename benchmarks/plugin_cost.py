@@ -28,7 +28,7 @@ import polars as pl
 from hot_path import instrumented_filter, make_products  # beside this script
 
 import xray_lake as xr
-from xray_lake.records import plugins as registry
+from xray_lake.records import plugin_registry as registry
 from xray_lake.records.build import build_stage
 from xray_lake.records.events import StageEvent
 from xray_lake.sdk import _current

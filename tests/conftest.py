@@ -57,11 +57,11 @@ def lake(isolated_lake: str) -> Callable[[], xr.Lake]:
 def plugin_registry() -> Iterator[None]:
     """Metric plugins and stage types a test registers are forgotten after it; packaged
     plugins (entry points) are not loaded unless the test asks for them."""
-    from xray_lake.records import plugins
+    from xray_lake.records import plugin_registry as registry
 
-    state = plugins.snapshot()
-    plugins.restore((state[0], state[1], True))
+    state = registry.snapshot()
+    registry.restore((state[0], state[1], True))
     try:
         yield
     finally:
-        plugins.restore(state)
+        registry.restore(state)

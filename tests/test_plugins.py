@@ -19,7 +19,7 @@ import pytest
 
 import xray_lake as xr
 from xray_lake.query import stage as stage_col
-from xray_lake.records import plugins as registry
+from xray_lake.records import plugin_registry as registry
 from xray_lake.testing import capture_records
 
 Item = dict[str, Any]

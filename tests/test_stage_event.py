@@ -44,7 +44,7 @@ def test_building_rows_reads_the_event_without_changing_it() -> None:
     returned = [Scored(items[0], 0.9)]
     packed = pack_helpers(returned, Scored)
     assert packed is not None
-    out_items, ev.outputs.blob, ev.outputs.fields = packed
+    _items, ev.outputs.blob, ev.outputs.fields = packed
     ev.outputs.keys = ("a",)
     ev.inputs.refs = items
     ev.inputs.keys = ("a", "b")

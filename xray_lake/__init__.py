@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # everything else loads on first use: `xray-lake --version` n
     )
     from xray_lake.sdk.markers import Candidates, RawInput
     from xray_lake.sdk.plugins import metric, register_metric, register_stage_type
-    from xray_lake.storage.compaction.api import compact
+    from xray_lake.storage.compact import compact
 
 _LAZY = {
     **dict.fromkeys(("Settings", "configure", "get_settings"), "xray_lake.config"),
@@ -48,7 +48,7 @@ _LAZY = {
     **dict.fromkeys(("Candidates", "RawInput"), "xray_lake.sdk.markers"),
     **dict.fromkeys(("metric", "register_metric", "register_stage_type"),
                     "xray_lake.sdk.plugins"),
-    "compact": "xray_lake.storage.compaction.api",
+    "compact": "xray_lake.storage.compact",
 }
 
 
@@ -83,12 +83,12 @@ def stats() -> dict[str, Any]:
     """Counters of this process: records buffered, written, dropped (by reason), bytes, and
     metric plugin calls that failed or overran their budget (`metric_plugins`)."""
     from xray_lake._internal_errors import internal_errors
-    from xray_lake.records import plugins
+    from xray_lake.records import plugin_registry
     from xray_lake.writer import process as _process
 
     result = _process.stats()
     result["internal_errors"] = dict(internal_errors)
-    result["metric_plugins"] = plugins.stats()
+    result["metric_plugins"] = plugin_registry.stats()
     return result
 
 

@@ -72,12 +72,12 @@ def check(
 def inspect_module(target: str) -> dict[str, Any]:
     """Import `target` with recording off; what it declared, registered and got wrong."""
     from xray_lake.config import configure, get_settings
-    from xray_lake.records import plugins
+    from xray_lake.records import plugin_registry as registry
     from xray_lake.sdk import inventory
 
     before = {(d.kind, d.qualname, d.where) for d in inventory.declared()}
     problems = [f"packaged plugin {name}: {problem}"
-                for name, problem in plugins.load_entry_points()]
+                for name, problem in registry.load_entry_points()]
     enabled = get_settings().enabled
     configure(enabled=False)
     try:
@@ -91,7 +91,7 @@ def inspect_module(target: str) -> dict[str, Any]:
                     if (d.kind, d.qualname, d.where) not in before or _inside(d.module, name)),
                    key=_place)
     problems += _problems(found)
-    types = plugins.stage_types()
+    types = registry.stage_types()
     return {
         "module": name,
         "declared": [_entry(d) for d in found],
@@ -99,7 +99,7 @@ def inspect_module(target: str) -> dict[str, Any]:
                          "required": list(t.required)} for t in types.values()],
         "metrics": [{"stage_type": p.stage_type, "name": p.name, "qualname": p.qualname,
                      "where": p.where, "fields": list(p.fields), "frame": p.frame}
-                    for p in plugins.plugins()],
+                    for p in registry.plugins()],
         "problems": problems,
     }
 

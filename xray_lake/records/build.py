@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from xray_lake.config import Settings
 from xray_lake.records import metrics as m
-from xray_lake.records import plugins
+from xray_lake.records import plugin_registry as registry
 from xray_lake.records.candidates import StageCandidates, column, plugin_table, to_pending
 from xray_lake.records.cuts import CapsInForce, Cuts
 from xray_lake.records.encode import to_json
@@ -126,12 +126,12 @@ def build_stage(ev: StageEvent, settings: Settings) -> StageRows:
     cuts.add("output_json", cut_out, caps.raw)
     cands: StageCandidates | None = None
     if spec.type != "raw":
-        lists = view(ev, bool(spec.fields.promoted) or plugins.reads_items(spec))
+        lists = view(ev, bool(spec.fields.promoted) or registry.reads_items(spec))
         if lists.out_items is not None or lists.in_items is not None:
             cands = StageCandidates()
             stage = _Stage(ev, lists, settings, row, cands, problems)
             _BUILDERS[spec.type](stage)
-    plugins.measure(spec, row, problems, plugin_table(cands))  # after the built-in metrics
+    registry.measure(spec, row, problems, plugin_table(cands))  # after the built-in metrics
     stored: PendingRows | None = None
     if cands is not None and cands.payload:
         missing = sum(1 for x in cands.ids if x is None)

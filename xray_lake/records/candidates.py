@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from xray_lake.records import plugins
+from xray_lake.records import plugin_registry as registry
 from xray_lake.records.cuts import CapsInForce, Cuts, cap_reasons
 from xray_lake.records.encode import encode_many
 from xray_lake.records.pending import PendingRows, scores, text_or_none, verdicts
@@ -147,7 +147,7 @@ def to_pending(c: StageCandidates, run_id: str, stage: tuple[str, str, str]) -> 
         c.texts if c.texts is not None else encode_many(c.payload)[0], promoted)
 
 
-def plugin_table(c: StageCandidates | None) -> plugins.TableFactory | None:
+def plugin_table(c: StageCandidates | None) -> registry.TableFactory | None:
     """What metric plugins read: every candidate row of the stage (before sampling) as an
     Arrow table, built only if a plugin runs: the standard columns, then candidate fields."""
     if c is None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from xray_lake.records import plugins
+from xray_lake.records import plugin_registry as registry
 from xray_lake.records.events import StageSpec
 from xray_lake.sdk.signature import location
 
@@ -56,7 +56,7 @@ def add_stage(spec: StageSpec, func: Callable[..., Any], where: str) -> None:
     """A stage's mappings as the user wrote them: a custom type's own fields in place of the
     roles they fill, promoted fields as `fields[name]`."""
     fields = spec.fields.named()
-    definition = plugins.stage_type(spec.custom_type) if spec.custom_type else None
+    definition = registry.stage_type(spec.custom_type) if spec.custom_type else None
     for _, role in definition.fields if definition else ():
         fields.pop(role or "", None)
     fields.update(spec.type_fields)

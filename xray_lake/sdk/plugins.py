@@ -3,7 +3,7 @@
 Every misuse visible at registration (unknown stage type, a function that cannot take the
 two arguments, a metric name already taken, a type name colliding with another) raises
 DecorationError there, at import time, with where it is and how to fix it. The registry and
-the running of plugins live in records/plugins.py, below the writer that runs them.
+the running of plugins live in records/plugin_registry.py, below the writer that runs them.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 from xray_lake.errors import DecorationError
-from xray_lake.records import plugins as registry
+from xray_lake.records import plugin_registry as registry
 from xray_lake.records.events import ROLES, STAGE_TYPES
-from xray_lake.records.plugins import DEFAULT_BUDGET_MS, NAME, StageTypeDef
+from xray_lake.records.plugin_registry import DEFAULT_BUDGET_MS, NAME, StageTypeDef
 from xray_lake.sdk.signature import fail, location
 
 MetricFunc = Callable[[Any, Mapping[str, Any]], object]

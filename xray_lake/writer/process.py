@@ -71,7 +71,7 @@ def _thread_writer(settings: Settings, sink: Sink | None) -> Writer:
 def _plugged() -> bool:
     """Metric plugins or stage types registered in this process (the writer process could
     not run their code): such processes keep the thread writer."""
-    registry = sys.modules.get("xray_lake.records.plugins")
+    registry = sys.modules.get("xray_lake.records.plugin_registry")
     return registry is not None and bool(registry.stage_types() or registry.plugins())
 
 
