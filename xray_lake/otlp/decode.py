@@ -21,6 +21,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from xray_lake.otlp.documents import PREFIXES, SEEN, Documents, Slot, group, locate
+
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 
@@ -48,8 +50,9 @@ class SpanData:
     start_ns: int
     end_ns: int
     error: str | None  # the status message (or "error") when the span's status is ERROR
-    attributes: dict[str, object]
+    attributes: dict[str, object]  # all but OpenInference's document lists, which are in
     resource: dict[str, object]
+    documents: dict[str, Documents] = field(default_factory=dict)  # list name -> documents
 
 
 @dataclass(slots=True)
@@ -178,6 +181,7 @@ def _plain(span: Span, resource: dict[str, object]) -> SpanData:
     if span.status.code == Status.STATUS_CODE_ERROR:
         error = span.status.message or "error"
     parent = span.parent_span_id
+    attrs, documents = span_attributes(span.attributes)
     return SpanData(
         trace_id=span.trace_id.hex(),
         span_id=span.span_id.hex(),
@@ -186,9 +190,38 @@ def _plain(span: Span, resource: dict[str, object]) -> SpanData:
         start_ns=span.start_time_unix_nano,
         end_ns=max(span.end_time_unix_nano, span.start_time_unix_nano),
         error=error,
-        attributes=attributes(span.attributes),
+        attributes=attrs,
         resource=resource,
+        documents=documents,
     )
+
+
+_SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"})
+
+
+def span_attributes(pairs: Any) -> tuple[dict[str, object], dict[str, Documents]]:
+    """A span's attributes as a dict, with OpenInference's document lists grouped apart:
+    one pass, a table lookup per document field (this is the collector's hottest loop)."""
+    plain: dict[str, object] = {}
+    slots: dict[Slot, dict[str, object]] = {}
+    seen = SEEN
+    for kv in pairs:
+        key = kv.key
+        v = kv.value
+        kind = v.WhichOneof("value")
+        item = getattr(v, kind) if kind in _SCALARS else value(v)
+        where = seen.get(key)
+        if where is None and key.startswith(PREFIXES):
+            where = locate(key)
+        if where is None:
+            plain[key] = item
+            continue
+        slot, name = where
+        doc = slots.get(slot)
+        if doc is None:
+            doc = slots[slot] = {}
+        doc[name] = item
+    return plain, group(slots) if slots else {}
 
 
 def attributes(pairs: Any) -> dict[str, object]:

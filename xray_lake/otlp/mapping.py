@@ -17,16 +17,13 @@ one candidate id across the retrieval and reranking stages of a run.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 import orjson
 from openinference.semconv.trace import (
-    DocumentAttributes,
     OpenInferenceMimeTypeValues,
     OpenInferenceSpanKindValues,
     RerankerAttributes,
@@ -35,6 +32,7 @@ from openinference.semconv.trace import (
 
 import xray_lake as xr
 from xray_lake.otlp.decode import SpanData
+from xray_lake.otlp.documents import Documents
 
 LabelFrom = Literal["root", "service"]
 
@@ -44,13 +42,6 @@ RERANKER = OpenInferenceSpanKindValues.RERANKER.value
 JSON_MIME = OpenInferenceMimeTypeValues.JSON.value
 SERVICE_NAME = "service.name"  # OpenTelemetry resource semantic conventions
 MAX_DEPTH = 200  # deeper spans are recorded as children of the span at this depth
-_FIELDS = {
-    DocumentAttributes.DOCUMENT_ID: "id",
-    DocumentAttributes.DOCUMENT_SCORE: "score",
-    DocumentAttributes.DOCUMENT_CONTENT: "content",
-    DocumentAttributes.DOCUMENT_METADATA: "metadata",
-}
-_INDEXED = re.compile(r"(\d+)\.(.+)")
 _VALUES = {SpanAttributes.INPUT_VALUE, SpanAttributes.OUTPUT_VALUE,
            SpanAttributes.INPUT_MIME_TYPE, SpanAttributes.OUTPUT_MIME_TYPE}
 
@@ -109,28 +100,34 @@ def _record_span(run: xr.Run, span: SpanData, children: dict[str | None, list[Sp
     below = children.get(span.span_id, [])
     if depth >= MAX_DEPTH:  # keep the rest of a very deep tree flat under this span
         below = list(_descendants(span, children))
+    groups = span.documents
+    others = {k: v for k, v in span.attributes.items() if k not in _VALUES}
+    raw: dict[str, object] = {"input": _value(span, SpanAttributes.INPUT_VALUE)}
+    if others:
+        raw["attributes"] = others
+    raw["otel.span_id"] = span.span_id
     try:
         if kind == RETRIEVER:
-            docs = documents(span.attributes, SpanAttributes.RETRIEVAL_DOCUMENTS,
+            docs = documents(groups.get(SpanAttributes.RETRIEVAL_DOCUMENTS),
                              _value(span, SpanAttributes.OUTPUT_VALUE))
             with run.stage(name, type="retrieval", id="id", score="score", started_at=start,
                            finished_at=end) as st:
-                st.input(**_raw_inputs(span))
+                st.input(**raw)
                 _record_children(run, below, children, depth)
                 st.output(docs)
                 _fail_if_error(span)
         elif kind == RERANKER:
-            given = documents(span.attributes, RerankerAttributes.RERANKER_INPUT_DOCUMENTS)
-            ranked = documents(span.attributes, RerankerAttributes.RERANKER_OUTPUT_DOCUMENTS)
+            given = documents(groups.get(RerankerAttributes.RERANKER_INPUT_DOCUMENTS))
+            ranked = documents(groups.get(RerankerAttributes.RERANKER_OUTPUT_DOCUMENTS))
             with run.stage(name, type="ranking", id="id", score="score", started_at=start,
                            finished_at=end) as st:
-                st.input(given, **_raw_inputs(span))
+                st.input(given, **raw)
                 _record_children(run, below, children, depth)
                 st.output(ranked)
                 _fail_if_error(span)
         else:
             with run.stage(name, type="raw", started_at=start, finished_at=end) as st:
-                st.input(**_raw_inputs(span))
+                st.input(**raw)
                 _record_children(run, below, children, depth)
                 st.output(_value(span, SpanAttributes.OUTPUT_VALUE))
                 _fail_if_error(span)
@@ -158,27 +155,6 @@ def _fail_if_error(span: SpanData) -> None:
         raise SpanFailed(span.error)
 
 
-def _raw_inputs(span: SpanData) -> dict[str, object]:
-    """input_json of the stage: the span's input value, kind and other attributes (document
-    lists, recorded as candidates, left out)."""
-    others = {k: v for k, v in span.attributes.items()
-              if k not in _VALUES and not _is_document_key(k)}
-    raw: dict[str, object] = {"input": _value(span, SpanAttributes.INPUT_VALUE)}
-    if others:
-        raw["attributes"] = others
-    raw["otel.span_id"] = span.span_id
-    return raw
-
-
-_DOC_PREFIXES = (SpanAttributes.RETRIEVAL_DOCUMENTS + ".",
-                 RerankerAttributes.RERANKER_INPUT_DOCUMENTS + ".",
-                 RerankerAttributes.RERANKER_OUTPUT_DOCUMENTS + ".")
-
-
-def _is_document_key(key: str) -> bool:
-    return key.startswith(_DOC_PREFIXES)
-
-
 def _value(span: SpanData, key: str) -> object:
     """`input.value` / `output.value`, parsed when its mime type says JSON."""
     value = span.attributes.get(key)
@@ -191,45 +167,43 @@ def _value(span: SpanData, key: str) -> object:
     return value
 
 
-def documents(attributes: dict[str, object], prefix: str,
-              output: object = None) -> list[dict[str, object]]:
-    """The documents flattened under `prefix` (`prefix.N.document.id`, ...), in index order,
-    as dicts with `id`, `score`, `content`, `metadata` (parsed from JSON) and any other
+def documents(group: Documents | None, output: object = None) -> list[dict[str, object]]:
+    """One document list of a span (decoded by otlp/documents.py) in index order, as dicts
+    with `id`, `score`, `content`, `metadata` (parsed from JSON) and any other
     `document.*` field under its own name.
 
     Documents without an id take it from the span's JSON `output` when that lists the same
-    documents with theirs (LangChain's retriever spans carry ids only there)."""
-    start = prefix + "."
-    by_index: dict[int, dict[str, object]] = {}
-    for key, value in attributes.items():
-        if not key.startswith(start):
-            continue
-        match = _INDEXED.fullmatch(key[len(start):])
-        if match is None:
-            continue
-        doc = by_index.setdefault(int(match.group(1)), {})
-        name = match.group(2)
-        field = _FIELDS.get(name) or name.removeprefix("document.")
-        if field == "metadata" and isinstance(value, str):
-            with contextlib.suppress(orjson.JSONDecodeError):
-                value = orjson.loads(value)
-        doc[field] = value
-    docs = [by_index[i] for i in sorted(by_index)]
-    _ids_from_output(docs, output)
+    documents with theirs (LangChain's retriever spans carry ids only there), else
+    `content:<hash of the content>`."""
+    if not group:
+        return []
+    docs = [group[i] for i in sorted(group)]
+    loads, bad_json = orjson.loads, orjson.JSONDecodeError
+    missing = False
     for doc in docs:
-        if doc.get("id") is None and isinstance(doc.get("content"), str):
-            digest = hashlib.blake2b(str(doc["content"]).encode(), digest_size=8).hexdigest()
-            doc["id"] = f"content:{digest}"
-        elif doc.get("id") is not None:
-            doc["id"] = str(doc["id"])
+        metadata = doc.get("metadata")
+        if metadata.__class__ is str:
+            try:  # noqa: SIM105 - a with-block per document costs more than this
+                doc["metadata"] = loads(metadata)
+            except bad_json:
+                pass
+        ident = doc.get("id")
+        if ident is None:
+            missing = True
+        elif ident.__class__ is not str:
+            doc["id"] = str(ident)
+    if missing:
+        _ids_from_output(docs, output)
+        for doc in docs:
+            if doc.get("id") is None and isinstance(doc.get("content"), str):
+                digest = hashlib.blake2b(str(doc["content"]).encode(), digest_size=8)
+                doc["id"] = f"content:{digest.hexdigest()}"
     return docs
 
 
 def _ids_from_output(docs: list[dict[str, object]], output: object) -> None:
     """Fill missing ids from an output listing the same documents, in the same order, with
     ids (`{"documents": [{"id": ..., "page_content": ...}]}` or a plain list)."""
-    if not docs or all(doc.get("id") is not None for doc in docs):
-        return
     listed = output.get("documents") if isinstance(output, dict) else output
     if not isinstance(listed, list) or len(listed) != len(docs):
         return
@@ -238,4 +212,4 @@ def _ids_from_output(docs: list[dict[str, object]], output: object) -> None:
             continue
         content = item.get("page_content", item.get("content"))
         if doc.get("id") is None and content == doc.get("content"):
-            doc["id"] = item["id"]
+            doc["id"] = str(item["id"])
