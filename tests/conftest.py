@@ -10,6 +10,7 @@ from hypothesis import settings
 
 import xray_lake as xr
 import xray_lake.config
+from tests._captured import Captured
 from tests.s3_server import s3  # noqa: F401  (session fixture: a local S3 server)
 from xray_lake import _internal_errors
 from xray_lake.writer import process
@@ -51,6 +52,16 @@ def lake(isolated_lake: str) -> Callable[[], xr.Lake]:
         return xr.Lake(isolated_lake)
 
     return open_lake
+
+
+@pytest.fixture
+def captured(isolated_lake: str) -> Iterator[Callable[[], Captured]]:
+    """`lake` for tests of what the SDK records: the rows stay in memory (`capture_records`)
+    and `captured().sql(...)` reads them as `lake().sql(...)` reads the files."""
+    from xray_lake.testing import capture_records
+
+    with capture_records() as records:
+        yield lambda: Captured(records)
 
 
 @pytest.fixture
