@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 
 import xray_lake as xr
+from tests._captured import Captured
 from xray_lake.sdk._current import current_run
 
-Lake = Callable[[], xr.Lake]
+Recorded = Callable[[], Captured]
 Item = dict[str, Any]
 
 
-def test_run_and_stage_blocks_record_a_filtering_stage_with_flags(lake: Lake) -> None:
+def test_run_and_stage_blocks_record_a_filtering_stage_with_flags(captured: Recorded) -> None:
     candidates = [{"id": i, "price": p} for i, p in enumerate([10, 70, 20])]
     with xr.run("ctx", run_id="r1", attributes={"team": "search"},
                 input={"q": "shoe"}) as run:
@@ -29,7 +30,7 @@ def test_run_and_stage_blocks_record_a_filtering_stage_with_flags(lake: Lake) ->
             st.output(out)
         run.set_output({"kept": 2})
 
-    db = lake()
+    db = captured()
     runs = db.sql("select * from runs").to_dicts()
     assert len(runs) == 1
     r = runs[0]
@@ -49,17 +50,17 @@ def test_run_and_stage_blocks_record_a_filtering_stage_with_flags(lake: Lake) ->
                     {"candidate_id": "2", "out_position": 1, "passed": True}]
 
 
-def test_stage_block_without_pass_flags_records_survivors_only(lake: Lake) -> None:
+def test_stage_block_without_pass_flags_records_survivors_only(captured: Recorded) -> None:
     with xr.run("ctx", run_id="r1") as run, run.stage("f", type="filtering") as st:
         items = [{"id": "a"}, {"id": "b"}]
         st.input(items)
         st.output(items[1:])
 
-    rows = lake().sql("select candidate_id, passed from candidates order by 1").to_dicts()
+    rows = captured().sql("select candidate_id, passed from candidates order by 1").to_dicts()
     assert rows == [{"candidate_id": "a", "passed": False}, {"candidate_id": "b", "passed": True}]
 
 
-def test_scoring_and_raw_stage_blocks(lake: Lake) -> None:
+def test_scoring_and_raw_stage_blocks(captured: Recorded) -> None:
     with xr.run("ctx", run_id="r1") as run:
         with run.stage("s", type="scoring") as st:
             st.input([{"id": 1}])
@@ -68,7 +69,7 @@ def test_scoring_and_raw_stage_blocks(lake: Lake) -> None:
             raw.input(prompt="hi")
             raw.output({"tokens": 3})
 
-    db = lake()
+    db = captured()
     stages = db.sql("select name, type, seq, input_json, output_json from stages "
                     "order by seq").to_dicts()
     assert [(s["name"], s["type"], s["seq"]) for s in stages] == [("s", "scoring", 1),
@@ -78,7 +79,7 @@ def test_scoring_and_raw_stage_blocks(lake: Lake) -> None:
     assert db.sql("select score from candidates").item() == 0.5
 
 
-def test_nested_stage_blocks_record_their_parent(lake: Lake) -> None:
+def test_nested_stage_blocks_record_their_parent(captured: Recorded) -> None:
     @xr.raw_stage("decorated")
     def decorated() -> int:
         return 1
@@ -91,7 +92,7 @@ def test_nested_stage_blocks_record_their_parent(lake: Lake) -> None:
         with run.stage("sibling"):
             pass
 
-    rows = {r["name"]: r for r in lake().sql("select * from stages").to_dicts()}
+    rows = {r["name"]: r for r in captured().sql("select * from stages").to_dicts()}
     assert rows["outer"]["parent_stage_id"] is None
     assert rows["inner"]["parent_stage_id"] == outer_id
     assert rows["decorated"]["parent_stage_id"] == inner_id
@@ -99,34 +100,34 @@ def test_nested_stage_blocks_record_their_parent(lake: Lake) -> None:
     assert [rows[n]["seq"] for n in ("outer", "inner", "decorated", "sibling")] == [1, 2, 3, 4]
 
 
-def test_exception_inside_a_stage_block_is_recorded_and_propagates(lake: Lake) -> None:
+def test_exception_inside_a_stage_block_is_recorded_and_propagates(captured: Recorded) -> None:
     error = LookupError("index offline")
     with pytest.raises(LookupError) as caught, xr.run("ctx", run_id="r1") as run, \
             run.stage("search", type="retrieval"):
         raise error
     assert caught.value is error
 
-    db = lake()
+    db = captured()
     assert db.sql("select status, error_message, error_code from stages").to_dicts() == [
         {"status": "failure", "error_message": "index offline", "error_code": "LookupError"}]
     assert db.sql("select status, error_message from runs").to_dicts() == [
         {"status": "failure", "error_message": "index offline"}]
 
 
-def test_exception_caught_inside_the_run_fails_only_the_stage(lake: Lake) -> None:
+def test_exception_caught_inside_the_run_fails_only_the_stage(captured: Recorded) -> None:
     with xr.run("ctx", run_id="r1") as run:
         with pytest.raises(ValueError), run.stage("bad"):
             raise ValueError("bad input")
         with run.stage("good"):
             pass
 
-    db = lake()
+    db = captured()
     assert db.sql("select name, status from stages order by seq").to_dicts() == [
         {"name": "bad", "status": "failure"}, {"name": "good", "status": "success"}]
     assert db.sql("select status from runs").item() == "success"
 
 
-def test_async_with_records_run_and_stages(lake: Lake) -> None:
+def test_async_with_records_run_and_stages(captured: Recorded) -> None:
     async def main() -> None:
         async with xr.run("actx", run_id="a1") as run, run.stage("rank", type="ranking") as st:
             items = [{"id": 1}, {"id": 2}]
@@ -136,7 +137,7 @@ def test_async_with_records_run_and_stages(lake: Lake) -> None:
 
     asyncio.run(main())
 
-    db = lake()
+    db = captured()
     assert db.sql("select run_id, label, n_stages from runs").to_dicts() == [
         {"run_id": "a1", "label": "actx", "n_stages": 1}]
     rows = db.sql("select candidate_id, in_position, out_position from candidates "
@@ -145,24 +146,24 @@ def test_async_with_records_run_and_stages(lake: Lake) -> None:
                     {"candidate_id": "2", "in_position": 1, "out_position": 0}]
 
 
-def test_async_with_exception_is_recorded_and_propagates(lake: Lake) -> None:
+def test_async_with_exception_is_recorded_and_propagates(captured: Recorded) -> None:
     async def main() -> None:
         async with xr.run("actx", run_id="a1") as run, run.stage("s"):
             raise KeyError("k")
 
     with pytest.raises(KeyError):
         asyncio.run(main())
-    assert lake().sql("select status from runs").item() == "failure"
+    assert captured().sql("select status from runs").item() == "failure"
 
 
-def test_top_level_stage_block_joins_the_current_run_or_records_its_own(lake: Lake) -> None:
+def test_top_level_stage_block_joins_the_current_run_or_records_its_own(captured: Recorded) -> None:
     with xr.run("ctx", run_id="r1"), xr.stage("inside", type="raw"):
         pass
     with xr.stage("alone", type="generation") as st:
         st.output([{"id": "g"}])
     assert current_run() is None
 
-    db = lake()
+    db = captured()
     runs = db.sql("select run_id, label, n_stages from runs order by label").to_dicts()
     assert runs[0]["label"] == "alone" and runs[0]["n_stages"] == 1
     assert runs[1] == {"run_id": "r1", "label": "ctx", "n_stages": 1}
@@ -171,13 +172,13 @@ def test_top_level_stage_block_joins_the_current_run_or_records_its_own(lake: La
                       {"name": "inside", "run_id": "r1"}]
 
 
-def test_run_without_an_id_gets_a_fresh_one(lake: Lake) -> None:
+def test_run_without_an_id_gets_a_fresh_one(captured: Recorded) -> None:
     with xr.run("ctx") as first:
         pass
     with xr.run("ctx") as second:
         pass
     assert first.run_id and second.run_id and first.run_id != second.run_id
-    assert lake().sql("select count(distinct run_id) from runs").item() == 2
+    assert captured().sql("select count(distinct run_id) from runs").item() == 2
 
 
 def test_unknown_stage_type_and_non_string_label_are_rejected() -> None:
@@ -187,7 +188,7 @@ def test_unknown_stage_type_and_non_string_label_are_rejected() -> None:
         xr.run(42)  # type: ignore[arg-type]
 
 
-def test_stage_block_in_a_run_is_not_the_current_run_after_the_block(lake: Lake) -> None:
+def test_stage_block_in_a_run_is_not_the_current_run_after_the_block(captured: Recorded) -> None:
     with xr.run("ctx", run_id="r1") as run:
         assert current_run() is not None
         with run.stage("s"):
