@@ -66,7 +66,7 @@ from xray_lake.query.questions import SCORE_DRIFT as Q5_SQL
 from xray_lake.query.questions import SLOWEST_STAGE_P90 as Q7_SQL
 from xray_lake.query.questions import TOP_DROP_REASONS as Q3_SQL
 from xray_lake.sdk import _current
-from xray_lake.storage.store import open_store
+from xray_lake.storage.object_store import open_store
 
 HERE = Path(__file__).resolve().parent
 RESULTS_MD = HERE / "RESULTS.md"

@@ -21,8 +21,8 @@ from tests.test_s3 import counts as s3_counts
 from tests.test_s3 import expected as s3_expected
 from tests.test_s3 import record as s3_record
 from xray_lake.storage.compaction.protocol import merged_names
+from xray_lake.storage.object_store import open_store
 from xray_lake.storage.spool import pending, spool_root
-from xray_lake.storage.store import open_store
 
 # A replay process that is killed (SIGKILL, by itself) right after its second copy into the
 # lake and before it deletes that file from the spool.
@@ -111,8 +111,8 @@ def test_concurrent_replays_report_files_that_add_up_to_the_files_there_were(
 # a data file and before it deletes that file from the spool.
 KILLED_REMOTE_REPLAY = textwrap.dedent("""
     import os, signal, sys
-    from xray_lake.storage import store
-    real_put = store.Store.put
+    from xray_lake.storage import object_store
+    real_put = object_store.Store.put
     copied = []
     def put_then_die(self, rel, data):
         real_put(self, rel, data)
@@ -120,7 +120,7 @@ KILLED_REMOTE_REPLAY = textwrap.dedent("""
             copied.append(rel)
             if len(copied) == 2:
                 os.kill(os.getpid(), signal.SIGKILL)
-    store.Store.put = put_then_die
+    object_store.Store.put = put_then_die
     from xray_lake.cli.app import app
     app(["replay", "--spool", sys.argv[1]])
 """)

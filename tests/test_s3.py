@@ -26,7 +26,7 @@ from xray_lake.sdk import _current
 from xray_lake.storage import doctor
 from xray_lake.storage.compaction.locks import RemoteLock, supports_conditional_writes
 from xray_lake.storage.compaction.protocol import Partition
-from xray_lake.storage.store import open_store
+from xray_lake.storage.object_store import open_store
 
 # A SeaweedFS server and many processes against it.
 pytestmark = pytest.mark.slow

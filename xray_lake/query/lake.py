@@ -17,8 +17,8 @@ from xray_lake.query.cache import DEFAULT_MAX_BYTES, LOAD_AFTER, TableCache
 from xray_lake.query.readonly import HINT, check_statement, lock_down
 from xray_lake.storage.catalog import VANISHED, Views, attach_views, fields_tags
 from xray_lake.storage.compaction.protocol import compaction_epoch, marker_names, wait_until_idle
-from xray_lake.storage.duck_s3 import attach_filesystem
-from xray_lake.storage.s3 import is_remote
+from xray_lake.storage.duckdb_s3_access import attach_filesystem
+from xray_lake.storage.s3_clients import is_remote
 
 if TYPE_CHECKING:  # the front ends load on first use; their types are named for the checker
     from xray_lake.query.builder import Query

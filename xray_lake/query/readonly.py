@@ -25,7 +25,7 @@ from typing import Any
 import duckdb
 
 from xray_lake.errors import QueryError
-from xray_lake.storage.s3 import is_remote
+from xray_lake.storage.s3_clients import is_remote
 
 _EXPLAIN = re.compile(r"^\s*EXPLAIN(\s+ANALYZE)?\b", re.IGNORECASE)
 HINT = "(read-only queries; xr.Lake(root, read_only=False) or --unsafe-sql opt out)"

@@ -24,7 +24,7 @@ from xray_lake.records.schema import (
 from xray_lake.storage import confine
 from xray_lake.storage.compaction.protocol import compaction_epoch, marker_names, read_marker
 from xray_lake.storage.layout import FIELDS_DIR, VERSION_TOKEN, version_glob
-from xray_lake.storage.s3 import is_remote
+from xray_lake.storage.s3_clients import is_remote
 
 HIVE_TYPES = "{'label': 'VARCHAR', 'date': 'VARCHAR'}"
 
@@ -279,7 +279,7 @@ def _list_files(root: str) -> list[tuple[str, str, str]]:
 
 def _list_remote(root: str, tables: tuple[str, ...]) -> list[tuple[str, str, str]]:
     """`_list_files` on object storage: one recursive LIST per table, same depth rule."""
-    from xray_lake.storage.store import open_store
+    from xray_lake.storage.object_store import open_store
 
     store = open_store(root)
     found: list[tuple[str, str, str]] = []

@@ -24,7 +24,7 @@ from xray_lake.records.schema import SCHEMA_VERSION, SCHEMAS
 from xray_lake.storage import confine
 from xray_lake.storage.compaction.protocol import COMPACTION_DIR
 from xray_lake.storage.layout import TABLES, unescape_label
-from xray_lake.storage.s3 import is_remote
+from xray_lake.storage.s3_clients import is_remote
 from xray_lake.storage.tempfiles import is_temp_file, stale_reason, why_stale
 
 QUARANTINE = "_quarantine"
@@ -260,7 +260,7 @@ def _delete(path: str, problem: Problem) -> None:
 def _scan_remote(root: str, fix: bool,
                  progress: Callable[[int, int], None] | None) -> DoctorReport:
     """`scan` on object storage: one LIST per table, footers read by ranged GETs."""
-    from xray_lake.storage.store import open_store
+    from xray_lake.storage.object_store import open_store
 
     store = open_store(root)
     report = DoctorReport(root=root)

@@ -23,7 +23,7 @@ from xray_lake.storage.layout import (
     partition_dir,
     partition_rel,
 )
-from xray_lake.storage.s3 import is_remote
+from xray_lake.storage.s3_clients import is_remote
 from xray_lake.storage.tempfiles import temp_file_name
 
 
@@ -73,7 +73,7 @@ def publish_table(
     file at its final name, which is visible only once complete.
     """
     if is_remote(root):
-        from xray_lake.storage.store import open_store  # pyarrow's S3 only when needed
+        from xray_lake.storage.object_store import open_store  # pyarrow's S3 only when needed
 
         store = open_store(root)
         tag = promoted_tag(table_name, table.schema)

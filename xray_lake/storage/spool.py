@@ -32,7 +32,7 @@ from xray_lake.storage.compaction.locks import LocalLock, RemoteLock, partition_
 from xray_lake.storage.compaction.protocol import COMPACTION_DIR, MERGED_DIR, merged_names
 from xray_lake.storage.fs import fsync_dir, fsync_file
 from xray_lake.storage.layout import TABLES
-from xray_lake.storage.s3 import is_remote
+from xray_lake.storage.s3_clients import is_remote
 from xray_lake.storage.tempfiles import clean_stale_temps, owner_tag, temp_file_name
 
 MARKER = "LAKE_ROOT"
@@ -177,7 +177,7 @@ class _RemoteReplay:
 
     def __init__(self, lake_root: str, lock_wait_s: float) -> None:
         from xray_lake.storage.compaction.locks import supports_conditional_writes
-        from xray_lake.storage.store import open_store
+        from xray_lake.storage.object_store import open_store
 
         self.root = lake_root
         self.store = open_store(lake_root)

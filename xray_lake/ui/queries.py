@@ -25,7 +25,7 @@ from xray_lake.query.projection import resolve
 from xray_lake.query.promoted_fields import promoted_columns
 from xray_lake.storage.confine import subdirs
 from xray_lake.storage.layout import unescape_label
-from xray_lake.storage.s3 import is_remote
+from xray_lake.storage.s3_clients import is_remote
 
 PAGE_SIZE: Final = 50
 HISTOGRAM_BINS: Final = 20

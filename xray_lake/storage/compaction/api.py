@@ -7,7 +7,7 @@ import datetime as _dt
 from xray_lake.config import get_settings
 from xray_lake.storage.compaction.plan import DEFAULT_TARGET_SIZE, Progress, Stop, cutoff
 from xray_lake.storage.compaction.report import CompactionReport
-from xray_lake.storage.s3 import is_remote
+from xray_lake.storage.s3_clients import is_remote
 
 __all__ = ["DEFAULT_TARGET_SIZE", "CompactionReport", "Progress", "compact"]
 

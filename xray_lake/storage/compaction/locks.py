@@ -22,8 +22,8 @@ from xray_lake.storage.compaction.protocol import (
     compaction_dir,
     partition_of,
 )
-from xray_lake.storage.s3 import is_remote
-from xray_lake.storage.store import PreconditionFailed, Store, open_store
+from xray_lake.storage.object_store import PreconditionFailed, Store, open_store
+from xray_lake.storage.s3_clients import is_remote
 from xray_lake.storage.tempfiles import host_tag, owner_gone, owner_tag
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from xray_lake.errors import XrayLakeError
 from xray_lake.storage.layout import TABLES, VERSION_TOKEN, unescape_label
-from xray_lake.storage.s3 import is_remote
+from xray_lake.storage.s3_clients import is_remote
 
 COMPACTION_DIR = "_compaction"
 EPOCH_FILE = "epoch"
@@ -77,7 +77,7 @@ def compaction_dir(root: str) -> str:
 
 
 def _remote_names(root: str, rel: str) -> list[str]:
-    from xray_lake.storage.store import open_store
+    from xray_lake.storage.object_store import open_store
 
     return [e.name for e in open_store(root).listdir(rel)[1]]
 
@@ -162,7 +162,7 @@ def read_marker(root: str, name: str) -> Marker | None:
     path = os.path.join(root, COMPACTION_DIR, name)
     try:
         if is_remote(root):
-            from xray_lake.storage.store import open_store
+            from xray_lake.storage.object_store import open_store
 
             text = open_store(root).read(f"{COMPACTION_DIR}/{name}")
             if text is None:
@@ -213,7 +213,7 @@ def merged_names(root: str, partition_rel: str) -> frozenset[str]:
     if part is None:
         return frozenset()
     if is_remote(root):
-        from xray_lake.storage.store import open_store
+        from xray_lake.storage.object_store import open_store
 
         store = open_store(root)
         names: set[str] = set()

@@ -62,7 +62,7 @@ from xray_lake.storage.compaction.protocol import (
 from xray_lake.storage.compaction.report import CompactionReport, PartitionResult
 from xray_lake.storage.fs import write_parquet
 from xray_lake.storage.layout import TABLES, data_file_name, escape_label, host_tag
-from xray_lake.storage.store import Store, open_store
+from xray_lake.storage.object_store import Store, open_store
 
 logger = logging.getLogger("xray_lake")
 

@@ -16,7 +16,7 @@ import duckdb
 
 from xray_lake.config import get_settings
 from xray_lake.errors import ConfigError
-from xray_lake.storage.s3 import S3Config, duckdb_fs, is_remote
+from xray_lake.storage.s3_clients import S3Config, duckdb_fs, is_remote
 
 HTTPFS = "httpfs"
 FSSPEC = "fsspec"

@@ -20,7 +20,14 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from xray_lake.config import get_settings
-from xray_lake.storage.s3 import S3Config, arrow_fs, fsspec_fs, is_remote, remember, split_root
+from xray_lake.storage.s3_clients import (
+    S3Config,
+    arrow_fs,
+    fsspec_fs,
+    is_remote,
+    remember,
+    split_root,
+)
 
 
 @dataclass(frozen=True, slots=True)
