@@ -3,32 +3,59 @@ with decorators, and the OpenInference-instrumented one sent through `xray-lake 
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import xray_lake as xr
 
-# langchain-core and the OpenInference instrumentor are in [dev]; a machine that cannot
-# install them skips these two examples only
-pytest.importorskip("langchain_core", reason="langchain-core is not installed")
-
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 Lake = Callable[[], xr.Lake]
+
+
+def _example(name: str, framework: str) -> Any:
+    """Import examples/<name>.py; skip (saying why) only where its framework, part of [dev],
+    could not be installed."""
+    pytest.importorskip(framework, reason=f"{framework} is not installed")
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(EXAMPLES))
+
+
+@pytest.mark.slow  # imports Haystack: several seconds on a shared 2-core machine
+def test_the_haystack_decorator_example_records_its_funnel(isolated_lake: str,
+                                                           lake: Lake) -> None:
+    example = _example("haystack_pipeline", "haystack")
+    run_ids = example.main(["--root", isolated_lake, "--runs", "3"])
+    db = lake()
+    stages = db.sql("select name, type, n_in, n_out, score_max, validation_error from stages "
+                    "where run_id = ? order by seq", [run_ids[0]]).to_dicts()
+    assert [(s["name"], s["type"]) for s in stages] == [
+        ("bm25", "retrieval"), ("length-filter", "filtering"), ("keyword-score", "scoring"),
+        ("top-5", "ranking")]
+    assert all(s["validation_error"] is None for s in stages)
+    bm25, length, scorer, top = stages
+    assert bm25["score_max"] is not None and bm25["n_out"] == length["n_in"]
+    assert scorer["n_in"] == length["n_out"] and top["n_out"] == 5
+    reasons = set(db.sql("select reason_label from candidates where stage_name = "
+                         "'length-filter' and not passed")["reason_label"].to_list())
+    assert reasons and reasons <= {"too_short", "too_long"}
+    assert db.sql("select count(*) n from candidates where stage_name = 'keyword-score' and "
+                  "score is null")["n"][0] == 0
 
 
 @pytest.mark.slow  # imports LangChain: about 3 s on a shared 2-core machine
 def test_the_langchain_decorator_example_records_its_funnel(isolated_lake: str,
                                                             lake: Lake) -> None:
-    sys.path.insert(0, str(EXAMPLES))
-    try:
-        import langchain_pipeline
-    finally:
-        sys.path.remove(str(EXAMPLES))
-    run_ids = langchain_pipeline.main(["--root", isolated_lake, "--runs", "3"])
+    example = _example("langchain_pipeline", "langchain_core")
+    run_ids = example.main(["--root", isolated_lake, "--runs", "3"])
     db = lake()
     stages = db.sql("select name, type, n_in, n_out, score_max, validation_error from stages "
                     "where run_id = ? order by seq", [run_ids[0]]).to_dicts()
@@ -46,6 +73,8 @@ def test_the_langchain_decorator_example_records_its_funnel(isolated_lake: str,
 
 @pytest.mark.slow  # a subprocess importing LangChain and the OpenTelemetry SDK
 def test_the_openinference_example_reaches_the_lake_through_collect(lake: Lake) -> None:
+    pytest.importorskip("openinference.instrumentation.langchain",
+                        reason="openinference-instrumentation-langchain is not installed")
     from xray_lake.otlp import collect
     from xray_lake.otlp.buffer import Timing
 

@@ -310,3 +310,36 @@ def test_input_json_of_a_dict_stage_keeps_the_other_arguments(lake: Lake) -> Non
     run({"documents": _docs()}, 3)
     raw = lake().sql("select input_json from stages")["input_json"][0]
     assert json.loads(raw) == {"top_k": 3}
+
+
+# --- candidates= (plain annotations) ------------------------------------------------------
+
+
+def test_candidates_names_the_list_parameter_without_a_marker(lake: Lake) -> None:
+    @xr.scoring_stage("s", score="meta.score", candidates="documents", output_key="documents")
+    def run(documents: list[Document], query: str) -> dict[str, list[Document]]:
+        for doc in documents:
+            doc.meta["score"] = len(query) / (1 + int(doc.id))
+        return {"documents": documents}
+
+    run(_docs()[:3], "abcd")
+    db = lake()
+    assert [r["score"] for r in _candidates(db, "s")] == [4.0, 2.0, 4 / 3]
+    assert json.loads(db.sql("select input_json from stages")["input_json"][0]) == {
+        "query": "abcd"}
+
+
+def test_candidates_naming_no_parameter_raises_with_the_parameters() -> None:
+    with pytest.raises(xr.DecorationError, match=r"candidates='docs' names no parameter "
+                                                 r"\(parameters: documents, query\)"):
+        @xr.scoring_stage("s", candidates="docs")
+        def run(documents: list[Document], query: str) -> list[Document]:
+            return documents
+
+
+def test_candidates_and_a_marker_on_another_parameter_conflict() -> None:
+    with pytest.raises(xr.DecorationError, match="two candidate lists"):
+        @xr.filtering_stage("f", candidates="other")
+        def run(documents: Annotated[list[Document], xr.Candidates()],
+                other: list[Document]) -> list[Document]:
+            return documents

@@ -59,13 +59,15 @@ class GenerationDecorator(Protocol):
 
 
 def decorate_stage(func: Callable[..., Any], spec: StageSpec, decorator: str, *,
-                   input_key: str | None = None,
-                   output_key: str | None = None) -> Callable[..., Any]:
+                   input_key: str | None = None, output_key: str | None = None,
+                   candidates: str | None = None) -> Callable[..., Any]:
     """Wrap `func` as the stage `spec` (its name defaults to the function's); everything
     visible in the signature is checked here, raising DecorationError with the fix.
 
     `input_key` / `output_key`: the candidate list is that key (or dotted path) of the
-    candidate argument / of the returned value, for stages that take or return dicts."""
+    candidate argument / of the returned value, for stages that take or return dicts;
+    `candidates` names the candidate parameter where annotations must stay plain (Haystack
+    matches its components' sockets by their annotations)."""
     check_plain(func, decorator)
     if not callable(func):
         raise DecorationError(f"@{decorator} decorates a function, got {type(func).__name__}")
@@ -74,7 +76,7 @@ def decorate_stage(func: Callable[..., Any], spec: StageSpec, decorator: str, *,
         raise fail(func, "the stage name is empty", f"@{decorator}('a-name')")
     plan = plan_call(func, spec.type, spec.fields if spec.type != "raw" else None,
                      type_fields=spec.type_fields, type_name=spec.recorded_type,
-                     input_key=input_key, output_key=output_key)
+                     input_key=input_key, output_key=output_key, candidates_param=candidates)
     spec = dataclasses.replace(spec, name=name, qualname=plan.qualname)
     wrapper = wrap_stage(func, spec, plan)
     wrapper.__xray_stage__ = spec  # type: ignore[attr-defined]
@@ -84,7 +86,8 @@ def decorate_stage(func: Callable[..., Any], spec: StageSpec, decorator: str, *,
 
 def _stage(stage_type: str, name_or_func: str | Callable[..., Any] | None,
            fields: FieldMap, sample: Sample | None = None, caps: Caps | None = None,
-           promoted: object = None, keys: tuple[str | None, str | None] = (None, None),
+           promoted: object = None,
+           keys: tuple[str | None, str | None, str | None] = (None, None, None),
            **shorthand: int | None) -> Any:
     decorator = f"xr.{stage_type}_stage"
 
@@ -95,14 +98,16 @@ def _stage(stage_type: str, name_or_func: str | Callable[..., Any] | None,
         problems += mapping_problems({**{role: getattr(fields, role) for role in
                                          ("id", "passed", "reason_label", "reason_text",
                                           "score", "reason")},
-                                      "input_key": keys[0], "output_key": keys[1]})
+                                      "input_key": keys[0], "output_key": keys[1],
+                                      "candidates": keys[2]})
         if problems:
             check_plain(func, decorator)
             raise fail(func, *problems[0])
         name = name_or_func if isinstance(name_or_func, str) else ""
         field_map = dataclasses.replace(fields, promoted=columns) if columns else fields
         spec = StageSpec(name, stage_type, field_map, None, scale_sample, scale_caps)
-        return decorate_stage(func, spec, decorator, input_key=keys[0], output_key=keys[1])
+        return decorate_stage(func, spec, decorator, input_key=keys[0], output_key=keys[1],
+                              candidates=keys[2])
 
     if callable(name_or_func):
         return decorate(name_or_func)
@@ -115,11 +120,12 @@ def retrieval_stage(func: Callable[P, RG], /) -> Callable[P, RG]: ...
 def retrieval_stage(name: str | None = None, /, *, id: str = "id", score: str | None = None,
                     sample: Sample | None = None, caps: Caps | None = None,
                     fields: Fields | None = None, input_key: str | None = None,
-                    output_key: str | None = None) -> GenerationDecorator: ...
+                    output_key: str | None = None,
+                    candidates: str | None = None) -> GenerationDecorator: ...
 def retrieval_stage(name: Any = None, /, *, id: str = "id", score: str | None = None,
                     sample: Sample | None = None, caps: Caps | None = None,
                     fields: Fields | None = None, input_key: str | None = None,
-                    output_key: str | None = None) -> Any:
+                    output_key: str | None = None, candidates: str | None = None) -> Any:
     """A stage that returns candidates (search, lookup): records each with its id, and its
     retrieval score when `score=` names it (BM25, vector similarity); see `filtering_stage`.
 
@@ -132,7 +138,7 @@ def retrieval_stage(name: Any = None, /, *, id: str = "id", score: str | None = 
     2.5
     """
     return _stage("retrieval", name, FieldMap(id=id, score=score), sample, caps, fields,
-                  (input_key, output_key))
+                  (input_key, output_key, candidates))
 
 
 @overload
@@ -142,11 +148,13 @@ def scoring_stage(name: str | None = None, /, *, id: str = "id", score: str | No
                   sample: Sample | None = None, max_out_of_top: int | None = None,
                   caps: Caps | None = None, fields: Fields | None = None,
                   input_key: str | None = None,
-                  output_key: str | None = None) -> ScoringDecorator: ...
+                  output_key: str | None = None,
+                  candidates: str | None = None) -> ScoringDecorator: ...
 def scoring_stage(name: Any = None, /, *, id: str = "id", score: str | None = "score",
                   sample: Sample | None = None, max_out_of_top: int | None = None,
                   caps: Caps | None = None, fields: Fields | None = None,
-                  input_key: str | None = None, output_key: str | None = None) -> Any:
+                  input_key: str | None = None, output_key: str | None = None,
+                  candidates: str | None = None) -> Any:
     """A stage that scores its candidates; return dicts with `score` or `xr.Scored(item, s)`.
 
     `score` names the field holding the score; `sample=xr.Sample(top=100, max_rest=N)` stores
@@ -162,7 +170,7 @@ def scoring_stage(name: Any = None, /, *, id: str = "id", score: str | None = "s
     5.0
     """
     return _stage("scoring", name, FieldMap(id=id, score=score), sample, caps, fields,
-                  (input_key, output_key), max_out_of_top=max_out_of_top)
+                  (input_key, output_key, candidates), max_out_of_top=max_out_of_top)
 
 
 @overload
@@ -173,12 +181,14 @@ def filtering_stage(name: str | None = None, /, *, id: str = "id", passed: str |
                     sample: Sample | None = None, max_failed: int | None = None,
                     caps: Caps | None = None, fields: Fields | None = None,
                     input_key: str | None = None,
-                    output_key: str | None = None) -> FilteringDecorator: ...
+                    output_key: str | None = None,
+                    candidates: str | None = None) -> FilteringDecorator: ...
 def filtering_stage(name: Any = None, /, *, id: str = "id", passed: str | None = None,
                     reason_label: str | None = None, reason_text: str | None = None,
                     sample: Sample | None = None, max_failed: int | None = None,
                     caps: Caps | None = None, fields: Fields | None = None,
-                    input_key: str | None = None, output_key: str | None = None) -> Any:
+                    input_key: str | None = None, output_key: str | None = None,
+                  candidates: str | None = None) -> Any:
     """A stage that keeps some candidates: return all with a pass flag, or only the survivors.
 
     Parameters
@@ -206,7 +216,7 @@ def filtering_stage(name: Any = None, /, *, id: str = "id", passed: str | None =
     """
     return _stage("filtering", name, FieldMap(id=id, passed=passed, reason_label=reason_label,
                                               reason_text=reason_text), sample, caps, fields,
-                  (input_key, output_key), max_failed=max_failed)
+                  (input_key, output_key, candidates), max_failed=max_failed)
 
 
 @overload
@@ -215,11 +225,12 @@ def generation_stage(func: Callable[P, RG], /) -> Callable[P, RG]: ...
 def generation_stage(name: str | None = None, /, *, id: str = "id", reason: str | None = None,
                      sample: Sample | None = None, caps: Caps | None = None,
                      fields: Fields | None = None, input_key: str | None = None,
-                     output_key: str | None = None) -> GenerationDecorator: ...
+                     output_key: str | None = None,
+                    candidates: str | None = None) -> GenerationDecorator: ...
 def generation_stage(name: Any = None, /, *, id: str = "id", reason: str | None = None,
                      sample: Sample | None = None, caps: Caps | None = None,
                      fields: Fields | None = None, input_key: str | None = None,
-                     output_key: str | None = None) -> Any:
+                     output_key: str | None = None, candidates: str | None = None) -> Any:
     """A stage that produces candidates (keywords, LLM outputs), each with its `reason=` field.
 
     Examples
@@ -231,7 +242,7 @@ def generation_stage(name: Any = None, /, *, id: str = "id", reason: str | None 
     ['noun in the query']
     """
     return _stage("generation", name, FieldMap(id=id, reason=reason), sample, caps, fields,
-                  (input_key, output_key))
+                  (input_key, output_key, candidates))
 
 
 @overload
@@ -241,11 +252,13 @@ def ranking_stage(name: str | None = None, /, *, id: str = "id", score: str | No
                   sample: Sample | None = None, max_out_of_top: int | None = None,
                   caps: Caps | None = None, fields: Fields | None = None,
                   input_key: str | None = None,
-                  output_key: str | None = None) -> ScoringDecorator: ...
+                  output_key: str | None = None,
+                  candidates: str | None = None) -> ScoringDecorator: ...
 def ranking_stage(name: Any = None, /, *, id: str = "id", score: str | None = None,
                   sample: Sample | None = None, max_out_of_top: int | None = None,
                   caps: Caps | None = None, fields: Fields | None = None,
-                  input_key: str | None = None, output_key: str | None = None) -> Any:
+                  input_key: str | None = None, output_key: str | None = None,
+                  candidates: str | None = None) -> Any:
     """A stage that reorders its candidates; metrics compare input and output order.
 
     `sample=xr.Sample(top=100, max_rest=N)` stores the first 100 rows and at most N others.
@@ -259,7 +272,7 @@ def ranking_stage(name: Any = None, /, *, id: str = "id", score: str | None = No
     -1.0
     """
     return _stage("ranking", name, FieldMap(id=id, score=score), sample, caps, fields,
-                  (input_key, output_key), max_out_of_top=max_out_of_top)
+                  (input_key, output_key, candidates), max_out_of_top=max_out_of_top)
 
 
 @overload

@@ -269,12 +269,13 @@ def check_result(func: Callable[..., Any], stage_type: str, type_name: str,
 def plan_call(func: Callable[..., Any], stage_type: str | None, fields: FieldMap | None,
               capture_all: bool = True, *, type_fields: tuple[tuple[str, str], ...] = (),
               type_name: str | None = None, input_key: str | None = None,
-              output_key: str | None = None) -> CallPlan:
+              output_key: str | None = None, candidates_param: str | None = None) -> CallPlan:
     """Analyse `func` once; raises DecorationError for anything that cannot work.
 
     `type_fields` are a custom stage type's own (field, key) mappings, checked like `fields`;
     `type_name` is the type the user wrote, for messages (`stage_type` is how it records);
-    `input_key` / `output_key` name the candidate list inside a dict argument / result."""
+    `input_key` / `output_key` name the candidate list inside a dict argument / result;
+    `candidates_param` names the candidate parameter (instead of an xr.Candidates() marker)."""
     qualname, where = location(func)
     try:
         sig = inspect.signature(func)
@@ -315,6 +316,19 @@ def plan_call(func: Callable[..., Any], stage_type: str | None, fields: FieldMap
                                "give each RawInput a distinct name")
                 raw.append((marker.name, ref))
 
+    if candidates_param is not None:
+        named = [(p, ref) for p, ref in user_refs if p.name == candidates_param]
+        if not named:
+            names = ", ".join(p.name for p, _ in user_refs) or "none"
+            raise fail(func, f"candidates={candidates_param!r} names no parameter "
+                             f"(parameters: {names})",
+                       "pass candidates= the name of the parameter holding the candidate list")
+        if candidates is not None and candidates.name != candidates_param:
+            raise fail(func, f"two candidate lists ({candidates.name!r} marked, "
+                             f"{candidates_param!r} named by candidates=)",
+                       "keep one: the xr.Candidates() marker or candidates=")
+        candidates = named[0][1]
+        candidates_annotation = hints.get(candidates_param, named[0][0].annotation)
     if stage_type in INPUT_LIST_TYPES and candidates is None:
         plain = [(p, ref) for p, ref in user_refs
                  if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
@@ -327,7 +341,8 @@ def plan_call(func: Callable[..., Any], stage_type: str | None, fields: FieldMap
                 func,
                 f"a {stage_type} stage needs its candidate list, but no parameter is marked "
                 f"(parameters: {names})",
-                "annotate the list parameter as `Annotated[list[...], xr.Candidates()]`",
+                "annotate the list parameter as `Annotated[list[...], xr.Candidates()]`, or "
+                "name it with candidates='...' where annotations must stay plain (Haystack)",
             )
     _check_keys(func, stage_type, type_name or stage_type, candidates, input_key, output_key)
     if fields is not None:  # the element types are unknown inside a dict argument or result
