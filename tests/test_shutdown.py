@@ -116,6 +116,7 @@ def test_flush_with_a_hung_lake_write_returns_false_on_time_and_recording_goes_o
     assert elapsed < EXIT_TIMEOUT_S + MARGIN_S, f"exit took {elapsed:.2f}s"
 
 
+@pytest.mark.slow
 def test_records_neither_lake_nor_spool_took_by_exit_are_reported_not_lost_silently(
     tmp_path: Path,
 ) -> None:

@@ -154,6 +154,7 @@ def test_a_stage_lost_to_an_internal_error_makes_flush_false_and_its_run_incompl
     assert row["status"] == "incomplete" and row["n_stages_shed"] == 1
 
 
+@pytest.mark.slow
 def test_configure_during_recording_loses_nothing_and_keeps_the_counters(
         isolated_lake: str) -> None:
     import threading
