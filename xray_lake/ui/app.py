@@ -115,9 +115,18 @@ class Pages:
 
     def __init__(self, root: str) -> None:
         self.root = root
-        self.lake = Lake(root)  # read-only by default
+        # Read-only by default; a long-lived server copies `runs` and `stages` into memory on
+        # their first read (`query.cache`), which `warm()` makes happen at start-up.
+        self.lake = Lake(root, cache_after=1)
         self.lock = threading.Lock()
         self.env = _environment()
+
+    def warm(self) -> None:
+        """Read `runs` and `stages` once, so their in-memory copies are made before the first
+        page is asked for rather than by it (errors are left for the pages to report)."""
+        with contextlib.suppress(Exception), self.lock:
+            self.lake.sql("select count(*) from runs")
+            self.lake.sql("select count(*) from stages")
 
     def render(self, request: Request, handler: Handler) -> Response:
         """Run `handler` under the lake's lock and render its template; errors become pages
@@ -241,10 +250,12 @@ def _trend_series(found: trend_data.Trends) -> dict[str, Any]:
 
 
 def _closing(pages: Pages) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
-    """The app's lifespan: the lake's connection closes when the server stops."""
+    """The app's lifespan: the lake's tables are warmed in the background when the server
+    starts, and its connection closes when the server stops."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        threading.Thread(target=pages.warm, name="xray-lake-ui-warm", daemon=True).start()
         try:
             yield
         finally:
