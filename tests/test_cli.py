@@ -13,7 +13,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 import xray_lake as xr
-from xray_lake.cli.app import COMMANDS, app, main
+from xray_lake.cli.app import app, main
+from xray_lake.cli.commands import COMMANDS
 from xray_lake.cli.output import parse_when
 from xray_lake.demo.fashion_search import run_demo
 

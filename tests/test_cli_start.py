@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from xray_lake.cli.app import COMMANDS
+from xray_lake.cli.commands import COMMANDS
 
 pytestmark = pytest.mark.slow  # each test starts fresh interpreters, a few seconds on 2 cores
 

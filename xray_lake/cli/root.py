@@ -1,6 +1,6 @@
 """The typer app behind `xray-lake`: commands loaded on demand, every error as one line.
 
-`cli/app.py` holds the command table and the console script's `main()`; a command module
+`cli/commands.py` holds the command table, `cli/app.py` the console script's `main()`; a command module
 exposes `register(app)` and is imported only when its command runs or prints its help, so
 `xray-lake --help` loads no command module (and no engine: tests/test_cli_start.py).
 """
@@ -17,7 +17,7 @@ import typer
 
 from xray_lake._version import __version__
 from xray_lake.cli import error_line
-from xray_lake.cli.app import COMMANDS
+from xray_lake.cli.commands import COMMANDS
 from xray_lake.cli.help import Context, Formatter, Group
 from xray_lake.errors import ConfigError, QueryError, XrayLakeError
 
