@@ -418,3 +418,32 @@ def _post(url: str, body: bytes, content_type: str = "application/x-protobuf",
 
 
 _ = json_format  # JSON answers are checked with json.loads; the import keeps the dependency
+
+
+@pytest.mark.slow  # a fresh interpreter running the CLI
+def test_the_collect_command_serves_until_interrupted_and_writes_what_it_holds(
+        tmp_path: Path) -> None:
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    root = str(tmp_path / "cli-lake")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xray_lake", "collect", "--root", root, "--port", "0",
+         "--idle", "600"], stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        found = re.search(r"listening on (http://127\.0\.0\.1:\d+/v1/traces)", line)
+        assert found, line
+        trace = _span(b"\x0f" * 16, b"\x01" * 8, None, "cli-run")
+        assert _post(found.group(1), _request([trace]))[0] == 200
+        process.send_signal(signal.SIGINT)  # the trace waits (--idle 600): Ctrl-C writes it
+        _, rest = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, rest
+    assert "traces_written 1" in rest
+    assert xr.Lake(root).sql("select label from runs")["label"].to_list() == ["cli-run"]
