@@ -360,7 +360,7 @@ class CandidateColumns(_Columns):
             raise QueryError(f"candidate.field() takes the field's name, got {name!r}")
         columns: dict[n.Kind, builtins.type[Col[Any]]] = {
             n.Kind.NUM: NumCol, n.Kind.STR: StrCol, n.Kind.BOOL: BoolCol}
-        return columns[kind](n.Field.named(name, kind))
+        return columns[kind](n.PromotedColumn.named(name, kind))
 
 
 run = RunColumns()
@@ -450,7 +450,7 @@ class Query:
     def _checked(self) -> Lake:
         """The lake, once every promoted field the query reads is known to it (with its type)."""
         lake = self._lake()
-        if any(isinstance(x, n.Field) for x in n.walk(self.node)):
+        if any(isinstance(x, n.PromotedColumn) for x in n.walk(self.node)):
             from xray_lake.query.promoted_fields import check_fields, promoted_columns
 
             try:

@@ -40,7 +40,6 @@ from xray_lake.query.nodes import (
     Column,
     Compare,
     Expr,
-    Field,
     HasCandidate,
     InList,
     IsNull,
@@ -51,6 +50,7 @@ from xray_lake.query.nodes import (
     Param,
     Per,
     Predicate,
+    PromotedColumn,
     Query,
     Regex,
     Table,
@@ -215,7 +215,7 @@ class _Parser:
             raise unknown_name("column", key, COLUMNS[table], where)
         for name in (PROMOTED_PREFIX + key, key):
             if name in self.fields:
-                return Field(table, name, self.fields[name])
+                return PromotedColumn(table, name, self.fields[name])
         error = unknown_name("column", key, [*COLUMNS[table], *field_names(self.fields)], where)
         raise _UnknownCandidateKey(str(error))
 

@@ -32,7 +32,6 @@ __all__ = [
     "Column",
     "Compare",
     "Expr",
-    "Field",
     "HasCandidate",
     "InList",
     "IsNull",
@@ -45,6 +44,7 @@ __all__ = [
     "Param",
     "Per",
     "Predicate",
+    "PromotedColumn",
     "Query",
     "Regex",
     "Table",
@@ -242,7 +242,7 @@ _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 
 
 @dataclass(frozen=True, slots=True)
-class Field(Column):
+class PromotedColumn(Column):
     """A promoted candidate field: column `f_<name>` of `candidates`, of kind `field_kind`.
 
     Promoted columns exist only in lakes whose stages declared them (`fields=`), so they are
@@ -264,7 +264,7 @@ class Field(Column):
                              f"not {self.field_kind}")
 
     @classmethod
-    def named(cls, name: str, kind: Kind) -> Field:
+    def named(cls, name: str, kind: Kind) -> PromotedColumn:
         """The promoted field `name` (as given in fields=), stored as column `f_<name>`."""
         return cls(Table.CANDIDATE, PROMOTED_PREFIX + name, kind)
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from xray_lake.errors import QueryError
-from xray_lake.query.nodes import Field, Kind, Node, unknown_name, walk
+from xray_lake.query.nodes import Kind, Node, PromotedColumn, unknown_name, walk
 from xray_lake.records.promoted import PROMOTED_PREFIX
 from xray_lake.records.schema import CANDIDATES
 
@@ -52,7 +52,7 @@ def field_names(columns: Iterable[str]) -> list[str]:
 def check_fields(node: Node, columns: Mapping[str, Kind]) -> None:
     """Every promoted field a query reads exists in the lake with the kind the query assumed."""
     for item in walk(node):
-        if not isinstance(item, Field):
+        if not isinstance(item, PromotedColumn):
             continue
         name = item.name.removeprefix(PROMOTED_PREFIX)
         if item.name not in columns:
