@@ -20,7 +20,9 @@ HELP = (
     "Check every file of the lake: Parquet footer readable, columns of the table's types, "
     "partition folders label=…/date=YYYY-MM-DD, and temp files left by killed writers. "
     "With --fix, bad files move to <root>/_quarantine/ (same relative path, nothing deleted) "
-    "and stale temp files are deleted. Exit code 1 while problems remain.\n\n"
+    "and stale temp files are deleted. Dead letters (records the writer could not encode, "
+    "set aside beside the spool) are listed, never fixed: read them, then delete them. "
+    "Exit code 1 while problems remain.\n\n"
     "Examples:\n\n"
     "  xray-lake doctor\n"
     "  xray-lake doctor --fix --root /data/lake\n"
@@ -99,9 +101,14 @@ def _print_table(report: DoctorReport, fix: bool) -> None:
         summary += (f"; {_plural(report.temps_in_use, 'temp file')} still being written "
                     "(left alone)")
     out.print(summary, soft_wrap=True)
-    if report.remaining and not fix:
+    letters = [p for p in report.remaining if p.kind == "dead_letter"]
+    if len(letters) < len(report.remaining) and not fix:
         out.print(f"run `xray-lake doctor --fix{root_flag(report.root)}` to quarantine bad "
                   "files and delete stale temp files", soft_wrap=True, markup=False)
+    if letters:
+        out.print(f"{_plural(len(letters), 'dead letter')}: records the writer could not encode "
+                  "(each file says why and holds the record); read them, fix the cause, then "
+                  "delete them", soft_wrap=True, markup=False)
 
 
 def _plural(n: int, noun: str) -> str:

@@ -178,7 +178,8 @@ def concat_unified(tables: Sequence[pa.Table]) -> pa.Table:
         for f in table.schema:
             seen.setdefault(f.name, set()).add(f.type)
     target = {name: unify_types(types) for name, types in seen.items() if len(types) > 1}
-    if target:
-        tables = [t.cast(pa.schema([f.with_type(target.get(f.name, f.type)) for f in t.schema]))
+    if target:  # unsafe: an int beyond 2**53 becomes the nearest float, as readers see it
+        tables = [t.cast(pa.schema([f.with_type(target.get(f.name, f.type)) for f in t.schema]),
+                         safe=False)
                   for t in tables]
     return pa.concat_tables(tables, promote_options="permissive")

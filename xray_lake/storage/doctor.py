@@ -3,7 +3,9 @@
 Readers glob `<table>/*/*/*.parquet`, so one unreadable footer, one file whose columns have
 other types, or one folder that is not `label=…/date=YYYY-MM-DD` breaks every query of its
 table. `scan(root, fix=True)` moves such files to `<root>/_quarantine/<same relative path>`
-(out of every glob, nothing deleted) and deletes temp files whose writer is gone.
+(out of every glob, nothing deleted) and deletes temp files whose writer is gone. It also
+lists the dead letters of the lake (records the writer could not encode, set aside beside the
+spool, storage/dead_letters.py): never fixed, they wait for a person to read and delete them.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from xray_lake.config import get_settings
 from xray_lake.records.schema import SCHEMA_VERSION, SCHEMAS
-from xray_lake.storage import confine
+from xray_lake.storage import confine, dead_letters
 from xray_lake.storage.compaction.protocol import COMPACTION_DIR
 from xray_lake.storage.layout import TABLES, unescape_label
 from xray_lake.storage.s3_clients import is_remote
@@ -36,6 +39,9 @@ STALE_TEMP = "stale_temp"
 LINK = "link"
 """A symbolic link in the lake's folders: never followed by any operation, never fixed (the
 link may be someone's on purpose); reported so that its owner moves the data in."""
+DEAD_LETTER = "dead_letter"
+"""A record the writer could not encode, set aside in the dead-letter folder beside the spool
+(its path is absolute: it is not in the lake). Never fixed: read it, fix the cause, delete it."""
 
 _VERSION = re.compile(r"part-v([0-9]+)-")
 _DATE = re.compile(r"date=([0-9]{4}-[0-9]{2}-[0-9]{2})")
@@ -80,14 +86,24 @@ class DoctorReport:
 
 
 def scan(root: str, *, fix: bool = False,
-         progress: Callable[[int, int], None] | None = None) -> DoctorReport:
+         progress: Callable[[int, int], None] | None = None,
+         spool_dir: str | None = None) -> DoctorReport:
     """Check every file under `<root>/{runs,stages,candidates}`; with `fix`, repair what it can.
 
     `progress(done, total)` is called after each file. On object storage (`s3://`) bad files
-    are quarantined by a server-side copy and a delete.
+    are quarantined by a server-side copy and a delete. Dead letters are looked for in the
+    spool of `spool_dir` (the configured one by default).
     """
-    if is_remote(root):
-        return _scan_remote(root, fix, progress)
+    report = _scan_remote(root, fix, progress) if is_remote(root) else _scan_local(root, fix,
+                                                                                  progress)
+    folder = dead_letters.folder(spool_dir or get_settings().spool_dir, root, create=False)
+    for letter in dead_letters.listing(folder):
+        report.problems.append(Problem(DEAD_LETTER, letter.path, letter.summary()))
+    return report
+
+
+def _scan_local(root: str, fix: bool,
+                progress: Callable[[int, int], None] | None) -> DoctorReport:
     report = DoctorReport(root=root)
     for rel, target, leaves in confine.links(root):
         where = "out of the lake" if leaves else "inside the lake"

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
 
-from xray_lake._internal_errors import warn_once
 from xray_lake.records.pending import PendingRows, to_tables
 from xray_lake.records.schema import SCHEMAS, candidates_table
-from xray_lake.records.values import escape_surrogates
+from xray_lake.writer.dead_letter import mend
 
 # Written in this order so that a reader who sees a run row also sees its stages, and a
 # stage row its candidates (within one flush).
@@ -28,6 +29,8 @@ class PartitionBuffer:
     candidates: list[PendingRows] = field(default_factory=list)
     nbytes: int = 0
     n_candidates: int = 0
+    # (table, rows, error) that no table can hold, for the writer to dead-letter and count
+    set_aside: list[tuple[str, Any, Exception]] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return not (self.runs or self.stages or self.candidates)
@@ -35,40 +38,35 @@ class PartitionBuffer:
     def table(self, name: str) -> pa.Table | None:
         """The buffered rows of table `name` as one Arrow table (None when there are none).
 
-        A string Arrow cannot take (a lone surrogate: legal in JSON and in Python, not in
-        UTF-8) is escaped as `\\udXXX` in every buffered row, once, and the table built
-        again: one bad id or message never stops the writer.
+        Rows Arrow cannot take are repaired (a lone surrogate, legal in JSON and in Python but
+        not in UTF-8, is escaped as `\\udXXX`), or set aside in `set_aside` for the writer to
+        dead-letter (writer/dead_letter.py): one bad record never stops the writer.
         """
         try:
             return self._table(name)
-        except UnicodeEncodeError:
-            self._escape_surrogates(name)
-            warn_once(f"surrogates:{name}", "xray-lake: some %s values held lone surrogates, "
-                      "which UTF-8 cannot encode; they are stored escaped (\\udXXX)", name)
+        except MemoryError:
+            raise
+        except Exception:
+            units: list[Any] = self._units(name)
+            for unit, exc in mend(units, name, partial(self._build, name)):
+                self.set_aside.append((name, unit, exc))
+                if isinstance(unit, PendingRows):
+                    self.n_candidates -= unit.num_rows
             return self._table(name)
 
-    def _escape_surrogates(self, name: str) -> None:
-        if name == "candidates":
-            for rows in self.candidates:
-                rows.run_id = escape_surrogates(rows.run_id)
-                rows.stage = tuple(map(escape_surrogates, rows.stage))
-                for column in ("ids", "reason_label", "reason_text", "reason"):
-                    setattr(rows, column, tuple(map(escape_surrogates, getattr(rows, column))))
-            return
-        for row in self.runs if name == "runs" else self.stages:
-            for key, value in row.items():
-                if isinstance(value, dict):
-                    row[key] = {escape_surrogates(k): v for k, v in value.items()}
-                else:
-                    row[key] = escape_surrogates(value)
+    def _units(self, name: str) -> list[Any]:
+        return self.candidates if name == "candidates" else (
+            self.runs if name == "runs" else self.stages)
 
-    def _table(self, name: str) -> pa.Table | None:
-        schema = SCHEMAS[name]
+    def _build(self, name: str, units: Sequence[Any]) -> pa.Table:
         if name == "candidates":
             # promoted fields (extra columns) may differ per batch: unified here
-            return candidates_table(to_tables(self.candidates)) if self.candidates else None
-        rows = self.runs if name == "runs" else self.stages
-        return pa.Table.from_pylist(rows, schema) if rows else None
+            return candidates_table(to_tables(units))
+        return pa.Table.from_pylist(list(units), SCHEMAS[name])
+
+    def _table(self, name: str) -> pa.Table | None:
+        units = self._units(name)
+        return self._build(name, units) if units else None
 
     def rows(self, name: str) -> int:
         if name == "candidates":

@@ -17,6 +17,7 @@ from xray_lake.config import Settings
 from xray_lake.records.build import build_run, build_stage
 from xray_lake.records.events import RunEvent, StageEvent
 from xray_lake.writer.buffer import WRITE_ORDER, PartitionBuffer
+from xray_lake.writer.dead_letter import DeadLetters, mark_incomplete, unit_counts
 from xray_lake.writer.sinks import Sink
 
 logger = logging.getLogger("xray_lake")
@@ -90,6 +91,7 @@ class Counters:
     runs_incomplete: int = 0
     blocked_calls: int = 0  # recording calls that waited for room (on_full="block")
     blocked_s: float = 0.0  # their total wait
+    dead_lettered: int = 0  # records that cannot be encoded, set aside (writer/dead_letter.py)
 
 
 class _Ticket:
@@ -119,6 +121,7 @@ class Writer:
         self.settings = settings
         self.sink = sink
         self.counters = Counters()
+        self._dead_letters = DeadLetters(settings.spool_dir, settings.root)
         self._host, self._pid, self._version = host, pid, version
         self._queue: deque[tuple[object, int]] = deque()
         self._lock = threading.Lock()
@@ -276,9 +279,13 @@ class Writer:
         then says 'incomplete'."""
         self._charge(reason, event.run_id if isinstance(event, StageEvent) else None, 1 + n, n)
 
-    def _charge(self, reason: str, run_id: str | None, records: int, n: int) -> None:
-        """(lock held) Count `records` shed for `reason`; a stage's are charged to its run."""
-        self.counters.dropped[reason] += records
+    def _charge(self, reason: str | None, run_id: str | None, records: int, n: int) -> None:
+        """(lock held) Count `records` shed for `reason` (None: set aside as dead letters); a
+        stage's are charged to its run."""
+        if reason is None:
+            self.counters.dead_lettered += records
+        else:
+            self.counters.dropped[reason] += records
         self._failed_since_flush = True
         if run_id is not None:
             shed = self._shed_runs.get(run_id)
@@ -288,7 +295,7 @@ class Writer:
                 shed = self._shed_runs[run_id] = [0, 0]
             shed[0] += 1
             shed[1] += n
-        if reason not in self._warned:
+        if reason is not None and reason not in self._warned:  # (dead letters warn themselves)
             self._warned.add(reason)
             logger.warning("xray-lake: shedding records (%s): %s; counted in "
                            "xr.stats()['dropped'], their runs are written with status "
@@ -459,12 +466,27 @@ class Writer:
 
     def _fail_record(self, reason: str, item: object, exc: Exception) -> None:
         n = item.n_items() if isinstance(item, StageEvent) else 0
+        kept = self._dead_letters.put(item, exc)
         with self._lock:
-            self._drop(reason, item, n)
+            if kept:
+                self._charge(None, item.run_id if isinstance(item, StageEvent) else None, 1 + n, n)
+            else:
+                self._drop(reason, item, n)
         try:
             report("writer.encode", exc)
         except Exception:
             logger.exception("xray-lake: could not encode a record")
+
+    def _bury(self, buf: PartitionBuffer) -> None:
+        """Dead-letter the rows a table could not hold (counted; their run says 'incomplete')."""
+        for name, unit, exc in buf.set_aside:
+            run_id, records, n = unit_counts(unit)
+            kept = self._dead_letters.put(unit, exc, name)
+            marked = name != "runs" and mark_incomplete(buf.runs, run_id, 1, n)
+            with self._lock:
+                self._charge(None if kept else "encode_error",
+                             None if name == "runs" or marked else run_id, records, n)
+        buf.set_aside.clear()
 
     def _write_all(self) -> bool:
         """Publish every buffered partition to the lake, or to the spool when the lake fails.
@@ -477,6 +499,7 @@ class Writer:
         for key, buf in list(self._buffers.items()):
             for name in WRITE_ORDER:
                 table = buf.table(name)
+                self._bury(buf)
                 if table is None:
                     continue
                 if lake_ok:
@@ -601,6 +624,7 @@ class Writer:
             "truncated_values": c.truncated_values,
             "dropped": dict(c.dropped),
             "dropped_total": sum(c.dropped.values()),
+            "dead_lettered": c.dead_lettered,
             "runs_incomplete": c.runs_incomplete,
             "blocked_calls": c.blocked_calls,
             "blocked_s": round(c.blocked_s, 3),

@@ -31,7 +31,8 @@ _draining: list[Writer | RemoteWriter] = []  # replaced writers still writing wh
 _ADDITIVE = ("runs_recorded", "stages_recorded", "candidates_recorded", "files_written",
              "bytes_written", "flushes", "write_failures", "spooled_files", "replayed_rows",
              "replayed_files", "truncated_values", "dropped_total", "runs_incomplete",
-             "blocked_calls", "blocked_s", "rows_written", "spooled_rows", "dropped")
+             "blocked_calls", "blocked_s", "rows_written", "spooled_rows", "dropped",
+             "dead_lettered")
 HOST = socket.gethostname()
 
 
