@@ -4,6 +4,7 @@ Run: python benchmarks/burst.py [--runs 2000] [--candidates 200] [--repeat 3] [-
 
 Each mode runs in a fresh process (so its peak RSS is its own), `--repeat` times, A B C A B C:
   * ``xray``: the pipeline decorated with xray-lake, default settings, then ``xr.flush()``;
+  * ``xray-thread``: the same with ``writer="thread"`` (the writer on a thread of the app);
   * ``jsonl``: the same pipeline writing one ``orjson.dumps`` line per stage into a buffered
     file, fsync at the end (the "log JSON lines and query them later" baseline);
   * ``off``: the pipeline with no recording at all.
@@ -35,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-MODES = ("xray", "jsonl", "off")
+MODES = ("xray", "xray-thread", "jsonl", "off")
+# xray-thread: the same pipeline with writer="thread" (the writer on a thread of the app)
 HEAVY_SHARE = 0.1
 TOPK = 10
 
@@ -78,7 +80,8 @@ def _pipeline(mode: str, root: str) -> tuple[Any, Any]:
 
         def finish() -> dict[str, Any]:
             ok = xr.flush()
-            return {"flush_ok": ok, "stats": xr.stats()}
+            stats = xr.stats()
+            return {"flush_ok": ok, "stats": stats, "writer_rss": _peak_rss(stats.get("writer_pid"))}
 
         return run_one, finish
 
@@ -129,6 +132,20 @@ def _pipeline(mode: str, root: str) -> tuple[Any, Any]:
     return run_one, lambda: {"flush_ok": True}
 
 
+def _peak_rss(pid: int | None) -> int:
+    """Peak RSS of a live process (the writer process, still running), in bytes; 0 if none."""
+    if pid is None:
+        return 0
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def child(mode: str, root: str, runs: int, k: int) -> None:
     """One measured process: build the pipeline, run the burst, print one JSON line."""
     rng = random.Random(7)
@@ -136,7 +153,7 @@ def child(mode: str, root: str, runs: int, k: int) -> None:
              "rating": rng.uniform(0, 5), "brand": f"b{j % 40}"} for j in range(20_000)]
     cutoffs = [50.0 if rng.random() < HEAVY_SHARE else 700.0 for _ in range(runs)]
     t_import = time.perf_counter()
-    run_one, finish = _pipeline(mode, root)
+    run_one, finish = _pipeline("xray" if mode.startswith("xray") else mode, root)
     import_s = time.perf_counter() - t_import
     t0 = time.perf_counter()
     n_candidates = 0
@@ -147,7 +164,8 @@ def child(mode: str, root: str, runs: int, k: int) -> None:
     result = finish()
     durable_s = time.perf_counter() - t0
     self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    child_rss = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
+                    result.pop("writer_rss", 0))
     stats = result.pop("stats", {})
     print(json.dumps({"mode": mode, "import_s": import_s, "loop_s": loop_s,
                       "durable_s": durable_s, "rss": self_rss, "child_rss": child_rss,
@@ -173,7 +191,7 @@ def expected(runs: int, k: int) -> dict[str, int]:
 
 
 def landed(mode: str, root: str) -> dict[str, int]:
-    if mode == "xray":
+    if mode.startswith("xray"):
         import duckdb
 
         con = duckdb.connect()
@@ -220,7 +238,8 @@ def main() -> None:
         for _ in range(args.repeat):
             for mode in modes:
                 root = tempfile.mkdtemp(prefix=f"xray-burst-{mode}-")
-                env = {**os.environ, "XRAY_LAKE_SPOOL": os.path.join(root, "_spool")}
+                env = {**os.environ, "XRAY_LAKE_SPOOL": os.path.join(root, "_spool"),
+                       "XRAY_LAKE_WRITER": "thread" if mode == "xray-thread" else "process"}
                 try:
                     out = subprocess.run(
                         [sys.executable, __file__, "--child", mode, "--root", root,

@@ -4,9 +4,11 @@ Run: python benchmarks/hot_path.py [--candidates 5000] [--calls 200] [--json PAT
 
 Default snapshot mode ("freeze") and the opt-in "reference" mode are both measured.
 Reports medians (µs per call) of: the uninstrumented stage, the instrumented stage on the
-caller's thread (CPU time of the calling thread, `time.thread_time`, with the background writer
-running as in production), one orjson.dumps of the same list, and the total CPU per call
-including the background encode and Parquet write (process CPU time, flush included).
+caller's thread (CPU time of the calling thread, `time.thread_time`, with the writer running
+as in production), its wall time (what the pipeline waits, GIL waits included), one
+orjson.dumps of the same list, and the total CPU per call including the background encode
+and Parquet write (process CPU time, flush included; with writer="process" that is the
+application's share only).
 """
 
 from __future__ import annotations
@@ -58,13 +60,18 @@ def instrumented_filter(
     return [p for p in products if p["price"] < 100 and p["in_stock"]]
 
 
-def cpu_us(fn: Any, arg: Any, calls: int, pause_s: float) -> list[float]:
-    """CPU time of the calling thread per call, µs (other threads' work is not counted)."""
+def cpu_us(fn: Any, arg: Any, calls: int, pause_s: float,
+           wall: list[float] | None = None) -> list[float]:
+    """CPU time of the calling thread per call, µs (other threads' work is not counted);
+    wall-clock µs per call are appended to `wall` when given."""
     times = []
     for _ in range(calls):
+        w0 = time.perf_counter()
         t0 = time.thread_time()
         fn(arg)
         times.append((time.thread_time() - t0) * 1e6)
+        if wall is not None:
+            wall.append((time.perf_counter() - w0) * 1e6)
         if pause_s:
             time.sleep(pause_s)  # a pipeline does other work between stage calls
     return times
@@ -74,16 +81,20 @@ def interleaved(products: list[dict[str, Any]], tmp: str, rounds: int, calls: in
                 worker_running: bool) -> dict[str, float]:
     """Medians over `rounds` rounds, each timing every variant for `calls` calls, so load
     changes on a shared machine hit all variants alike."""
-    samples: dict[str, list[float]] = {"plain": [], "freeze": [], "reference": [], "orjson": []}
+    samples: dict[str, list[float]] = {"plain": [], "freeze": [], "reference": [], "orjson": [],
+                                       "plain_wall": [], "freeze_wall": [],
+                                       "reference_wall": [], "orjson_wall": []}
     drain = 0.5 if worker_running else 60.0  # 60 s: the worker sleeps through the timing
     for r in range(rounds):
-        samples["plain"] += cpu_us(plain_filter, products, calls, 0.002)
-        samples["orjson"] += cpu_us(orjson.dumps, products, calls, 0.002)
+        samples["plain"] += cpu_us(plain_filter, products, calls, 0.002, samples["plain_wall"])
+        samples["orjson"] += cpu_us(orjson.dumps, products, calls, 0.002,
+                                    samples["orjson_wall"])
         for mode in ("freeze", "reference"):
             xr.configure(root=f"{tmp}/lake-{mode}-{worker_running}-{r}", snapshot=mode,
                          drain_interval_s=drain, flush_interval_s=3600 if not worker_running
                          else 10.0, max_buffer_bytes=8 * 1024**3)
-            samples[mode] += cpu_us(instrumented_filter, products, calls, 0.002)
+            samples[mode] += cpu_us(instrumented_filter, products, calls, 0.002,
+                                    samples[f"{mode}_wall"])
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
@@ -133,6 +144,9 @@ def main() -> int:
             overhead = m[mode] - m["plain"]
             result[f"caller_overhead_{mode}_{name}_us"] = round(overhead, 1)
             result[f"caller_overhead_{mode}_{name}_vs_orjson"] = round(overhead / m["orjson"], 3)
+            wall = m[f"{mode}_wall"] - m["plain_wall"]
+            result[f"caller_wall_{mode}_{name}_us"] = round(wall, 1)
+            result[f"caller_wall_{mode}_{name}_vs_orjson"] = round(wall / m["orjson_wall"], 3)
     total_overhead = total_cpu - plain_cpu
     result.update({
         "total_overhead_cpu_us": round(total_overhead, 1),

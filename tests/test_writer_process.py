@@ -40,6 +40,14 @@ PRELUDE = textwrap.dedent("""
 
     def say(*words):
         print(*words, flush=True)
+
+    def hand_over():
+        # wait until the writer process has every record in its pipe; say its pid
+        writer = process.get_writer()
+        while not writer.handed_over() or writer.pid is None:
+            time.sleep(0.01)
+        say("HANDED", writer.pid)
+        return writer
 """)
 
 
@@ -128,10 +136,7 @@ def test_sigkill_of_the_application_loses_nothing_the_writer_process_had_receive
     proc = app(tmp_path, """
         for i in range(200):
             record("k", i)
-        writer = process.get_writer()
-        while not writer.handed_over() or writer.pid is None:
-            time.sleep(0.01)
-        say("HANDED", writer.pid)
+        hand_over()
         time.sleep(600)
     """, {"flush_interval_s": 3600})
     assert proc.stdout is not None
@@ -149,10 +154,7 @@ def test_a_killed_writer_process_is_restarted_and_given_all_it_had_not_written(
     proc = app(tmp_path, """
         for i in range(100):
             record("w", i)
-        writer = process.get_writer()
-        while not writer.handed_over() or writer.pid is None:
-            time.sleep(0.01)
-        say("HANDED", writer.pid)
+        writer = hand_over()
         sys.stdin.readline()  # the test kills the writer process meanwhile
         for i in range(100, 200):
             record("w", i)

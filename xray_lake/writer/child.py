@@ -122,10 +122,22 @@ def _write_out(writer: Any, step: float) -> None:
 
 
 def _serve(writer: Any, channel: _Channel) -> None:
+    """Take messages until the end of stdin. The application keeps each batch until it is
+    acknowledged, within its share of max_buffer_bytes: once a quarter of that is waiting
+    here, the writer writes at once instead of at its cadence (flush_interval_s, flush_at)."""
     from xray_lake.writer import wire
+    from xray_lake.writer.remote import client_hold
+
+    hurry_at = client_hold(writer.settings) // 4
+    waiting = [0]  # frame bytes received since the last acknowledgement
+
+    def acknowledge(last: int, size: int) -> None:
+        waiting[0] -= size
+        channel.send(("ack", last, writer.stats()))
 
     while True:
-        message: Any = wire.read(0)
+        message: Any
+        message, size = wire.read_sized(0)
         if message is None:
             return
         kind = message[0]
@@ -134,7 +146,10 @@ def _serve(writer: Any, channel: _Channel) -> None:
             for record in message[2]:
                 writer.submit(record)
             del message
-            writer.mark(lambda last=last: channel.send(("ack", last, writer.stats())))
+            waiting[0] += size
+            writer.mark(lambda last=last, size=size: acknowledge(last, size))
+            if waiting[0] >= hurry_at:
+                writer.hurry()
         elif kind == "shed":
             _, reason, run_id, n = message
             writer.shed_run(reason, run_id, n)

@@ -19,6 +19,7 @@ from xray_lake.records.events import RunEvent, StageEvent
 from xray_lake.writer.buffer import WRITE_ORDER, PartitionBuffer
 from xray_lake.writer.dead_letter import DeadLetters, mark_incomplete, unit_counts
 from xray_lake.writer.sinks import Sink
+from xray_lake.writer.ticket import Ticket
 
 logger = logging.getLogger("xray_lake")
 
@@ -94,16 +95,6 @@ class Counters:
     dead_lettered: int = 0  # records that cannot be encoded, set aside (writer/dead_letter.py)
 
 
-class _Ticket:
-    """A flush request: resolved once everything queued before it is published (or failed)."""
-
-    __slots__ = ("done", "ok")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.ok = False
-
-
 class _Mark:
     """A soft flush ticket: `callback` runs once everything queued before it is durable (or
     counted as shed), at the writer's own write cadence; it forces no write."""
@@ -145,6 +136,7 @@ class Writer:
         self._backoff = 1.0
         self._spool_pending: bool | None = None  # None: not checked yet
         self._marks: list[_Mark] = []  # drained marks waiting for their records to be durable
+        self._hurried = False  # write at the next round (see hurry())
         # Where records go once this writer is closed because it was replaced (configure()):
         # returns False when there is no other writer to take them (exit).
         self.forward: Callable[[RunEvent | StageEvent], bool] | None = None
@@ -224,6 +216,12 @@ class Writer:
         if start:
             self._start()
 
+    def hurry(self) -> None:
+        """Write what is buffered at the next round, whatever the cadence says: the writer
+        process's client keeps its records until they are written, within its own bound."""
+        self._hurried = True
+        self._wake.set()
+
     def shed_run(self, reason: str, run_id: str, n: int) -> None:
         """Count a stage record of `run_id` (with `n` candidates) that was shed before it
         reached this writer (by the application's side of the writer process)."""
@@ -252,7 +250,7 @@ class Writer:
                 ok = not self._failed_since_flush
                 self._failed_since_flush = False
                 return ok
-            ticket = _Ticket()
+            ticket = Ticket()
             self._queue.append((ticket, 0))
         self._wake.set()
         if not ticket.done.wait(timeout):
@@ -270,7 +268,8 @@ class Writer:
     def buffered(self) -> tuple[int, int]:
         """(records waiting, bytes waiting)."""
         with self._lock:
-            waiting = len(self._queue) + sum(b.rows(t) for b in self._buffers.values()
+            waiting = sum(1 for item, _ in self._queue if not isinstance(item, Ticket | _Mark))
+            waiting += sum(b.rows(t) for b in self._buffers.values()
                                              for t in WRITE_ORDER)
             return waiting, self._queued_bytes + self._buffered_bytes
 
@@ -343,12 +342,13 @@ class Writer:
             return False
         rows = sum(b.n_candidates for b in self._buffers.values())
         return (
-            time.monotonic() - self._last_write >= s.flush_interval_s
+            self._hurried
+            or time.monotonic() - self._last_write >= s.flush_interval_s
             or rows >= s.flush_rows
             or self._buffered_bytes >= self.memory.flush_at
         )
 
-    def _drain(self) -> list[_Ticket]:
+    def _drain(self) -> list[Ticket]:
         """Encode what is queued now, for at most drain_interval_s: under sustained load the
         queue never empties, and the worker must still write files on time and answer flush().
 
@@ -356,7 +356,7 @@ class Writer:
         its memory freed) instead of encoded up to the bound and then dropped. Not when they
         were already past it: writes are failing, and tickets must still be answered.
         """
-        tickets: list[_Ticket] = []
+        tickets: list[Ticket] = []
         stop_at = time.monotonic() + self.settings.drain_interval_s
         below = self._buffered_bytes < self.memory.flush_at
         for _ in range(len(self._queue)):
@@ -368,7 +368,7 @@ class Writer:
                 item, estimate = self._queue.popleft()
             except IndexError:
                 break
-            if isinstance(item, _Ticket):
+            if isinstance(item, Ticket):
                 tickets.append(item)
                 continue
             if isinstance(item, _Mark):
@@ -495,6 +495,7 @@ class Writer:
         buffered for the next attempt.
         """
         ok = True
+        self._hurried = False
         lake_ok = self._lake_ready()
         for key, buf in list(self._buffers.items()):
             for name in WRITE_ORDER:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from xray_lake._version import __version__
 from xray_lake.config import Settings, get_settings, on_change
 from xray_lake.storage.tempfiles import host_tag
+from xray_lake.writer.counts import add_counts
 
 if TYPE_CHECKING:  # the writer (pyarrow, Parquet) loads with the first record, not on import
     from xray_lake.writer.engine import Writer
@@ -28,11 +29,6 @@ _sink_override: Sink | None = None
 _carried: dict[str, Any] = {}
 _carried_failure = False
 _draining: list[Writer | RemoteWriter] = []  # replaced writers still writing what they were given
-_ADDITIVE = ("runs_recorded", "stages_recorded", "candidates_recorded", "files_written",
-             "bytes_written", "flushes", "write_failures", "spooled_files", "replayed_rows",
-             "replayed_files", "truncated_values", "dropped_total", "runs_incomplete",
-             "blocked_calls", "blocked_s", "rows_written", "spooled_rows", "dropped",
-             "dead_lettered")
 HOST = socket.gethostname()
 
 
@@ -116,21 +112,9 @@ def _fold(writer: Writer | RemoteWriter, ok: bool) -> None:
     global _carried_failure
     counts = writer.stats()
     with _lock:
-        _add_counts(_carried, counts)
+        add_counts(_carried, counts)
         if not ok:
             _carried_failure = True
-
-
-def _add_counts(into: dict[str, Any], counts: dict[str, Any]) -> None:
-    for key in _ADDITIVE:
-        value = counts[key]
-        if isinstance(value, dict):
-            merged = dict(into.get(key, {}))
-            for k, v in value.items():
-                merged[k] = merged.get(k, 0) + v
-            into[key] = merged
-        else:
-            into[key] = into.get(key, 0) + value
 
 
 def flush_replaced(timeout: float | None) -> bool:
@@ -216,7 +200,7 @@ def stats() -> dict[str, Any]:
         carried = dict(_carried)
     for counts in [carried, *replaced]:
         if counts:
-            _add_counts(result, counts)
+            add_counts(result, counts)
     for counts in replaced:  # what they still hold is still buffered
         result["buffered_records"] += counts["buffered_records"]
         result["buffered_bytes"] += counts["buffered_bytes"]

@@ -5,8 +5,8 @@ batches (writer/wire.py) and writes them to the writer process's stdin. Each bat
 until the writer process acknowledges it as durable, so a writer process that dies is
 restarted and given every batch it had not acknowledged (one killed between a write and
 its acknowledgement may then write a batch twice). What the application holds, queued or
-unacknowledged, counts against max_buffer_bytes / 2: past it, recording calls wait
-(on_full="block") or shed (on_full="drop"), exactly as with the thread writer.
+unacknowledged, counts against a quarter of max_buffer_bytes (`client_hold`): past it,
+recording calls wait (on_full="block") or shed (on_full="drop"), as with the thread writer.
 
 A record holding objects of the application's own classes is written by a thread writer
 of this process instead (wire.Foreign), as is everything once the writer process cannot
@@ -15,22 +15,20 @@ be started (three deaths within a minute, or no interpreter to start).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import subprocess
-import sys
+import pickle
 import threading
 import time
-import weakref
 from collections import Counter, deque
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xray_lake.config import Settings
 from xray_lake.records.events import RunEvent, StageEvent
 from xray_lake.writer import wire
+from xray_lake.writer.child_process import ChildProcess
+from xray_lake.writer.counts import add_counts, empty_stats
+from xray_lake.writer.ticket import Ticket
 
 if TYPE_CHECKING:
     from xray_lake.writer.engine import Writer
@@ -42,15 +40,6 @@ BATCH_RECORDS = 512
 RESTARTS_PER_MINUTE = 3  # more deaths than this and records go to a thread writer
 _STAGE_BYTES = 1024
 _ROW_BYTES = 300.0  # estimate per candidate of a queued record (see StageEvent.estimate_bytes)
-_live: weakref.WeakSet[RemoteWriter] = weakref.WeakSet()
-
-
-class _Ticket:
-    __slots__ = ("done", "ok")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.ok = False
 
 
 class _Control:
@@ -68,7 +57,7 @@ class RemoteWriter:
     def __init__(self, settings: Settings, *, writer_id: str, host: str, pid: int,
                  version: str, local: Callable[[], Writer]) -> None:
         self.settings = settings
-        self.hold = settings.max_buffer_bytes // 2
+        self.hold = client_hold(settings)
         self.forward: Callable[[RunEvent | StageEvent], bool] | None = None
         self.writer_id = writer_id  # names the writer process's files (storage/layout.py)
         self._config = ("config", settings.as_dict(), writer_id, host, pid, version)
@@ -83,7 +72,7 @@ class RemoteWriter:
         self._held = 0
         self._peak = 0
         self._seq = 0
-        self._tickets: dict[int, _Ticket] = {}
+        self._tickets: dict[int, Ticket] = {}
         self._next_ticket = 0
         self._open_flushes: list[tuple[Any, ...]] = []  # sent, not answered: resent on restart
         self._child_stats: dict[str, Any] = {}
@@ -96,11 +85,9 @@ class RemoteWriter:
         self._fallen_back = False
         self._closed = False
         self._sender: threading.Thread | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._child_gone = threading.Event()  # the current writer process ended
+        self._child: ChildProcess | None = None
         self._exit_clean = False
         self._warned: set[str] = set()
-        _live.add(self)
 
     # --- caller's thread -----------------------------------------------------------------
 
@@ -179,7 +166,7 @@ class RemoteWriter:
             remote = self._sender is not None and not self._fallen_back
             closed = self._closed
             if remote and not closed:
-                ticket = _Ticket()
+                ticket = Ticket()
                 self._next_ticket += 1
                 self._tickets[self._next_ticket] = ticket
                 self._outbox.append((_Control(("flush", self._next_ticket)), 0))
@@ -187,7 +174,9 @@ class RemoteWriter:
         ok = not failed
         if remote:
             if closed:
-                ok = self._child_gone.wait(_left(deadline)) and self._exit_clean and ok
+                child = self._child
+                ok = (child is None or child.gone.wait(_left(deadline))) and self._exit_clean \
+                    and ok
             else:
                 ok = ticket.done.wait(_left(deadline)) and ticket.ok and ok
         local = self._local
@@ -212,7 +201,8 @@ class RemoteWriter:
 
     def finished(self) -> bool:
         """Closed, and the writer process has ended."""
-        return self._closed and (self._sender is None or self._child_gone.is_set())
+        child = self._child
+        return self._closed and (self._sender is None or child is None or child.gone.is_set())
 
     def buffered(self) -> tuple[int, int]:
         """(records, bytes) not yet handed to a writer: what this process's exit would lose."""
@@ -233,8 +223,8 @@ class RemoteWriter:
     @property
     def pid(self) -> int | None:
         """The writer process's pid (None before the first record)."""
-        proc = self._proc
-        return proc.pid if proc is not None else None
+        child = self._child
+        return child.pid if child is not None else None
 
     def stats(self) -> dict[str, Any]:
         """The writer process's counters (as of its last answer) plus what this side shed."""
@@ -253,10 +243,10 @@ class RemoteWriter:
             result["blocked_calls"] = result.get("blocked_calls", 0) + self._blocked_calls
             result["blocked_s"] = round(result.get("blocked_s", 0.0) + self._blocked_s, 3)
             result["writer_restarts"] = self._restarts
-            result["writer_pid"] = self._proc.pid if self._proc is not None else None
+            result["writer_pid"] = self.pid
         local = self._local
         if local is not None:
-            _add_local(result, local.stats())
+            add_counts(result, local.stats(), buffered=True)
         return result
 
     # --- sender thread -------------------------------------------------------------------
@@ -287,11 +277,13 @@ class RemoteWriter:
             logger.exception("xray-lake: the writer process's sender failed: %s", exc)
             self._fall_back()
         finally:
-            self._end_child()
+            if self._child is not None:
+                self._child.close_input()
 
     def _died(self) -> bool:
         """The writer process ended on its own (not after the end of its input)."""
-        return self._child_gone.is_set() and not self._fallen_back and self._proc is not None
+        child = self._child
+        return child is not None and child.gone.is_set() and not self._fallen_back
 
     def _take(self) -> list[tuple[object, int]]:
         """(lock held) The next run of records, or one control message."""
@@ -373,60 +365,52 @@ class RemoteWriter:
         """Write to the writer process. A dead one is restarted and given every frame it had
         not acknowledged and every open flush request (this frame is one of those, or a
         shed notice, whose count stays on this side)."""
-        proc = self._proc
         try:
-            assert proc is not None and proc.stdin is not None
-            wire.write(proc.stdin.fileno(), frame)
+            assert self._child is not None
+            self._child.send(frame)
         except (OSError, AssertionError, ValueError):
             self._restart()
 
     def _start_child(self) -> None:
-        env = dict(os.environ)
-        package_parent = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent,
-                                                        env.get("PYTHONPATH")) if p)
-        self._child_gone.clear()
+        child = ChildProcess(self._config, self._answer, self._child_ended)
         try:
-            proc = subprocess.Popen([sys.executable, "-m", "xray_lake.writer.child"],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
-                                    close_fds=True, env=env)
-            assert proc.stdin is not None
-            wire.write(proc.stdin.fileno(), wire.dumps(self._config))
+            child.start()
         except Exception as exc:
             logger.warning("xray-lake: cannot start a writer process (%s: %s); records are "
                            "written by a thread of this process", type(exc).__name__, exc)
             self._fall_back()
             return
-        self._proc = proc
-        threading.Thread(target=self._read_loop, args=(proc,), daemon=True,
-                         name="xray-lake-acks").start()
+        self._child = child
+
+    def _child_ended(self) -> None:
+        with self._lock:
+            self._work.notify()  # the sender restarts it if it still has work
 
     def _restart(self) -> None:
         """The writer process died: start another and resend what was not acknowledged."""
-        proc = self._proc
-        if proc is not None:
-            self._child_gone.wait(5.0)
-            code = proc.poll()
+        child = self._child
+        if child is not None:
+            child.gone.wait(5.0)
         now = time.monotonic()
         self._deaths.append(now)
         while self._deaths and now - self._deaths[0] > 60.0:
             self._deaths.popleft()
         logger.warning("xray-lake: the writer process (pid %s) ended unexpectedly (exit code "
                        "%s); starting another and resending what it had not written",
-                       proc.pid if proc else None, code if proc else None)
+                       child.pid if child else None, child.returncode() if child else None)
         if len(self._deaths) > RESTARTS_PER_MINUTE:
             self._fall_back()
             return
         self._restarts += 1
         self._start_child()
-        if self._fallen_back or self._proc is None:
+        if self._fallen_back or self._child is None:
             return
         with self._lock:
             resend = [frame for _, _, frame in self._unacked]
             resend += [wire.dumps(message) for message in self._open_flushes]
         try:
             for frame in resend:
-                wire.write(self._proc.stdin.fileno(), frame)  # type: ignore[union-attr]
+                self._child.send(frame)
         except (OSError, ValueError):
             self._restart()  # died again (bounded: RESTARTS_PER_MINUTE)
 
@@ -460,46 +444,16 @@ class RemoteWriter:
             if not isinstance(item, _Control):
                 local.submit(item)  # type: ignore[arg-type]
 
-    def _end_child(self) -> None:
-        """The end of stdin tells the writer process to write what it holds and exit."""
-        proc = self._proc
-        if proc is not None and proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                proc.stdin.close()
-
     def _local_writer(self) -> Writer:
         with self._lock:
             if self._local is None:
                 self._local = self._make_local()
             return self._local
 
-    # --- acknowledgement thread (one per writer process) ---------------------------------
+    # --- the writer process's answers (on its reading thread) ----------------------------
 
-    def _read_loop(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None
-        fd = proc.stdout.fileno()
-        clean = False
-        try:
-            while True:
-                message = wire.read(fd)
-                if message is None:
-                    break
-                clean = self._answer(message) or clean
-        except Exception:
-            logger.debug("xray-lake: reading the writer process's answers failed", exc_info=True)
-        finally:
-            try:
-                proc.stdout.close()
-                proc.wait(1.0)
-            except Exception:
-                pass
-            self._exit_clean = clean
-            with self._lock:
-                self._child_gone.set()
-                self._work.notify()
-
-    def _answer(self, message: Any) -> bool:
-        """Act on one answer; True for the clean goodbye of a writer that wrote everything."""
+    def _answer(self, message: Any) -> None:
+        """Act on one answer of the writer process."""
         kind = message[0]
         if kind == "ack":
             _, seq, stats = message
@@ -519,66 +473,23 @@ class RemoteWriter:
                 ticket.done.set()
         elif kind == "log":
             logger.log(message[1], "%s", message[2])
-        elif kind == "bye":
+        elif kind == "bye":  # a clean goodbye: it wrote everything it was given
             with self._lock:
                 self._child_stats = message[1]
-            return not message[1].get("buffered_records") and not message[1].get("dropped_total")
-        return False
+                self._exit_clean = not (message[1].get("buffered_records")
+                                        or message[1].get("dropped_total"))
+
+
+def client_hold(settings: Settings) -> int:
+    """What the application keeps (queued records, batches not yet acknowledged): a quarter
+    of max_buffer_bytes; the writer process has its own bound for what it holds."""
+    return settings.max_buffer_bytes // 4
 
 
 def _records_of(frame: bytes) -> list[object]:
-    import pickle
-
     message = pickle.loads(memoryview(frame)[4:])
     return list(message[2])
 
 
 def _left(deadline: float | None) -> float | None:
     return None if deadline is None else max(deadline - time.monotonic(), 0.0)
-
-
-def _add_local(into: dict[str, Any], counts: dict[str, Any]) -> None:
-    """Fold a thread writer's counters into the writer process's."""
-    for key, value in counts.items():
-        if key in ("buffer_limit_bytes", "peak_buffered_bytes", "writer_pid"):
-            continue
-        if isinstance(value, dict):
-            merged = Counter(into.get(key, {}))
-            merged.update(value)
-            into[key] = dict(merged)
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            into[key] = into.get(key, 0) + value
-
-
-def empty_stats(hold: int) -> dict[str, Any]:
-    """engine.Writer.stats() before the writer process first answers."""
-    zero: dict[str, Any] = dict.fromkeys(_COUNTS, 0)
-    zero.update({key: {} for key in _PER_TABLE})
-    zero["buffer_limit_bytes"] = hold
-    zero["blocked_s"] = 0.0
-    return zero
-
-
-_COUNTS = ("buffered_records", "buffered_bytes", "buffer_limit_bytes", "peak_buffered_bytes",
-           "runs_recorded", "stages_recorded", "candidates_recorded", "files_written",
-           "bytes_written", "flushes", "write_failures", "spooled_files", "replayed_rows",
-           "replayed_files", "truncated_values", "dropped_total", "runs_incomplete",
-           "blocked_calls", "blocked_s", "dead_lettered")
-_PER_TABLE = ("rows_written", "spooled_rows", "dropped")
-
-
-def _after_fork_in_child() -> None:
-    """A forked child must not write into, or hold open, its parent's pipes."""
-    for writer in list(_live):
-        proc = writer._proc
-        if proc is None:
-            continue
-        for stream in (proc.stdin, proc.stdout):
-            try:
-                if stream is not None:
-                    stream.close()
-            except OSError:
-                pass
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -58,15 +58,20 @@ def dumps(message: object) -> bytes:
 
 def read(fd: int) -> object | None:
     """The next message from `fd`; None at end of stream (the other side is gone)."""
+    return read_sized(fd)[0]
+
+
+def read_sized(fd: int) -> tuple[object | None, int]:
+    """The next message and its frame's size in bytes; (None, 0) at end of stream."""
     head = _read_exactly(fd, _HEAD.size)
     if head is None:
-        return None
+        return None, 0
     (size,) = _HEAD.unpack(head)
     body = _read_exactly(fd, size)
     if body is None:
-        return None
+        return None, 0
     message: object = pickle.loads(body)
-    return message
+    return message, size
 
 
 def write(fd: int, frame: bytes | memoryview) -> None:
