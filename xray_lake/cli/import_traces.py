@@ -24,7 +24,7 @@ HELP = (
 
 
 def import_traces(
-    files: Annotated[list[str], typer.Argument(metavar="FILE...", help="OTLP JSON files.")],
+    files: Annotated[list[str], typer.Argument(metavar="FILE", help="OTLP JSON files.")],
     root: RootOption = None,
     storage_option: StorageOption = None,
     label_from: LabelFromOption = LabelFrom.root,
