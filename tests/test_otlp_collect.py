@@ -309,6 +309,21 @@ def test_a_full_buffer_answers_503_so_the_exporter_retries(lake: Lake) -> None:
         running.close()
 
 
+def test_the_buffer_is_bounded_in_bytes_as_well_as_spans() -> None:
+    from xray_lake.otlp.buffer import Busy, TraceBuffer
+    from xray_lake.otlp.decode import SpanData
+
+    def span(trace: str, size: int) -> SpanData:
+        return SpanData(trace, "01" * 8, None, "s", 0, 0, None, {}, {}, size=size)
+
+    buffer = TraceBuffer(lambda spans: None, max_bytes=1000)
+    buffer.add([span("aa" * 16, 600)])
+    with pytest.raises(Busy, match="bytes"):
+        buffer.add([span("bb" * 16, 600)])
+    buffer.write_due(everything=True)  # written: room again
+    buffer.add([span("bb" * 16, 600)])
+
+
 # --- OTLP JSON and import ----------------------------------------------------------------
 
 

@@ -46,14 +46,19 @@ class Timing:
 
 
 class TraceBuffer:
-    """Thread-safe per-trace buffer with a flusher thread that hands whole traces to `sink`."""
+    """Thread-safe per-trace buffer with a flusher thread that hands whole traces to `sink`.
+
+    Bounded by `max_spans` and `max_bytes` (spans as encoded): past either, `add` raises Busy
+    and the server answers 503, which OTLP exporters retry."""
 
     def __init__(self, sink: Sink, timing: Timing | None = None, *,
-                 max_spans: int = 200_000, remember: int = 100_000,
+                 max_spans: int = 200_000, max_bytes: int = 1 << 30, remember: int = 100_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._sink = sink
         self._timing = timing or Timing()
         self._max_spans = max_spans
+        self._max_bytes = max_bytes
+        self._n_bytes = 0
         self._remember = remember
         self._clock = clock
         self._lock = threading.Lock()
@@ -73,10 +78,13 @@ class TraceBuffer:
         refused: Counter[str] = Counter()
         now = self._clock()
         with self._lock:
-            if self._n_spans and self._n_spans + len(spans) > self._max_spans:
+            size = sum(span.size for span in spans)
+            if self._n_spans and (self._n_spans + len(spans) > self._max_spans
+                                  or self._n_bytes + size > self._max_bytes):
                 self.counters["busy_requests"] += 1
-                raise Busy(f"{self._n_spans:,} spans wait to be written (limit "
-                           f"{self._max_spans:,}); retry later")
+                raise Busy(f"{self._n_spans:,} spans ({self._n_bytes:,} bytes) wait to be "
+                           f"written (limits {self._max_spans:,} spans, {self._max_bytes:,} "
+                           "bytes); retry later")
             for span in spans:
                 if span.trace_id in self._written:
                     refused["late span: its trace was already written (raise --idle if "
@@ -92,6 +100,7 @@ class TraceBuffer:
                 trace.last = now
                 trace.has_root = trace.has_root or span.parent_id is None
                 self._n_spans += 1
+                self._n_bytes += span.size
             self.counters["spans_accepted"] += len(spans) - sum(refused.values())
             self.counters["spans_refused"] += sum(refused.values())
         return refused
@@ -115,6 +124,7 @@ class TraceBuffer:
             for tid in due:
                 trace = self._traces.pop(tid)
                 self._n_spans -= len(trace.spans)
+                self._n_bytes -= sum(span.size for span in trace.spans.values())
                 self._written[tid] = None
                 out.append(list(trace.spans.values()))
             while len(self._written) > self._remember:

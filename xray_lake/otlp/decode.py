@@ -53,6 +53,7 @@ class SpanData:
     attributes: dict[str, object]  # all but OpenInference's document lists, which are in
     resource: dict[str, object]
     documents: dict[str, Documents] = field(default_factory=dict)  # list name -> documents
+    size: int = 0  # bytes as encoded: what it weighs in the collector's buffer
 
 
 @dataclass(slots=True)
@@ -155,7 +156,7 @@ def spans_of(request: ExportTraceServiceRequest, limits: Limits | None = None) -
                 if reason is not None:
                     out.rejected[reason] += 1
                     continue
-                out.spans.append(_plain(span, resource))
+                out.spans.append(_plain(span, resource, span.ByteSize()))
     return out
 
 
@@ -176,7 +177,7 @@ def _refusal(span: Span, limits: Limits, seen: set[tuple[bytes, bytes]]) -> str 
     return None
 
 
-def _plain(span: Span, resource: dict[str, object]) -> SpanData:
+def _plain(span: Span, resource: dict[str, object], size: int) -> SpanData:
     error = None
     if span.status.code == Status.STATUS_CODE_ERROR:
         error = span.status.message or "error"
@@ -193,6 +194,7 @@ def _plain(span: Span, resource: dict[str, object]) -> SpanData:
         attributes=attrs,
         resource=resource,
         documents=documents,
+        size=size,
     )
 
 
