@@ -31,8 +31,10 @@ def isolated_lake(tmp_path: Path) -> Iterator[str]:
     # The thread writer runs the same engine as the writer process, in this process, where a
     # test can reach it; the writer process itself is tested in test_writer_process.py and by
     # every test that starts a program with default settings.
+    # Background compaction is off: a test's files stay as it wrote them unless the test turns
+    # it on (test_background_compaction.py).
     xr.configure(root=root, spool_dir=str(tmp_path / "spool"), strict=True, fsync=False,
-                 writer="thread")
+                 writer="thread", background_compaction=False)
     process.forget_carried()
     try:
         yield root

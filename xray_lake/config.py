@@ -149,6 +149,11 @@ class Settings:
     snapshot: Literal["freeze", "reference"] = "freeze"
     compression_level: int = _field(default=3, metadata={"ge": 1, "le": 22})
     fsync: bool = True
+    background_compaction: bool = True
+    """The writer merges sealed partitions (and today's runs/stages files) on a low-priority
+    thread, with the same protocol as `xray-lake compact` (docs/compaction.md)."""
+    compaction_interval_s: float = _field(default=60.0, metadata={"gt": 0, "le": 86400})
+    """Seconds between two background compaction ticks (the first comes one interval in)."""
     topk: int = _field(default=10, metadata={"ge": 1})
     # For `s3://` roots: endpoint, region, credentials (see STORAGE_OPTIONS); unset keys come
     # from the standard AWS environment variables.
@@ -235,6 +240,8 @@ def _from_env() -> dict[str, Any]:
         env["enabled"] = not _env_flag("XRAY_LAKE_DISABLED")
     if writer := os.environ.get("XRAY_LAKE_WRITER"):
         env["writer"] = writer
+    if "XRAY_LAKE_BACKGROUND_COMPACTION" in os.environ:
+        env["background_compaction"] = _env_flag("XRAY_LAKE_BACKGROUND_COMPACTION")
     return env
 
 

@@ -16,6 +16,10 @@ from xray_lake._internal_errors import report, warn_once
 from xray_lake.config import Settings
 from xray_lake.records.build import build_run, build_stage
 from xray_lake.records.events import RunEvent, StageEvent
+from xray_lake.storage.compaction.background import (
+    BackgroundCompactor,
+    start_background_compaction,
+)
 from xray_lake.writer.buffer import WRITE_ORDER, PartitionBuffer
 from xray_lake.writer.dead_letter import DeadLetters, mark_incomplete, unit_counts
 from xray_lake.writer.sinks import Sink
@@ -140,6 +144,7 @@ class Writer:
         # Where records go once this writer is closed because it was replaced (configure()):
         # returns False when there is no other writer to take them (exit).
         self.forward: Callable[[RunEvent | StageEvent], bool] | None = None
+        self._compactor: BackgroundCompactor | None = None  # started with the worker
 
     # --- caller's thread -----------------------------------------------------------------
 
@@ -205,6 +210,8 @@ class Writer:
     def _start(self) -> None:
         assert self._thread is not None
         self._thread.start()
+        self._compactor = start_background_compaction(self.settings,
+                                                       getattr(self.sink, "root", None))
 
     def mark(self, callback: Callable[[], None]) -> None:
         """Run `callback` on the worker once every record submitted before this call is
@@ -326,6 +333,8 @@ class Writer:
                 ticket.ok = ok and not failed
                 ticket.done.set()
             if self._closed and not self._queue:
+                if self._compactor is not None:
+                    self._compactor.stop()
                 return
 
     def _answer_marks(self) -> None:
@@ -629,4 +638,5 @@ class Writer:
             "runs_incomplete": c.runs_incomplete,
             "blocked_calls": c.blocked_calls,
             "blocked_s": round(c.blocked_s, 3),
+            "compaction": self._compactor.stats() if self._compactor is not None else {},
         }

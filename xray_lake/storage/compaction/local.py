@@ -22,7 +22,8 @@ from xray_lake.storage.compaction.plan import (
     LostLock,
     Progress,
     Stop,
-    bins,
+    Wanted,
+    dated_before,
     hook,
     merge_bins,
     run_pass,
@@ -231,9 +232,11 @@ class LocalCompactor:
 
 
 def compact_local(root: str, settings: Settings, *, label: str | None, cutoff: str,
-                  target_size: int, progress: Progress | None,
-                  stop: Stop | None = None) -> CompactionReport:
-    """One pass over a local lake: recover, then merge every partition dated before `cutoff`."""
+                  target_size: int, progress: Progress | None, stop: Stop | None = None,
+                  wanted: Wanted | None = None) -> CompactionReport:
+    """One pass over a local lake: recover, then merge every partition dated before `cutoff`
+    (or, with `wanted`, every partition it selects)."""
+    wanted = wanted or dated_before(cutoff, target_size)
     started = time.perf_counter()
     for rel in (COMPACTION_DIR, f"{COMPACTION_DIR}/{EPOCH_FILE}", MERGED_DIR):
         try:
@@ -245,8 +248,8 @@ def compact_local(root: str, settings: Settings, *, label: str | None, cutoff: s
     marked = {_marker_partition(root, n) for n in marker_names(root)}
     outcome = run_pass(
         compactor, lambda part: LocalLock(root, part), (p for p in marked if p is not None),
-        lambda: [p for p in partitions(root, label) if p.date < cutoff
-                 and len(bins(data_files(os.path.join(root, p.rel)), target_size)) > 0],
+        lambda: [p for p in partitions(root, label)
+                 if wanted(p, data_files(os.path.join(root, p.rel)))],
         target_size, progress, stop, (OSError, pa.ArrowException))
     return outcome.report(started, cutoff)
 

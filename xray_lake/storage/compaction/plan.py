@@ -16,6 +16,8 @@ Progress = Callable[[int, int], None]
 """Called with (partitions done, partitions planned): once at 0, then after each partition."""
 Stop = Callable[[], bool]
 """Asked before each partition and each merge: True ends the pass there (background ticks)."""
+Wanted = Callable[[Partition, list["DataFile"]], bool]
+"""Whether a pass merges this partition, given its data files (which partitions a pass takes)."""
 
 step_hook: Callable[[str], None] | None = None
 """Test seam: called with the name of each merge step just completed ("written", "pending",
@@ -68,6 +70,20 @@ def cutoff(before: str | _dt.date | None) -> str:
         return _dt.date.fromisoformat(text).isoformat()
     except ValueError:
         raise ValueError(f"before must be a date as YYYY-MM-DD, got {before!r}") from None
+
+
+def dated_before(first_kept: str, target_size: int, *, tables: tuple[str, ...] | None = None,
+                 min_files: int = 2) -> Wanted:
+    """Partitions dated before `first_kept` (of `tables`, default all) holding at least
+    `min_files` small files that merge (what `compact()` and a background tick take)."""
+
+    def wanted(part: Partition, files: list[DataFile]) -> bool:
+        if part.date >= first_kept or (tables is not None and part.table not in tables):
+            return False
+        groups = bins(files, target_size)
+        return bool(groups) and sum(len(g) for g in groups) >= min_files
+
+    return wanted
 
 
 class LostLock(Exception):

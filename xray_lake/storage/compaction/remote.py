@@ -40,7 +40,8 @@ from xray_lake.storage.compaction.plan import (
     LostLock,
     Progress,
     Stop,
-    bins,
+    Wanted,
+    dated_before,
     hook,
     merge_bins,
     run_pass,
@@ -218,9 +219,10 @@ def _partitions(store: Store, label: str | None) -> dict[Partition, list[DataFil
 
 
 def compact_remote(root: str, settings: Settings, *, label: str | None, cutoff: str,
-                   target_size: int, progress: Progress | None,
-                   stop: Stop | None = None) -> CompactionReport:
+                   target_size: int, progress: Progress | None, stop: Stop | None = None,
+                   wanted: Wanted | None = None) -> CompactionReport:
     """One pass over an `s3://` lake: the same report and guarantees as a local one."""
+    wanted = wanted or dated_before(cutoff, target_size)
     started = time.perf_counter()
     store = open_store(root)
     conditional = supports_conditional_writes(store)
@@ -239,7 +241,7 @@ def compact_remote(root: str, settings: Settings, *, label: str | None, cutoff: 
     outcome = run_pass(
         compactor, lambda part: RemoteLock(store, part, conditional), marked,
         lambda: [p for p, files in sorted(_partitions(store, label).items())
-                 if p.date < cutoff and bins(files, target_size)],
+                 if wanted(p, files)],
         target_size, progress, stop, (OSError, pa.ArrowException))
     if outcome.results:
         with contextlib.suppress(OSError):
