@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # everything else loads on first use: `xray-lake --version` n
     )
     from xray_lake.sdk.markers import Candidates, RawInput
     from xray_lake.sdk.plugins import metric, register_metric, register_stage_type
-    from xray_lake.storage.compact import compact
+    from xray_lake.storage.compaction.api import compact
 
 _LAZY = {
     **dict.fromkeys(("Settings", "configure", "get_settings"), "xray_lake.config"),
@@ -48,7 +48,7 @@ _LAZY = {
     **dict.fromkeys(("Candidates", "RawInput"), "xray_lake.sdk.markers"),
     **dict.fromkeys(("metric", "register_metric", "register_stage_type"),
                     "xray_lake.sdk.plugins"),
-    "compact": "xray_lake.storage.compact",
+    "compact": "xray_lake.storage.compaction.api",
 }
 
 
