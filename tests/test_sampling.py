@@ -11,9 +11,10 @@ from typing import Annotated, Any
 import pytest
 
 import xray_lake as xr
+from tests._captured import Captured, Tables
 from xray_lake.records.options import candidate_hash
 
-Lake = Callable[[], xr.Lake]
+Recorded = Callable[[], Captured]
 Item = dict[str, Any]
 
 
@@ -30,13 +31,13 @@ def _filter(run: xr.Run, name: str, items: list[Item], **options: Any) -> None:
         st.output(items)
 
 
-def _stored(db: xr.Lake, stage: str, run_id: str | None = None) -> set[str]:
+def _stored(db: Tables, stage: str, run_id: str | None = None) -> set[str]:
     where = f"stage_name = '{stage}'" + (f" and run_id = '{run_id}'" if run_id else "")
     rows = db.sql(f"select candidate_id from candidates where {where}").to_dicts()
     return {r["candidate_id"] for r in rows}
 
 
-def _stage_row(db: xr.Lake, name: str) -> Item:
+def _stage_row(db: Tables, name: str) -> Item:
     rows = db.sql(f"select * from stages where name = '{name}'").to_dicts()
     assert len(rows) == 1
     return rows[0]
@@ -48,13 +49,13 @@ def test_hash_is_crc32_of_salt_nul_id() -> None:
 
 
 def test_failed_rate_keeps_every_passed_and_about_rate_of_failed_with_exact_metrics(
-    lake: Lake,
+    captured: Recorded,
 ) -> None:
     items = _verdicts(2000)
     with xr.run("p", run_id="r1") as run:
         _filter(run, "f", items, sample=xr.Sample(failed=0.1))
 
-    db = lake()
+    db = captured()
     stored = _stored(db, "f")
     passed = {x["id"] for x in items if x["ok"]}
     failed = [x["id"] for x in items if not x["ok"]]
@@ -73,7 +74,7 @@ def test_failed_rate_keeps_every_passed_and_about_rate_of_failed_with_exact_metr
     assert row["sample_rate"] == pytest.approx(len(stored) / 2000)
 
 
-def test_max_failed_keeps_the_failed_with_the_smallest_hashes(lake: Lake) -> None:
+def test_max_failed_keeps_the_failed_with_the_smallest_hashes(captured: Recorded) -> None:
     items = _verdicts(300)
 
     @xr.filtering_stage("f", passed="ok", reason_label="why", sample=xr.Sample(max_failed=20))
@@ -81,7 +82,7 @@ def test_max_failed_keeps_the_failed_with_the_smallest_hashes(lake: Lake) -> Non
         return products
 
     keep(items)
-    db = lake()
+    db = captured()
     failed = sorted((x["id"] for x in items if not x["ok"]), key=candidate_hash)
     stored = _stored(db, "f")
     assert stored == {x["id"] for x in items if x["ok"]} | set(failed[:20])
@@ -90,7 +91,7 @@ def test_max_failed_keeps_the_failed_with_the_smallest_hashes(lake: Lake) -> Non
     assert dict(row["reason_counts"]) == {"price": 150, "brand": 75}
 
 
-def test_survivors_only_filter_is_sampled_too(lake: Lake) -> None:
+def test_survivors_only_filter_is_sampled_too(captured: Recorded) -> None:
     items = [{"id": f"c{i}"} for i in range(200)]
 
     @xr.filtering_stage("f", sample=xr.Sample(failed=0.0))
@@ -98,14 +99,14 @@ def test_survivors_only_filter_is_sampled_too(lake: Lake) -> None:
         return products[:10]
 
     keep(items)
-    db = lake()
+    db = captured()
     assert _stored(db, "f") == {f"c{i}" for i in range(10)}
     row = _stage_row(db, "f")
     assert (row["n_in"], row["n_out"], row["sample_rate"]) == (200, 10, pytest.approx(0.05))
 
 
 def test_same_candidate_is_kept_or_dropped_alike_across_stages_and_runs_unless_salted(
-    lake: Lake,
+    captured: Recorded,
 ) -> None:
     items = [{**x, "ok": False, "why": "x"} for x in _verdicts(400)]
     for run_id in ("r1", "r2"):
@@ -114,7 +115,7 @@ def test_same_candidate_is_kept_or_dropped_alike_across_stages_and_runs_unless_s
             _filter(run, "b", items, sample=xr.Sample(failed=0.3))
             _filter(run, "salted", items, sample=xr.Sample(failed=0.3, salt="run"))
 
-    db = lake()
+    db = captured()
     a1, b1, a2 = _stored(db, "a", "r1"), _stored(db, "b", "r1"), _stored(db, "a", "r2")
     assert a1 == b1 == a2
     assert 60 < len(a1) < 180
@@ -123,17 +124,17 @@ def test_same_candidate_is_kept_or_dropped_alike_across_stages_and_runs_unless_s
     assert s1 == {x["id"] for x in items if candidate_hash(x["id"], "r1") < 0.3}
 
 
-def test_candidates_without_an_id_are_always_kept(lake: Lake) -> None:
+def test_candidates_without_an_id_are_always_kept(captured: Recorded) -> None:
     items = [{"id": None if i < 5 else f"c{i}", "ok": False} for i in range(50)]
     with xr.run("p", run_id="r1") as run:
         _filter(run, "f", items, sample=xr.Sample(failed=0.0))
-    db = lake()
+    db = captured()
     rows = db.sql("select candidate_id from candidates").to_dicts()
     assert [r["candidate_id"] for r in rows] == [None] * 5
     assert _stage_row(db, "f")["n_candidates_stored"] == 5
 
 
-def test_ranking_keeps_top_and_samples_the_rest(lake: Lake) -> None:
+def test_ranking_keeps_top_and_samples_the_rest(captured: Recorded) -> None:
     items = [{"id": f"c{i}"} for i in range(500)]
 
     @xr.ranking_stage("rank", sample=xr.Sample(top=10, rest=0.2, max_rest=30))
@@ -141,7 +142,7 @@ def test_ranking_keeps_top_and_samples_the_rest(lake: Lake) -> None:
         return products[::-1]
 
     rank(items)
-    db = lake()
+    db = captured()
     rows = db.sql("select candidate_id, out_position from candidates").to_dicts()
     top = {r["candidate_id"] for r in rows if r["out_position"] < 10}
     assert top == {f"c{i}" for i in range(490, 500)}
@@ -155,7 +156,7 @@ def test_ranking_keeps_top_and_samples_the_rest(lake: Lake) -> None:
         pytest.approx(-1.0))
 
 
-def test_scoring_top_is_by_score_and_max_rest_bounds_the_rest(lake: Lake) -> None:
+def test_scoring_top_is_by_score_and_max_rest_bounds_the_rest(captured: Recorded) -> None:
     items = [{"id": f"c{i}", "score": (i * 37) % 300} for i in range(300)]
 
     @xr.scoring_stage("score", sample=xr.Sample(top=100, max_rest=5))
@@ -163,7 +164,7 @@ def test_scoring_top_is_by_score_and_max_rest_bounds_the_rest(lake: Lake) -> Non
         return products
 
     score(items)
-    db = lake()
+    db = captured()
     rows = db.sql("select candidate_id, score from candidates").to_dicts()
     best = {x["id"] for x in sorted(items, key=lambda x: -x["score"])[:100]}
     assert best <= {r["candidate_id"] for r in rows}
@@ -172,23 +173,23 @@ def test_scoring_top_is_by_score_and_max_rest_bounds_the_rest(lake: Lake) -> Non
     assert (row["score_max"], row["score_min"], row["n_candidates_stored"]) == (299, 0, 105)
 
 
-def test_top_alone_keeps_only_the_top(lake: Lake) -> None:
+def test_top_alone_keeps_only_the_top(captured: Recorded) -> None:
     with xr.run("p") as run, run.stage("r", type="ranking", sample=xr.Sample(top=3)) as st:
         items = [{"id": f"c{i}"} for i in range(20)]
         st.input(items)
         st.output(items)
-    assert _stored(lake(), "r") == {"c0", "c1", "c2"}
+    assert _stored(captured(), "r") == {"c0", "c1", "c2"}
 
 
-def test_no_sampling_when_nothing_is_dropped(lake: Lake) -> None:
+def test_no_sampling_when_nothing_is_dropped(captured: Recorded) -> None:
     items = _verdicts(40)
     with xr.run("p") as run:
         _filter(run, "f", items, sample=xr.Sample(max_failed=1000))
-    row = _stage_row(lake(), "f")
+    row = _stage_row(captured(), "f")
     assert (row["sampled"], row["sample_rate"], row["n_candidates_stored"]) == (False, 1.0, 40)
 
 
-def test_stage_caps_override_the_global_ones_and_count_truncation(lake: Lake) -> None:
+def test_stage_caps_override_the_global_ones_and_count_truncation(captured: Recorded) -> None:
     items = [{"id": f"c{i}", "ok": False, "why": "x", "text": "t" * 500, "blurb": "b" * 100}
              for i in range(4)]
 
@@ -204,7 +205,7 @@ def test_stage_caps_override_the_global_ones_and_count_truncation(lake: Lake) ->
     with xr.run("p"):
         capped(items, "n" * 300)
         plain(items, "n" * 300)
-    db = lake()
+    db = captured()
     capped_row, global_row = _stage_row(db, "capped"), _stage_row(db, "global")
     # 4 payloads + 4 reason texts + the raw input
     assert capped_row["n_truncated"] == 9
@@ -216,14 +217,14 @@ def test_stage_caps_override_the_global_ones_and_count_truncation(lake: Lake) ->
     assert "$truncated" in json.loads(capped_row["input_json"])
 
 
-def test_caps_apply_to_stage_blocks_and_raw_stages(lake: Lake) -> None:
+def test_caps_apply_to_stage_blocks_and_raw_stages(captured: Recorded) -> None:
     with xr.run("p") as run:
         with run.stage("g", type="generation", reason="why",
                        caps=xr.Caps(reason_chars=5)) as st:
             st.output([{"id": "a", "why": "long reason"}])
         with run.stage("raw", caps=xr.Caps(raw_bytes=10)) as raw:
             raw.output("x" * 50)
-    db = lake()
+    db = captured()
     assert _stage_row(db, "raw")["n_truncated"] == 1
     # a generation stage's reason is reason text too: capped by reason_chars
     assert _stage_row(db, "g")["n_truncated"] == 1
@@ -276,7 +277,7 @@ def test_bad_scale_options_raise_in_stage_blocks() -> None:
 
 
 def test_max_failed_shortcut_warns_once_at_decoration_and_stores_what_sample_does(
-        lake: Lake) -> None:
+        captured: Recorded) -> None:
     items = _verdicts(300)
     with pytest.warns(DeprecationWarning, match=r"sample=xr\.Sample\(max_failed=20\)") as caught:
         @xr.filtering_stage("old", passed="ok", reason_label="why", max_failed=20)
@@ -293,11 +294,11 @@ def test_max_failed_shortcut_warns_once_at_decoration_and_stores_what_sample_doe
         old(items)
         old(items)
         new(items)
-    db = lake()
+    db = captured()
     assert _stored(db, "old") == _stored(db, "new")
 
 
-def test_max_out_of_top_shortcut_warns_and_means_top_100_plus_max_rest(lake: Lake) -> None:
+def test_max_out_of_top_shortcut_warns_and_means_top_100_plus_max_rest(captured: Recorded) -> None:
     items = [{"id": f"c{i}", "score": (i * 37) % 300} for i in range(300)]
     with pytest.warns(DeprecationWarning,
                       match=r"sample=xr\.Sample\(top=100, max_rest=5\)") as caught:
@@ -312,7 +313,7 @@ def test_max_out_of_top_shortcut_warns_and_means_top_100_plus_max_rest(lake: Lak
 
     old(items)
     new(items)
-    db = lake()
+    db = captured()
     assert _stored(db, "old") == _stored(db, "new") and len(_stored(db, "old")) == 105
 
 

@@ -11,12 +11,13 @@ import pydantic
 import pytest
 
 import xray_lake as xr
+from tests._captured import Captured, Tables
 
-Lake = Callable[[], xr.Lake]
+Recorded = Callable[[], Captured]
 Item = dict[str, Any]
 
 
-def _rows(db: xr.Lake, stage: str, order: str = "in_position nulls last") -> list[dict[str, Any]]:
+def _rows(db: Tables, stage: str, order: str = "in_position nulls last") -> list[dict[str, Any]]:
     return db.sql(
         "select candidate_id, in_position, out_position, passed, reason_label, reason_text, "
         f"score, reason, payload from candidates where stage_name = ? order by {order}",
@@ -24,7 +25,7 @@ def _rows(db: xr.Lake, stage: str, order: str = "in_position nulls last") -> lis
     ).to_dicts()
 
 
-def _stage(db: xr.Lake, name: str) -> dict[str, Any]:
+def _stage(db: Tables, name: str) -> dict[str, Any]:
     rows = db.sql("select * from stages where name = ?", [name]).to_dicts()
     assert len(rows) == 1, rows
     return rows[0]
@@ -79,7 +80,7 @@ KINDS: dict[str, Callable[[str, int], Any]] = {
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_filtering_field_mappings_read_dict_keys_attributes_and_model_fields(
-    kind: str, lake: Lake
+    kind: str, captured: Recorded
 ) -> None:
     make = KINDS[kind]
 
@@ -96,7 +97,7 @@ def test_filtering_field_mappings_read_dict_keys_attributes_and_model_fields(
 
     price_filter([make("a", 10), make("b", 70), make("c", 20), make("d", 90)])
 
-    db = lake()
+    db = captured()
     rows = _rows(db, "price-filter")
     assert [(r["candidate_id"], r["in_position"], r["out_position"], r["passed"],
              r["reason_label"], r["reason_text"]) for r in rows] == [
@@ -115,7 +116,7 @@ def test_filtering_field_mappings_read_dict_keys_attributes_and_model_fields(
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
-def test_scoring_stage_reads_a_mapped_score_field(kind: str, lake: Lake) -> None:
+def test_scoring_stage_reads_a_mapped_score_field(kind: str, captured: Recorded) -> None:
     make = KINDS[kind]
 
     @xr.scoring_stage("relevance", id="sku", score="price")
@@ -124,7 +125,7 @@ def test_scoring_stage_reads_a_mapped_score_field(kind: str, lake: Lake) -> None
 
     relevance([make("a", 3), make("b", 1), make("c", 2)])
 
-    db = lake()
+    db = captured()
     rows = _rows(db, "relevance")
     assert [(r["candidate_id"], r["score"]) for r in rows] == [("a", 3.0), ("b", 1.0), ("c", 2.0)]
     stage = _stage(db, "relevance")
@@ -132,16 +133,16 @@ def test_scoring_stage_reads_a_mapped_score_field(kind: str, lake: Lake) -> None
     assert stage["n_score_null"] == 0
 
 
-def test_scoring_stage_default_score_field_is_score(lake: Lake) -> None:
+def test_scoring_stage_default_score_field_is_score(captured: Recorded) -> None:
     @xr.scoring_stage
     def rate(items: list[Item]) -> list[Item]:
         return [{**c, "score": c["id"] * 0.5} for c in items]
 
     rate([{"id": 1}, {"id": 2}])
-    assert [r["score"] for r in _rows(lake(), "rate")] == [0.5, 1.0]
+    assert [r["score"] for r in _rows(captured(), "rate")] == [0.5, 1.0]
 
 
-def test_generation_stage_reads_a_mapped_reason_field(lake: Lake) -> None:
+def test_generation_stage_reads_a_mapped_reason_field(captured: Recorded) -> None:
     @xr.generation_stage("keywords", id="text", reason="because")
     def keywords(title: str) -> list[Item]:
         return [{"text": w, "because": "title word" if i else ""}
@@ -149,7 +150,7 @@ def test_generation_stage_reads_a_mapped_reason_field(lake: Lake) -> None:
 
     keywords("red running shoe")
 
-    db = lake()
+    db = captured()
     rows = _rows(db, "keywords", order="out_position")
     assert [(r["candidate_id"], r["out_position"], r["reason"]) for r in rows] == [
         ("red", 0, ""), ("running", 1, "title word"), ("shoe", 2, "title word")]
@@ -157,14 +158,14 @@ def test_generation_stage_reads_a_mapped_reason_field(lake: Lake) -> None:
     assert (stage["n_generated"], stage["n_empty_reason"], stage["n_out"]) == (3, 1, 3)
 
 
-def test_retrieval_stage_records_every_result_with_duplicates_counted(lake: Lake) -> None:
+def test_retrieval_stage_records_every_result_with_duplicates_counted(captured: Recorded) -> None:
     @xr.retrieval_stage("search", id="sku")
     def search(query: str) -> list[Item]:
         return [{"sku": s} for s in ("a", "b", "a", "c")]
 
     search("q")
 
-    db = lake()
+    db = captured()
     rows = _rows(db, "search", order="out_position")
     assert [(r["candidate_id"], r["out_position"], r["in_position"]) for r in rows] == [
         ("a", 0, None), ("b", 1, None), ("a", 2, None), ("c", 3, None)]
@@ -176,7 +177,7 @@ def test_retrieval_stage_records_every_result_with_duplicates_counted(lake: Lake
 # --- typed result helpers ---------------------------------------------------------------
 
 
-def test_filtered_helper_gives_verdicts_and_the_payload_is_the_wrapped_item(lake: Lake) -> None:
+def test_filtered_helper_gives_verdicts_and_the_payload_is_the_wrapped_item(captured: Recorded) -> None:
     @xr.filtering_stage("stock")
     def stock(items: list[Item]) -> list[xr.Filtered[Item]]:
         return [xr.Filtered(c, c["qty"] > 0, None if c["qty"] > 0 else "out_of_stock",
@@ -184,7 +185,7 @@ def test_filtered_helper_gives_verdicts_and_the_payload_is_the_wrapped_item(lake
 
     stock([{"id": "a", "qty": 0}, {"id": "b", "qty": 5}])
 
-    db = lake()
+    db = captured()
     rows = _rows(db, "stock")
     assert [(r["candidate_id"], r["passed"], r["out_position"], r["reason_label"],
              r["reason_text"]) for r in rows] == [
@@ -193,14 +194,14 @@ def test_filtered_helper_gives_verdicts_and_the_payload_is_the_wrapped_item(lake
     assert dict(_stage(db, "stock")["reason_counts"]) == {"out_of_stock": 1}
 
 
-def test_scored_helper_gives_scores_and_null_scores_are_counted(lake: Lake) -> None:
+def test_scored_helper_gives_scores_and_null_scores_are_counted(captured: Recorded) -> None:
     @xr.scoring_stage("model")
     def model(items: list[Item]) -> list[xr.Scored[Item]]:
         return [xr.Scored(c, c.get("s")) for c in items]
 
     model([{"id": "a", "s": 0.25}, {"id": "b"}, {"id": "c", "s": 0.75}])
 
-    db = lake()
+    db = captured()
     rows = _rows(db, "model")
     assert [(r["candidate_id"], r["score"]) for r in rows] == [
         ("a", 0.25), ("b", None), ("c", 0.75)]
@@ -209,14 +210,14 @@ def test_scored_helper_gives_scores_and_null_scores_are_counted(lake: Lake) -> N
     assert (stage["n_score_null"], stage["score_mean"]) == (1, 0.5)
 
 
-def test_generated_helper_gives_reasons(lake: Lake) -> None:
+def test_generated_helper_gives_reasons(captured: Recorded) -> None:
     @xr.generation_stage("llm")
     def llm(prompt: str) -> list[xr.Generated[Item]]:
         return [xr.Generated({"id": "x"}, "asked for x"), xr.Generated({"id": "y"})]
 
     llm("p")
 
-    rows = _rows(lake(), "llm", order="out_position")
+    rows = _rows(captured(), "llm", order="out_position")
     assert [(r["candidate_id"], r["reason"], json.loads(r["payload"])) for r in rows] == [
         ("x", "asked for x", {"id": "x"}), ("y", None, {"id": "y"})]
 
@@ -224,7 +225,7 @@ def test_generated_helper_gives_reasons(lake: Lake) -> None:
 # --- survivors-only filtering -----------------------------------------------------------
 
 
-def test_survivors_only_filter_records_missing_inputs_as_failed(lake: Lake) -> None:
+def test_survivors_only_filter_records_missing_inputs_as_failed(captured: Recorded) -> None:
     @xr.filtering_stage("cheap")
     def cheap(items: list[Item]) -> list[Item]:
         return [c for c in items if c["price"] < 50]
@@ -232,7 +233,7 @@ def test_survivors_only_filter_records_missing_inputs_as_failed(lake: Lake) -> N
     items = [{"id": i, "price": p} for i, p in enumerate([10, 70, 20, 90, 30])]
     assert cheap(items) == [items[0], items[2], items[4]]
 
-    db = lake()
+    db = captured()
     rows = _rows(db, "cheap")
     assert [(r["candidate_id"], r["in_position"], r["out_position"], r["passed"])
             for r in rows] == [
@@ -244,20 +245,20 @@ def test_survivors_only_filter_records_missing_inputs_as_failed(lake: Lake) -> N
     assert stage["fail_ratio"] == pytest.approx(0.4)
 
 
-def test_survivors_only_filter_matches_copied_survivors_by_id(lake: Lake) -> None:
+def test_survivors_only_filter_matches_copied_survivors_by_id(captured: Recorded) -> None:
     @xr.filtering_stage("copying", id="sku")
     def copying(items: list[Item]) -> list[Item]:
         return [{**c, "kept": True} for c in reversed(items) if c["sku"] != "b"]
 
     copying([{"sku": "a"}, {"sku": "b"}, {"sku": "c"}])
 
-    rows = _rows(lake(), "copying")
+    rows = _rows(captured(), "copying")
     assert [(r["candidate_id"], r["in_position"], r["out_position"], r["passed"])
             for r in rows] == [("a", 0, 1, True), ("b", 1, None, False), ("c", 2, 0, True)]
 
 
 def test_survivors_only_filter_matches_survivors_by_identity_when_they_have_no_id(
-    lake: Lake,
+    captured: Recorded,
 ) -> None:
     @xr.filtering_stage("anon")
     def anon(items: list[Item]) -> list[Item]:
@@ -265,28 +266,28 @@ def test_survivors_only_filter_matches_survivors_by_identity_when_they_have_no_i
 
     anon([{"v": 1}, {"v": 2}, {"v": 3}])
 
-    db = lake()
+    db = captured()
     rows = _rows(db, "anon")
     assert [(r["in_position"], r["out_position"], r["passed"]) for r in rows] == [
         (0, 1, True), (1, None, False), (2, 0, True)]
     assert "no id" in (_stage(db, "anon")["validation_error"] or "")
 
 
-def test_survivors_only_filter_that_keeps_nothing_fails_every_input(lake: Lake) -> None:
+def test_survivors_only_filter_that_keeps_nothing_fails_every_input(captured: Recorded) -> None:
     @xr.filtering_stage("none")
     def none(items: list[Item]) -> list[Item]:
         return []
 
     none([{"id": 1}, {"id": 2}])
 
-    db = lake()
+    db = captured()
     assert [r["passed"] for r in _rows(db, "none")] == [False, False]
     stage = _stage(db, "none")
     assert (stage["n_in"], stage["n_out"], stage["fail_ratio"]) == (2, 0, 1.0)
 
 
 def test_filter_with_flags_records_every_returned_candidate_and_missing_ones_as_failed(
-    lake: Lake,
+    captured: Recorded,
 ) -> None:
     @xr.filtering_stage("flags", passed="keep")
     def flags(items: list[Item]) -> list[Item]:
@@ -294,7 +295,7 @@ def test_filter_with_flags_records_every_returned_candidate_and_missing_ones_as_
 
     flags([{"id": i} for i in range(5)])
 
-    db = lake()
+    db = captured()
     rows = _rows(db, "flags")
     assert [(r["candidate_id"], r["in_position"], r["out_position"], r["passed"])
             for r in rows] == [
@@ -304,7 +305,7 @@ def test_filter_with_flags_records_every_returned_candidate_and_missing_ones_as_
     assert (stage["n_in"], stage["n_out"], stage["n_failed"]) == (5, 3, 2)
 
 
-def test_failing_filter_records_its_inputs_without_a_verdict(lake: Lake) -> None:
+def test_failing_filter_records_its_inputs_without_a_verdict(captured: Recorded) -> None:
     @xr.filtering_stage("explodes")
     def explodes(items: list[Item]) -> list[Item]:
         raise RuntimeError("boom")
@@ -312,7 +313,7 @@ def test_failing_filter_records_its_inputs_without_a_verdict(lake: Lake) -> None
     with pytest.raises(RuntimeError):
         explodes([{"id": 1}, {"id": 2}])
 
-    db = lake()
+    db = captured()
     rows = _rows(db, "explodes")
     assert [(r["candidate_id"], r["in_position"], r["out_position"], r["passed"])
             for r in rows] == [("1", 0, None, None), ("2", 1, None, None)]
@@ -321,14 +322,14 @@ def test_failing_filter_records_its_inputs_without_a_verdict(lake: Lake) -> None
         "failure", 2, None, None)
 
 
-def test_stage_returning_a_non_list_is_recorded_with_a_validation_error(lake: Lake) -> None:
+def test_stage_returning_a_non_list_is_recorded_with_a_validation_error(captured: Recorded) -> None:
     @xr.scoring_stage("odd")
     def odd(items: list[Item]) -> Any:
         return {"not": "a list"}
 
     assert odd([{"id": 1}]) == {"not": "a list"}
 
-    stage = _stage(lake(), "odd")
+    stage = _stage(captured(), "odd")
     assert stage["status"] == "success"
     assert "expected a list" in stage["validation_error"]
     assert json.loads(stage["output_json"]) == {"not": "a list"}
@@ -338,7 +339,7 @@ def test_stage_returning_a_non_list_is_recorded_with_a_validation_error(lake: La
 
 
 def test_ranking_records_input_and_output_positions_and_drops_beyond_the_cut(
-    lake: Lake,
+    captured: Recorded,
 ) -> None:
     @xr.ranking_stage("top2", score="s")
     def top2(items: list[Item]) -> list[Item]:
@@ -346,7 +347,7 @@ def test_ranking_records_input_and_output_positions_and_drops_beyond_the_cut(
 
     top2([{"id": "a", "s": 1}, {"id": "b", "s": 3}, {"id": "c", "s": 2}])
 
-    db = lake()
+    db = captured()
     rows = _rows(db, "top2")
     assert [(r["candidate_id"], r["in_position"], r["out_position"], r["score"])
             for r in rows] == [("a", 0, None, None), ("b", 1, 0, 3.0), ("c", 2, 1, 2.0)]
@@ -354,7 +355,7 @@ def test_ranking_records_input_and_output_positions_and_drops_beyond_the_cut(
     assert (stage["n_in"], stage["n_out"]) == (3, 2)
 
 
-def test_ranking_metrics_compare_input_and_output_order(lake: Lake) -> None:
+def test_ranking_metrics_compare_input_and_output_order(captured: Recorded) -> None:
     @xr.ranking_stage("reverse")
     def reverse(items: list[Item]) -> list[Item]:
         return items[::-1]
@@ -367,7 +368,7 @@ def test_ranking_metrics_compare_input_and_output_order(lake: Lake) -> None:
     reverse(items)
     same(items)
 
-    db = lake()
+    db = captured()
     assert _stage(db, "reverse")["rank_kendall_tau"] == pytest.approx(-1.0)
     assert _stage(db, "same")["rank_kendall_tau"] == pytest.approx(1.0)
     assert _stage(db, "same")["rank_mean_displacement"] == 0
@@ -377,7 +378,7 @@ def test_ranking_metrics_compare_input_and_output_order(lake: Lake) -> None:
 
 
 def test_candidate_id_is_the_same_across_stages_so_a_query_follows_one_candidate(
-    lake: Lake,
+    captured: Recorded,
 ) -> None:
     @xr.pipeline("journey", id="rid")
     class Journey:
@@ -406,7 +407,7 @@ def test_candidate_id_is_the_same_across_stages_so_a_query_follows_one_candidate
 
     Journey().go()
 
-    db = lake()
+    db = captured()
     path = db.sql(
         "select s.seq, c.stage_name, c.in_position, c.out_position, c.passed, c.score "
         "from candidates c join stages s using (run_id, stage_id) "
@@ -432,7 +433,7 @@ def test_candidate_id_is_the_same_across_stages_so_a_query_follows_one_candidate
 # --- markers: xr.Candidates / xr.RawInput -----------------------------------------------
 
 
-def test_candidates_marker_picks_the_list_among_several_parameters(lake: Lake) -> None:
+def test_candidates_marker_picks_the_list_among_several_parameters(captured: Recorded) -> None:
     @xr.filtering_stage("pick")
     def pick(threshold: int, items: Annotated[list[Item], xr.Candidates()],
              note: str = "n") -> list[Item]:
@@ -440,22 +441,22 @@ def test_candidates_marker_picks_the_list_among_several_parameters(lake: Lake) -
 
     pick(1, [{"id": "a", "v": 1}, {"id": "b", "v": 2}], note="hello")
 
-    db = lake()
+    db = captured()
     stage = _stage(db, "pick")
     assert (stage["n_in"], stage["n_out"]) == (2, 1)
     assert json.loads(stage["input_json"]) == {"threshold": 1, "note": "hello"}
 
 
-def test_candidates_passed_by_keyword_are_found(lake: Lake) -> None:
+def test_candidates_passed_by_keyword_are_found(captured: Recorded) -> None:
     @xr.scoring_stage("kw")
     def kw(boost: float, *, items: Annotated[list[Item], xr.Candidates()]) -> list[Item]:
         return [{**c, "score": boost} for c in items]
 
     kw(2.0, items=[{"id": 1}])
-    assert _stage(lake(), "kw")["n_in"] == 1
+    assert _stage(captured(), "kw")["n_in"] == 1
 
 
-def test_raw_input_markers_capture_only_the_named_parameters(lake: Lake) -> None:
+def test_raw_input_markers_capture_only_the_named_parameters(captured: Recorded) -> None:
     @xr.generation_stage("kw", reason="why")
     def kw(product: Annotated[Item, xr.RawInput("product")],
            secret: str, n: Annotated[int, xr.RawInput("how_many")] = 2) -> list[Item]:
@@ -463,12 +464,12 @@ def test_raw_input_markers_capture_only_the_named_parameters(lake: Lake) -> None
 
     kw({"title": "shoe"}, "hunter2")
 
-    stage = _stage(lake(), "kw")
+    stage = _stage(captured(), "kw")
     assert json.loads(stage["input_json"]) == {"product": {"title": "shoe"}, "how_many": 2}
 
 
 def test_markers_in_string_annotations_of_a_future_annotations_module_are_found(
-    lake: Lake,
+    captured: Recorded,
 ) -> None:
     from tests._future_annotated_pipeline import FuturePipeline, Product
 
@@ -477,7 +478,7 @@ def test_markers_in_string_annotations_of_a_future_annotations_module_are_found(
     result = FuturePipeline("f1").run("shoes", catalog)
     assert [p.sku for p in result] == ["a", "d", "c"]
 
-    db = lake()
+    db = captured()
     run = db.sql("select label, input_json from runs").to_dicts()[0]
     assert run["label"] == "future-pipeline"
     assert json.loads(run["input_json"])["query"] == "shoes"
@@ -539,7 +540,7 @@ def _fresh(kind: str) -> list[Any]:
 
 @pytest.mark.parametrize("kind", ["dict", "object", "dataclass"])
 def test_mutating_candidates_after_the_stage_returned_does_not_change_the_record(
-    kind: str, lake: Lake
+    kind: str, captured: Recorded
 ) -> None:
     stages = _snapshot_stages()
     expected = {name: _fresh(kind) for name in stages}
@@ -549,7 +550,7 @@ def test_mutating_candidates_after_the_stage_returned_does_not_change_the_record
             stage(items)
             _mutate_all(items)
 
-    db = lake()
+    db = captured()
     for name in stages:
         rows = db.sql(
             "select candidate_id, passed, reason_label, reason_text, score, reason, payload "
@@ -572,7 +573,7 @@ def test_mutating_candidates_after_the_stage_returned_does_not_change_the_record
 
 
 def test_mutating_pydantic_candidates_after_the_stage_returned_does_not_change_the_record(
-    lake: Lake,
+    captured: Recorded,
 ) -> None:
     @xr.scoring_stage("pyd", id="sku", score="price")
     def pyd(items: list[ProductModel]) -> list[ProductModel]:
@@ -583,12 +584,12 @@ def test_mutating_pydantic_candidates_after_the_stage_returned_does_not_change_t
     for item in items:
         item.sku, item.price = "changed", -1
 
-    rows = _rows(lake(), "pyd")
+    rows = _rows(captured(), "pyd")
     assert [(r["candidate_id"], r["score"], json.loads(r["payload"])["price"])
             for r in rows] == [("a", 1.0, 1), ("b", None, 2)]
 
 
-def test_helpers_wrapping_candidates_are_snapshotted_too(lake: Lake) -> None:
+def test_helpers_wrapping_candidates_are_snapshotted_too(captured: Recorded) -> None:
     @xr.scoring_stage("wrapped")
     def wrapped(items: list[Item]) -> list[xr.Scored[Item]]:
         return [xr.Scored(c, 1.0) for c in items]
@@ -597,4 +598,4 @@ def test_helpers_wrapping_candidates_are_snapshotted_too(lake: Lake) -> None:
     wrapped(items)
     items[0]["v"] = 99
 
-    assert json.loads(_rows(lake(), "wrapped")[0]["payload"]) == {"id": "a", "v": 1}
+    assert json.loads(_rows(captured(), "wrapped")[0]["payload"]) == {"id": "a", "v": 1}

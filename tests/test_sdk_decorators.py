@@ -1,4 +1,4 @@
-"""Every decorator on every kind of callable, recorded through the real writer into a real lake."""
+"""Every decorator on every kind of callable, recorded through the real writer (rows kept in memory)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 import xray_lake as xr
+from tests._captured import Captured
 
-Lake = Callable[[], xr.Lake]
+Recorded = Callable[[], Captured]
 Item = dict[str, Any]
 
 FORMS = ["function", "method", "async", "generator", "async_generator"]
@@ -121,11 +122,11 @@ def _drive(stages: dict[str, Callable[[Any], Any]]) -> None:
 
 @pytest.mark.parametrize("form", FORMS)
 def test_every_stage_kind_is_recorded_with_its_type_name_counts_and_order(
-    form: str, lake: Lake
+    form: str, captured: Recorded
 ) -> None:
     _drive(_build(form))
 
-    rows = lake().sql(
+    rows = captured().sql(
         "select name, type, seq, n_in, n_out, status, parent_stage_id, label "
         "from stages where run_id = 'r1' order by seq"
     ).to_dicts()
@@ -138,10 +139,10 @@ def test_every_stage_kind_is_recorded_with_its_type_name_counts_and_order(
 
 
 @pytest.mark.parametrize("form", FORMS)
-def test_stage_outputs_are_recorded_as_candidates_for_every_form(form: str, lake: Lake) -> None:
+def test_stage_outputs_are_recorded_as_candidates_for_every_form(form: str, captured: Recorded) -> None:
     _drive(_build(form))
 
-    rows = lake().sql(
+    rows = captured().sql(
         "select stage_name, candidate_id, out_position, passed, score, reason from candidates "
         "where run_id = 'r1' order by stage_name, in_position nulls first, candidate_id"
     ).to_dicts()
@@ -165,13 +166,13 @@ def test_stage_outputs_are_recorded_as_candidates_for_every_form(form: str, lake
 
 @pytest.mark.parametrize("form", ["function", "async", "generator", "async_generator"])
 def test_stage_called_outside_any_run_records_a_run_of_its_own_labelled_by_stage_name(
-    form: str, lake: Lake
+    form: str, captured: Recorded
 ) -> None:
     stage = xr.filtering_stage("solo-filter")(_make(form, _bodies()["keep"]))
 
     asyncio.run(_collect(stage([dict(c) for c in CATALOG])))
 
-    db = lake()
+    db = captured()
     runs = db.sql("select run_id, label, status, n_stages from runs").to_dicts()
     stages = db.sql("select run_id, label, name, n_in, n_out from stages").to_dicts()
     assert len(runs) == 1
@@ -183,7 +184,7 @@ def test_stage_called_outside_any_run_records_a_run_of_its_own_labelled_by_stage
 
 
 def test_method_stage_called_outside_a_run_records_a_run_labelled_by_its_pipeline(
-    lake: Lake,
+    captured: Recorded,
 ) -> None:
     @xr.pipeline("shop")
     class Shop:
@@ -194,11 +195,11 @@ def test_method_stage_called_outside_a_run_records_a_run_labelled_by_its_pipelin
     Shop().sort([dict(c) for c in CATALOG])
     Shop().sort([dict(c) for c in CATALOG])
 
-    runs = lake().sql("select label, n_stages from runs").to_dicts()
+    runs = captured().sql("select label, n_stages from runs").to_dicts()
     assert runs == [{"label": "shop", "n_stages": 1}] * 2
 
 
-def test_each_implicit_run_is_separate_and_gets_a_fresh_run_id(lake: Lake) -> None:
+def test_each_implicit_run_is_separate_and_gets_a_fresh_run_id(captured: Recorded) -> None:
     @xr.raw_stage
     def step(x: int) -> int:
         return x + 1
@@ -206,8 +207,8 @@ def test_each_implicit_run_is_separate_and_gets_a_fresh_run_id(lake: Lake) -> No
     step(1)
     step(2)
 
-    runs = lake().sql("select distinct run_id, label from runs").to_dicts()
-    stages = lake().sql("select distinct run_id from stages").to_dicts()
+    runs = captured().sql("select distinct run_id, label from runs").to_dicts()
+    stages = captured().sql("select distinct run_id from stages").to_dicts()
     assert len(runs) == 2
     assert {r["label"] for r in runs} == {"step"}
     assert {r["run_id"] for r in runs} == {s["run_id"] for s in stages}
@@ -217,7 +218,7 @@ def test_each_implicit_run_is_separate_and_gets_a_fresh_run_id(lake: Lake) -> No
 
 
 def test_stage_called_inside_another_stage_records_the_outer_stage_as_parent(
-    lake: Lake,
+    captured: Recorded,
 ) -> None:
     @xr.filtering_stage("inner")
     def inner(items: list[Item]) -> list[Item]:
@@ -235,7 +236,7 @@ def test_stage_called_inside_another_stage_records_the_outer_stage_as_parent(
         outer([dict(c) for c in CATALOG])
         after()
 
-    rows = lake().sql(
+    rows = captured().sql(
         "select name, stage_id, parent_stage_id, seq from stages order by seq"
     ).to_dicts()
     by_name = {r["name"]: r for r in rows}
@@ -245,7 +246,7 @@ def test_stage_called_inside_another_stage_records_the_outer_stage_as_parent(
     assert by_name["after"]["parent_stage_id"] is None
 
 
-def test_async_stages_nested_in_concurrent_tasks_each_get_their_own_parent(lake: Lake) -> None:
+def test_async_stages_nested_in_concurrent_tasks_each_get_their_own_parent(captured: Recorded) -> None:
     @xr.raw_stage("leaf")
     async def leaf(tag: str) -> str:
         await asyncio.sleep(0)
@@ -262,7 +263,7 @@ def test_async_stages_nested_in_concurrent_tasks_each_get_their_own_parent(lake:
 
     asyncio.run(main())
 
-    rows = lake().sql("select name, stage_id, parent_stage_id, input_json from stages").to_dicts()
+    rows = captured().sql("select name, stage_id, parent_stage_id, input_json from stages").to_dicts()
     branches = {json.loads(r["input_json"])["tag"]: r["stage_id"]
                 for r in rows if r["name"] == "branch"}
     leaves = {json.loads(r["input_json"])["tag"]: r["parent_stage_id"]
@@ -271,7 +272,7 @@ def test_async_stages_nested_in_concurrent_tasks_each_get_their_own_parent(lake:
 
 
 def test_stage_called_by_a_generator_body_is_nested_but_one_called_by_its_consumer_is_not(
-    lake: Lake,
+    captured: Recorded,
 ) -> None:
     @xr.raw_stage("helper")
     def helper(x: int) -> int:
@@ -290,14 +291,14 @@ def test_stage_called_by_a_generator_body_is_nested_but_one_called_by_its_consum
         for item in gen(2):
             consume(item)
 
-    rows = lake().sql("select name, stage_id, parent_stage_id from stages order by seq").to_dicts()
+    rows = captured().sql("select name, stage_id, parent_stage_id from stages order by seq").to_dicts()
     gen_id = next(r["stage_id"] for r in rows if r["name"] == "gen")
     parents = {(r["name"], r["parent_stage_id"]) for r in rows if r["name"] != "gen"}
     assert parents == {("helper", gen_id), ("consume", None)}
 
 
 def test_generator_stage_outside_a_run_does_not_capture_stages_its_consumer_calls(
-    lake: Lake,
+    captured: Recorded,
 ) -> None:
     @xr.generation_stage("gen")
     def gen(n: int) -> Iterator[Item]:
@@ -310,12 +311,12 @@ def test_generator_stage_outside_a_run_does_not_capture_stages_its_consumer_call
     for item in gen(2):
         consume(item)
 
-    runs = lake().sql("select label, n_stages from runs order by label").to_dicts()
+    runs = captured().sql("select label, n_stages from runs order by label").to_dicts()
     assert runs == [{"label": "consume", "n_stages": 1}, {"label": "consume", "n_stages": 1},
                     {"label": "gen", "n_stages": 1}]
 
 
-def test_generator_closed_early_records_what_it_yielded(lake: Lake) -> None:
+def test_generator_closed_early_records_what_it_yielded(captured: Recorded) -> None:
     @xr.retrieval_stage("stream")
     def stream() -> Iterator[Item]:
         for i in range(10):
@@ -326,11 +327,11 @@ def test_generator_closed_early_records_what_it_yielded(lake: Lake) -> None:
         assert [next(g), next(g)] == [{"id": 0}, {"id": 1}]
         g.close()
 
-    row = lake().sql("select status, n_out from stages").to_dicts()
+    row = captured().sql("select status, n_out from stages").to_dicts()
     assert row == [{"status": "success", "n_out": 2}]
 
 
-def test_generator_return_value_is_passed_through_yield_from(lake: Lake) -> None:
+def test_generator_return_value_is_passed_through_yield_from(captured: Recorded) -> None:
     @xr.generation_stage("gen")
     def gen() -> Iterator[Item]:
         yield {"id": 1}
@@ -343,7 +344,7 @@ def test_generator_return_value_is_passed_through_yield_from(lake: Lake) -> None
     assert list(outer()) == [{"id": 1}]
 
 
-def test_values_sent_into_a_generator_stage_reach_its_body(lake: Lake) -> None:
+def test_values_sent_into_a_generator_stage_reach_its_body(captured: Recorded) -> None:
     received: list[object] = []
 
     @xr.generation_stage("echo")
@@ -360,14 +361,14 @@ def test_values_sent_into_a_generator_stage_reach_its_body(lake: Lake) -> None:
     with pytest.raises(StopIteration):
         g.send(None)
     assert received == [1, 2]
-    assert lake().sql("select n_out from stages").item() == 3
+    assert captured().sql("select n_out from stages").item() == 3
 
 
 # --- pipelines ---------------------------------------------------------------------------
 
 
 def test_pipeline_class_entrypoint_records_one_run_with_its_id_inputs_and_output(
-    lake: Lake,
+    captured: Recorded,
 ) -> None:
     @xr.pipeline("competitor_discovery", id="run_id")
     class Discovery:
@@ -394,7 +395,7 @@ def test_pipeline_class_entrypoint_records_one_run_with_its_id_inputs_and_output
     result = Discovery("run-7").find({"title": "shoe"}, CATALOG)
     assert result == {"id": 0, "price": 10}
 
-    db = lake()
+    db = captured()
     run = db.sql("select * from runs").to_dicts()
     assert len(run) == 1
     r = run[0]
@@ -416,7 +417,7 @@ def test_pipeline_class_entrypoint_records_one_run_with_its_id_inputs_and_output
 
 
 def test_pipeline_on_a_function_records_each_call_as_a_run_with_its_run_id_parameter(
-    lake: Lake,
+    captured: Recorded,
 ) -> None:
     @xr.scoring_stage("score")
     def score(items: list[Item]) -> list[xr.Scored[Item]]:
@@ -429,7 +430,7 @@ def test_pipeline_on_a_function_records_each_call_as_a_run_with_its_run_id_param
     assert handle("shoes", "req-1") == 4
     assert handle("boots", request_id="req-2") == 4
 
-    db = lake()
+    db = captured()
     runs = db.sql("select run_id, label, n_stages, input_json, output_json from runs "
                   "order by run_id").to_dicts()
     assert [(r["run_id"], r["label"], r["n_stages"]) for r in runs] == [
@@ -440,7 +441,7 @@ def test_pipeline_on_a_function_records_each_call_as_a_run_with_its_run_id_param
     assert db.sql("select count(*) from stages where label = 'fn-pipe'").item() == 2
 
 
-def test_bare_pipeline_on_a_function_uses_its_name_and_a_fresh_run_id(lake: Lake) -> None:
+def test_bare_pipeline_on_a_function_uses_its_name_and_a_fresh_run_id(captured: Recorded) -> None:
     @xr.pipeline
     def daily_job(x: int) -> int:
         return x * 2
@@ -448,12 +449,12 @@ def test_bare_pipeline_on_a_function_uses_its_name_and_a_fresh_run_id(lake: Lake
     assert daily_job(3) == 6
     assert daily_job(4) == 8
 
-    runs = lake().sql("select run_id, label from runs").to_dicts()
+    runs = captured().sql("select run_id, label from runs").to_dicts()
     assert {r["label"] for r in runs} == {"daily_job"}
     assert len({r["run_id"] for r in runs}) == 2
 
 
-def test_async_pipeline_function_and_async_entrypoint_record_runs(lake: Lake) -> None:
+def test_async_pipeline_function_and_async_entrypoint_record_runs(captured: Recorded) -> None:
     @xr.raw_stage("work")
     async def work(x: int) -> int:
         await asyncio.sleep(0)
@@ -475,19 +476,19 @@ def test_async_pipeline_function_and_async_entrypoint_record_runs(lake: Lake) ->
         return await job("fn-1"), await Job().go()
 
     assert asyncio.run(main()) == (1, 2)
-    runs = lake().sql("select run_id, label, n_stages from runs order by run_id").to_dicts()
+    runs = captured().sql("select run_id, label, n_stages from runs order by run_id").to_dicts()
     assert runs == [{"run_id": "cls-1", "label": "async-cls", "n_stages": 1},
                     {"run_id": "fn-1", "label": "async-fn", "n_stages": 1}]
 
 
-def test_entrypoint_without_a_pipeline_class_is_labelled_by_its_name(lake: Lake) -> None:
+def test_entrypoint_without_a_pipeline_class_is_labelled_by_its_name(captured: Recorded) -> None:
     class Plain:
         @xr.entrypoint
         def serve(self) -> str:
             return "ok"
 
     assert Plain().serve() == "ok"
-    assert lake().sql("select label from runs").item() == "serve"
+    assert captured().sql("select label from runs").item() == "serve"
 
 
 def test_pipeline_class_is_returned_unchanged_and_still_instantiable() -> None:
@@ -511,7 +512,7 @@ def test_decorated_functions_keep_their_name_doc_and_wrapped() -> None:
     assert wrapped.__wrapped__ is rank  # type: ignore[attr-defined]
 
 
-def test_nested_entrypoint_call_is_a_run_of_its_own(lake: Lake) -> None:
+def test_nested_entrypoint_call_is_a_run_of_its_own(captured: Recorded) -> None:
     @xr.pipeline("inner-pipe", id="rid")
     def inner(rid: str) -> str:
         return rid
@@ -528,12 +529,12 @@ def test_nested_entrypoint_call_is_a_run_of_its_own(lake: Lake) -> None:
 
     outer("o")
 
-    runs = lake().sql("select run_id, n_stages from runs order by run_id").to_dicts()
+    runs = captured().sql("select run_id, n_stages from runs order by run_id").to_dicts()
     assert runs == [{"run_id": "o", "n_stages": 1}, {"run_id": "o-inner", "n_stages": 0}]
 
 
 def test_pipeline_function_run_id_parameter_left_at_its_default_uses_the_default(
-    lake: Lake,
+    captured: Recorded,
 ) -> None:
     @xr.pipeline("defaults", id="rid")
     def job(x: int, rid: str = "nightly") -> int:
@@ -542,11 +543,11 @@ def test_pipeline_function_run_id_parameter_left_at_its_default_uses_the_default
     job(1)
     job(2, "manual")
 
-    runs = lake().sql("select run_id from runs order by run_id").to_series().to_list()
+    runs = captured().sql("select run_id from runs order by run_id").to_series().to_list()
     assert runs == ["manual", "nightly"]
 
 
-def test_pipeline_class_without_its_id_attribute_gets_a_fresh_run_id(lake: Lake) -> None:
+def test_pipeline_class_without_its_id_attribute_gets_a_fresh_run_id(captured: Recorded) -> None:
     @xr.pipeline("no-id", id="run_id")
     class NoId:
         @xr.entrypoint
@@ -554,11 +555,11 @@ def test_pipeline_class_without_its_id_attribute_gets_a_fresh_run_id(lake: Lake)
             return 1
 
     assert NoId().go() == 1
-    run_id = lake().sql("select run_id from runs").item()
+    run_id = captured().sql("select run_id from runs").item()
     assert isinstance(run_id, str) and len(run_id) >= 16
 
 
-def test_runs_in_concurrent_threads_each_keep_their_own_stages(lake: Lake) -> None:
+def test_runs_in_concurrent_threads_each_keep_their_own_stages(captured: Recorded) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     @xr.filtering_stage("half")
@@ -572,7 +573,7 @@ def test_runs_in_concurrent_threads_each_keep_their_own_stages(lake: Lake) -> No
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(job, [f"t{i}" for i in range(8)])) == [2] * 8
 
-    db = lake()
+    db = captured()
     assert db.sql("select count(*), sum(n_stages) from runs").row(0) == (8, 8)
     mixed = db.sql("select count(*) from candidates "
                    "where not starts_with(candidate_id, run_id || '-')").item()

@@ -8,8 +8,9 @@ from collections.abc import AsyncGenerator, Callable, Generator
 import pytest
 
 import xray_lake as xr
+from tests._captured import Captured
 
-Lake = Callable[[], xr.Lake]
+Recorded = Callable[[], Captured]
 
 
 class Stop(Exception):
@@ -54,7 +55,7 @@ def _sync_echo(log: list[object]) -> Callable[[], Generator[dict[str, object], o
 
 @pytest.mark.parametrize("enabled", [True, False])
 def test_async_generator_stage_forwards_asend_athrow_and_aclose(
-    enabled: bool, lake: Lake
+    enabled: bool, captured: Recorded
 ) -> None:
     xr.configure(enabled=enabled)
     log: list[object] = []
@@ -72,12 +73,12 @@ def test_async_generator_stage_forwards_asend_athrow_and_aclose(
     assert got == [{"id": 0}, {"id": 1}, {"id": "after-throw"}, {"id": 2}]
     assert log == [1, "caught x", 2, "finally", "closed"]
     if enabled:
-        assert lake().sql("select status, n_out from stages").to_dicts() == [
+        assert captured().sql("select status, n_out from stages").to_dicts() == [
             {"status": "success", "n_out": 4}]
 
 
 @pytest.mark.parametrize("enabled", [True, False])
-def test_generator_stage_forwards_send_throw_and_close(enabled: bool, lake: Lake) -> None:
+def test_generator_stage_forwards_send_throw_and_close(enabled: bool, captured: Recorded) -> None:
     xr.configure(enabled=enabled)
     log: list[object] = []
     echo = _sync_echo(log)
@@ -90,13 +91,13 @@ def test_generator_stage_forwards_send_throw_and_close(enabled: bool, lake: Lake
     assert got == [{"id": 0}, {"id": 1}, {"id": "after-throw"}, {"id": 2}]
     assert log == [1, "caught x", 2, "finally", "closed"]
     if enabled:
-        assert lake().sql("select status, n_out from stages").to_dicts() == [
+        assert captured().sql("select status, n_out from stages").to_dicts() == [
             {"status": "success", "n_out": 4}]
 
 
 @pytest.mark.parametrize("enabled", [True, False])
 def test_async_generator_stage_broken_off_by_the_consumer_runs_its_cleanup_at_once(
-    enabled: bool, lake: Lake
+    enabled: bool, captured: Recorded
 ) -> None:
     xr.configure(enabled=enabled)
     log: list[object] = []
@@ -120,12 +121,12 @@ def test_async_generator_stage_broken_off_by_the_consumer_runs_its_cleanup_at_on
     asyncio.run(main())
     assert log == ["cleanup", "after"]
     if enabled:
-        assert lake().sql("select status, n_out from stages").to_dicts() == [
+        assert captured().sql("select status, n_out from stages").to_dicts() == [
             {"status": "success", "n_out": 2}]
 
 
 def test_async_generator_stage_thrown_an_unhandled_exception_records_failure(
-    lake: Lake,
+    captured: Recorded,
 ) -> None:
     @xr.retrieval_stage("aitems")
     async def aitems() -> AsyncGenerator[dict[str, int], None]:
@@ -139,11 +140,11 @@ def test_async_generator_stage_thrown_an_unhandled_exception_records_failure(
             await agen.athrow(Stop("consumer gave up"))
 
     asyncio.run(main())
-    assert lake().sql("select status, error_message from stages").to_dicts() == [
+    assert captured().sql("select status, error_message from stages").to_dicts() == [
         {"status": "failure", "error_message": "consumer gave up"}]
 
 
-def test_generator_stage_time_excludes_the_time_its_consumer_spends(lake: Lake) -> None:
+def test_generator_stage_time_excludes_the_time_its_consumer_spends(captured: Recorded) -> None:
     import time
 
     @xr.retrieval_stage("fast")
@@ -154,4 +155,4 @@ def test_generator_stage_time_excludes_the_time_its_consumer_spends(lake: Lake) 
     for _ in fast():
         time.sleep(0.05)
 
-    assert lake().sql("select duration_ms from stages").item() < 40
+    assert captured().sql("select duration_ms from stages").item() < 40

@@ -12,9 +12,10 @@ import pydantic
 import pytest
 
 import xray_lake as xr
+from tests._captured import Captured, Tables
 from xray_lake.records.values import read_field
 
-Lake = Callable[[], xr.Lake]
+Recorded = Callable[[], Captured]
 
 
 @dataclass
@@ -42,7 +43,7 @@ def _docs() -> list[Document]:
                      score=1.0 - i / 10) for i in range(6)]
 
 
-def _candidates(db: xr.Lake, stage: str) -> list[dict[str, Any]]:
+def _candidates(db: Tables, stage: str) -> list[dict[str, Any]]:
     return db.sql("select candidate_id, in_position, out_position, passed, reason_label, score "
                   "from candidates where stage_name = ? order by in_position nulls last, "
                   "out_position", [stage]).to_dicts()
@@ -65,19 +66,19 @@ def test_a_key_with_dots_in_its_name_wins_over_the_path() -> None:
         == "flat"
 
 
-def test_filtering_stage_reads_pass_flag_and_reason_from_dotted_paths(lake: Lake) -> None:
+def test_filtering_stage_reads_pass_flag_and_reason_from_dotted_paths(captured: Recorded) -> None:
     @xr.filtering_stage("comp-filter", passed="meta.passed", reason_label="meta.reason")
     def keep(documents: list[Document]) -> list[Document]:
         return documents
 
     keep(_docs())
-    rows = _candidates(lake(), "comp-filter")
+    rows = _candidates(captured(), "comp-filter")
     assert [r["passed"] for r in rows] == [True, False, True, False, True, False]
     failed = {r["candidate_id"]: r["reason_label"] for r in rows if not r["passed"]}
     assert failed == {"1": "r1", "3": "r0", "5": "r2"}
 
 
-def test_dotted_paths_read_plain_dicts_too(lake: Lake) -> None:
+def test_dotted_paths_read_plain_dicts_too(captured: Recorded) -> None:
     items = [{"doc": {"key": f"k{i}", "rank": {"value": i / 4}}} for i in range(4)]
 
     @xr.scoring_stage("s", id="doc.key", score="doc.rank.value")
@@ -85,18 +86,18 @@ def test_dotted_paths_read_plain_dicts_too(lake: Lake) -> None:
         return items
 
     score(items)
-    rows = _candidates(lake(), "s")
+    rows = _candidates(captured(), "s")
     assert [(r["candidate_id"], r["score"]) for r in rows] == [
         ("k0", 0.0), ("k1", 0.25), ("k2", 0.5), ("k3", 0.75)]
 
 
-def test_promoted_fields_take_dotted_paths(lake: Lake) -> None:
+def test_promoted_fields_take_dotted_paths(captured: Recorded) -> None:
     @xr.retrieval_stage("r", fields={"reason": "meta.reason"})
     def retrieve() -> list[dict[str, Any]]:
         return [{"id": "a", "meta": {"reason": "x"}}, {"id": "b", "meta": {"reason": "y"}}]
 
     retrieve()
-    db = lake()
+    db = captured()
     assert db.sql("select f_reason from candidates order by candidate_id")["f_reason"] \
         .to_list() == ["x", "y"]
 
@@ -148,55 +149,55 @@ class Component:
         return {"documents": documents["documents"], "other": 1}
 
 
-def test_output_key_records_the_list_inside_a_returned_dict(lake: Lake) -> None:
+def test_output_key_records_the_list_inside_a_returned_dict(captured: Recorded) -> None:
     result = Component().run({"documents": _docs()})
     assert result["other"] == 1 and len(result["documents"]) == 6  # returned untouched
-    db = lake()
+    db = captured()
     stage = db.sql("select n_in, n_out, n_failed, validation_error from stages").to_dicts()[0]
     assert stage == {"n_in": 6, "n_out": 3, "n_failed": 3, "validation_error": None}
     assert len(_candidates(db, "comp-filter")) == 6
 
 
-def test_survivors_only_filter_with_dict_input_and_output(lake: Lake) -> None:
+def test_survivors_only_filter_with_dict_input_and_output(captured: Recorded) -> None:
     @xr.filtering_stage("keep-even", input_key="documents", output_key="documents")
     def run(documents: dict[str, list[Document]]) -> dict[str, list[Document]]:
         return {"documents": [d for d in documents["documents"] if int(d.id) % 2 == 0]}
 
     run({"documents": _docs()})
-    rows = _candidates(lake(), "keep-even")
+    rows = _candidates(captured(), "keep-even")
     assert [(r["candidate_id"], r["passed"]) for r in rows] == [
         ("0", True), ("1", False), ("2", True), ("3", False), ("4", True), ("5", False)]
 
 
-def test_retrieval_stage_reads_documents_and_scores_from_a_dict_result(lake: Lake) -> None:
+def test_retrieval_stage_reads_documents_and_scores_from_a_dict_result(captured: Recorded) -> None:
     @xr.retrieval_stage("bm25", score="score", output_key="documents")
     def retrieve(query: str) -> dict[str, list[Document]]:
         return {"documents": _docs()[:3]}
 
     retrieve("shoe")
-    db = lake()
+    db = captured()
     rows = _candidates(db, "bm25")
     assert [(r["candidate_id"], r["score"]) for r in rows] == [("0", 1.0), ("1", 0.9), ("2", 0.8)]
     stage = db.sql("select n_out, score_max, score_min, validation_error from stages").to_dicts()
     assert stage == [{"n_out": 3, "score_max": 1.0, "score_min": 0.8, "validation_error": None}]
 
 
-def test_output_key_missing_from_the_result_is_a_validation_error(lake: Lake) -> None:
+def test_output_key_missing_from_the_result_is_a_validation_error(captured: Recorded) -> None:
     @xr.retrieval_stage("r", output_key="documents")
     def retrieve() -> dict[str, Any]:
         return {"docs": []}
 
     assert retrieve() == {"docs": []}
-    error = lake().sql("select validation_error from stages")["validation_error"][0]
+    error = captured().sql("select validation_error from stages")["validation_error"][0]
     assert "returned dict" in error
 
 
-def test_context_manager_stage_takes_input_and_output_keys(lake: Lake) -> None:
+def test_context_manager_stage_takes_input_and_output_keys(captured: Recorded) -> None:
     with xr.run("ctx") as run, run.stage("f", type="filtering", passed="meta.passed",
                                          input_key="documents", output_key="documents") as st:
         st.input({"documents": _docs()})
         st.output({"documents": _docs()})
-    assert len(_candidates(lake(), "f")) == 6
+    assert len(_candidates(captured(), "f")) == 6
 
 
 def test_input_key_without_a_candidate_parameter_raises_with_the_fix() -> None:
@@ -239,13 +240,13 @@ def test_retrieval_score_is_checked_against_declared_fields() -> None:
             return []
 
 
-def test_retrieval_without_score_records_no_scores(lake: Lake) -> None:
+def test_retrieval_without_score_records_no_scores(captured: Recorded) -> None:
     @xr.retrieval_stage("r")
     def retrieve() -> list[Document]:
         return _docs()[:2]
 
     retrieve()
-    db = lake()
+    db = captured()
     assert [r["score"] for r in _candidates(db, "r")] == [None, None]
     assert db.sql("select score_max from stages")["score_max"][0] is None
 
@@ -254,14 +255,14 @@ def test_retrieval_without_score_records_no_scores(lake: Lake) -> None:
 
 
 def test_filtered_results_in_a_context_manager_stage_record_verdicts_and_reasons(
-        lake: Lake) -> None:
+        captured: Recorded) -> None:
     docs = _docs()[:3]
     with xr.run("ctx") as run, run.stage("judge", type="filtering", id="id") as st:
         st.input(docs)
         st.output([xr.Filtered(docs[0], True),
                    xr.Filtered(docs[1], False, "off_topic", "not about shoes"),
                    xr.Filtered(docs[2], False, "duplicate")])
-    db = lake()
+    db = captured()
     rows = db.sql("select candidate_id, passed, reason_label, reason_text from candidates "
                   "order by candidate_id").to_dicts()
     assert rows == [
@@ -274,22 +275,22 @@ def test_filtered_results_in_a_context_manager_stage_record_verdicts_and_reasons
     assert dict(stage["reason_counts"]) == {"off_topic": 1, "duplicate": 1}
 
 
-def test_scored_results_in_a_context_manager_stage_record_scores(lake: Lake) -> None:
+def test_scored_results_in_a_context_manager_stage_record_scores(captured: Recorded) -> None:
     docs = _docs()[:3]
     with xr.run("ctx") as run, run.stage("rank", type="ranking") as st:
         st.input(docs)
         st.output([xr.Scored(docs[2], 0.9), xr.Scored(docs[0], 0.5)])
-    rows = _candidates(lake(), "rank")
+    rows = _candidates(captured(), "rank")
     assert [(r["candidate_id"], r["in_position"], r["out_position"], r["score"])
             for r in rows] == [("0", 0, 1, 0.5), ("1", 1, None, None), ("2", 2, 0, 0.9)]
 
 
-def test_started_and_finished_at_record_a_run_that_already_happened(lake: Lake) -> None:
+def test_started_and_finished_at_record_a_run_that_already_happened(captured: Recorded) -> None:
     start = 1_700_000_000.0  # 2023-11-14
     with xr.run("past", started_at=start, finished_at=start + 2) as run, \
             run.stage("s", type="raw", started_at=start + 0.5, finished_at=start + 1.5):
         pass
-    db = lake()
+    db = captured()
     r = db.sql("select date, duration_ms, epoch(started_at) t from runs").to_dicts()[0]
     assert r["date"] == "2023-11-14" and r["t"] == pytest.approx(start)
     assert r["duration_ms"] == pytest.approx(2000, abs=5)
@@ -302,20 +303,20 @@ def test_started_at_without_finished_at_is_refused() -> None:
         xr.run("past", started_at=1.0)
 
 
-def test_input_json_of_a_dict_stage_keeps_the_other_arguments(lake: Lake) -> None:
+def test_input_json_of_a_dict_stage_keeps_the_other_arguments(captured: Recorded) -> None:
     @xr.filtering_stage("f", passed="meta.passed", input_key="documents")
     def run(documents: Annotated[dict[str, Any], xr.Candidates()], top_k: int) -> list[Any]:
         return documents["documents"]
 
     run({"documents": _docs()}, 3)
-    raw = lake().sql("select input_json from stages")["input_json"][0]
+    raw = captured().sql("select input_json from stages")["input_json"][0]
     assert json.loads(raw) == {"top_k": 3}
 
 
 # --- candidates= (plain annotations) ------------------------------------------------------
 
 
-def test_candidates_names_the_list_parameter_without_a_marker(lake: Lake) -> None:
+def test_candidates_names_the_list_parameter_without_a_marker(captured: Recorded) -> None:
     @xr.scoring_stage("s", score="meta.score", candidates="documents", output_key="documents")
     def run(documents: list[Document], query: str) -> dict[str, list[Document]]:
         for doc in documents:
@@ -323,7 +324,7 @@ def test_candidates_names_the_list_parameter_without_a_marker(lake: Lake) -> Non
         return {"documents": documents}
 
     run(_docs()[:3], "abcd")
-    db = lake()
+    db = captured()
     assert [r["score"] for r in _candidates(db, "s")] == [4.0, 2.0, 4 / 3]
     assert json.loads(db.sql("select input_json from stages")["input_json"][0]) == {
         "query": "abcd"}
