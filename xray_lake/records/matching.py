@@ -13,7 +13,7 @@ from collections.abc import Hashable, Sequence
 from typing import cast
 
 from xray_lake.records.pending import only_text
-from xray_lake.records.results import RESULT_HELPERS
+from xray_lake.records.results import unwrap
 
 
 def id_strings(ids: Sequence[object]) -> list[str | None]:
@@ -53,11 +53,6 @@ def match_in_order(keys: Sequence[str | None], targets: Sequence[str | None]) ->
     return result
 
 
-def _item(value: object) -> object:
-    """A result helper's candidate, or the value itself."""
-    return value.item if isinstance(value, RESULT_HELPERS) else value
-
-
 def match_by_identity(ids: Sequence[str | None], in_pos: Sequence[int | None],
                       outputs: Sequence[object], inputs: Sequence[object]) -> list[int | None]:
     """`in_pos` completed for outputs without an id: the input that is the very same object
@@ -66,10 +61,10 @@ def match_by_identity(ids: Sequence[str | None], in_pos: Sequence[int | None],
     claimed = {p for p in result if p is not None}
     by_identity: dict[int, int] = {}
     for i, item in enumerate(inputs):
-        by_identity.setdefault(id(_item(item)), i)
+        by_identity.setdefault(id(unwrap(item)), i)
     for j, key in enumerate(ids):
         if key is None and result[j] is None:
-            match = by_identity.get(id(_item(outputs[j])))
+            match = by_identity.get(id(unwrap(outputs[j])))
             if match is not None and match not in claimed:
                 result[j] = match
                 claimed.add(match)

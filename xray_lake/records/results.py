@@ -63,6 +63,13 @@ class Generated(Generic[T]):
 
 
 RESULT_HELPERS = (Filtered, Scored, Generated)
+
+
+def unwrap(value: object) -> object:
+    """The candidate a result helper wraps, or the value itself."""
+    return value.item if isinstance(value, RESULT_HELPERS) else value
+
+
 # The helper each built-in stage type may return (raw stages return anything).
 HELPER_OF: dict[str, type] = {
     "filtering": Filtered,

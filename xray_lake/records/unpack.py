@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from xray_lake.records.encode import HEAD_KEY, TRUNCATED_KEY
 from xray_lake.records.events import StageEvent
 from xray_lake.records.packed import HELPER_FIELDS, JSON_OPTIONS, SEPARATOR
-from xray_lake.records.results import HELPER_OF, RESULT_HELPERS
+from xray_lake.records.results import HELPER_OF, RESULT_HELPERS, unwrap
 
 # A result helper's fields, one list per field.
 HelperFields = dict[str, list[object]]
@@ -70,7 +70,7 @@ def view(ev: StageEvent, reads_items: bool) -> StageView:
             decode=not (ids_only and ins.keys is not None))
     if ins.dropped_blob is not None and ins.dropped_idx is not None and ins.refs is not None:
         texts, dropped, _ = unpack(ins.dropped_blob, None)
-        merged = list(map(_item, ins.refs))
+        merged = list(map(unwrap, ins.refs))
         slots: list[int | None] = [None] * len(merged)
         for j, (i, item) in enumerate(zip(ins.dropped_idx, dropped, strict=False)):
             merged[i] = item
@@ -80,7 +80,7 @@ def view(ev: StageEvent, reads_items: bool) -> StageView:
         in_texts = texts.take(pa.array(slots, pa.int64()))
     in_items = in_snap if in_snap is not None else ins.refs
     if in_items and isinstance(in_items[0], RESULT_HELPERS):
-        in_items = list(map(_item, in_items))
+        in_items = list(map(unwrap, in_items))
     if in_snap is None or in_texts is None or len(in_texts) != len(in_snap):
         in_texts = None
 
@@ -101,10 +101,6 @@ def view(ev: StageEvent, reads_items: bool) -> StageView:
     if out_items is not None and fields is None and helper is not None:
         out_items, fields = _split_helpers(out_items, helper)
     return StageView(in_items, in_texts, out_items, out_texts, fields)
-
-
-def _item(value: object) -> object:
-    return value.item if isinstance(value, RESULT_HELPERS) else value
 
 
 def _split_helpers(items: list[object], helper: type) -> tuple[list[object], HelperFields | None]:

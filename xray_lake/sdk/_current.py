@@ -19,7 +19,7 @@ from xray_lake._internal_errors import report, warn_once
 from xray_lake.config import get_settings
 from xray_lake.records.events import RunEvent, StageEvent, StageSpec
 from xray_lake.records.packed import pack, pack_helpers
-from xray_lake.records.results import HELPER_OF, RESULT_HELPERS
+from xray_lake.records.results import HELPER_OF, RESULT_HELPERS, unwrap
 from xray_lake.records.snapshot import snapshot
 from xray_lake.records.values import escape_surrogates, read_field
 from xray_lake.storage.layout import label_is_shortened
@@ -320,7 +320,7 @@ def _keys(items: list[object], key: str | None) -> tuple[object, ...] | None:
             return tuple(map(getter, items))
         except (KeyError, TypeError, IndexError):
             pass
-    return tuple(read_field(_unwrap(x), key) for x in items)
+    return tuple(read_field(unwrap(x), key) for x in items)
 
 
 def _freeze_dropped(ev: StageEvent, in_list: list[object], result: Sequence[object],
@@ -334,7 +334,7 @@ def _freeze_dropped(ev: StageEvent, in_list: list[object], result: Sequence[obje
     out_items = [x.item for x in result] if helpers else result  # type: ignore[attr-defined]
     returned = set(map(id, out_items))
     plain = not _HELPER_TYPES.intersection(map(type, in_list))
-    inputs = in_list if plain else list(map(_unwrap, in_list))
+    inputs = in_list if plain else list(map(unwrap, in_list))
     same = set(itertools.compress(range(len(inputs)), map(returned.__contains__, map(id, inputs))))
     maybe = sorted(set(range(len(inputs))).difference(same)) if len(same) < len(inputs) else []
     key = ev.spec.fields.id
@@ -371,10 +371,6 @@ def _id_texts(keys: Sequence[object]) -> Sequence[str | None]:
 
 
 _STR_ONLY = frozenset({str})
-
-
-def _unwrap(item: object) -> object:
-    return item.item if isinstance(item, RESULT_HELPERS) else item
 
 
 def _id_text(value: object) -> str | None:
