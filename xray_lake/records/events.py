@@ -56,8 +56,8 @@ class StageSpec:
     qualname: str | None = None
     sample: Sample | None = None  # which candidate rows are stored (metrics see them all)
     caps: Caps | None = None  # size caps overriding the global settings for this stage
-    # A registered custom stage type: recorded in `type` instead of `type`, which stays the
-    # built-in type it behaves as (so every check of `type` keeps meaning "how to record").
+    # A registered custom stage type: written to `stages.type` in place of `type`, which stays
+    # the built-in type it behaves as (so every check of `type` keeps meaning "how to record").
     custom_type: str | None = None
     # The custom type's own candidate fields: (field, key read from each candidate).
     type_fields: tuple[tuple[str, str], ...] = ()
