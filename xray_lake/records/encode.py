@@ -86,7 +86,7 @@ def _public_attrs(value: object) -> dict[str, object]:
     return attrs
 
 
-def _convert(value: object) -> object:
+def jsonable(value: object) -> object:
     """Map a value orjson cannot encode to something it can get closer to (the `default` hook).
 
     Never raises (the last resort is the repr), so one odd attribute does not push the whole
@@ -193,7 +193,7 @@ def _walk(value: object, depth: int, active: set[int]) -> object:
     try:
         if kind is dict or kind is list:
             return _walk_container(value, depth, active)
-        converted = _convert(value)
+        converted = jsonable(value)
         if type(converted) is dict or type(converted) is list:
             # The object and its dict/list form are one level, not two.
             return _walk_container(converted, depth, active)
@@ -213,11 +213,11 @@ def _fallback(value: object, error: Exception) -> bytes:
     """Slow path once orjson has failed; sanitize then retry, else settle for a JSON string."""
     if "key" in str(error):  # a non-str dict key: orjson alone can still do it, far faster
         try:
-            return orjson.dumps(value, default=_convert, option=_RETRY_OPTIONS)
+            return orjson.dumps(value, default=jsonable, option=_RETRY_OPTIONS)
         except Exception:
             pass
     try:
-        return orjson.dumps(_walk(value, 0, set()), default=_convert, option=_RETRY_OPTIONS)
+        return orjson.dumps(_walk(value, 0, set()), default=jsonable, option=_RETRY_OPTIONS)
     except Exception:
         pass
     try:
@@ -234,7 +234,7 @@ def _truncated(encoded: bytes, cap: int, length: int | None = None) -> bytes:
 
 def _encode(value: object) -> bytes:
     try:
-        return orjson.dumps(value, default=_convert, option=_OPTIONS)
+        return orjson.dumps(value, default=jsonable, option=_OPTIONS)
     except Exception as error:
         return _fallback(value, error)
 
@@ -378,7 +378,7 @@ def encode_many(
     offsets = array("q", [0])
     n_truncated = 0
     dumps: Callable[..., bytes] = orjson.dumps
-    default = _convert
+    default = jsonable
     options = _OPTIONS
     append_offset = offsets.append
     try:

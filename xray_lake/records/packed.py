@@ -18,7 +18,7 @@ from operator import attrgetter
 
 import orjson
 
-from xray_lake.records.encode import _convert
+from xray_lake.records.encode import jsonable
 from xray_lake.records.results import Filtered, Generated, Scored
 
 SENTINEL = "\x00xray-lake\x01"
@@ -35,7 +35,7 @@ def pack(items: Sequence[object]) -> bytes | None:
     spaced: list[object] = [SENTINEL] * (2 * n - 1)
     spaced[::2] = items
     try:
-        return orjson.dumps(spaced, default=_convert, option=JSON_OPTIONS)
+        return orjson.dumps(spaced, default=jsonable, option=JSON_OPTIONS)
     except Exception:
         return None
 
@@ -67,7 +67,7 @@ def pack_helpers(result: Sequence[object], helper: type) -> tuple[list[object], 
         return None
     try:
         fields = orjson.dumps([list(map(get, result)) for get in _GETTERS[helper]],
-                              default=_convert, option=JSON_OPTIONS)
+                              default=jsonable, option=JSON_OPTIONS)
     except Exception:
         return None
     return items, blob, fields
