@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import xray_lake as xr
 from xray_lake.query import Query, candidate, run, stage
 from xray_lake.query.lake import Lake
 
@@ -37,3 +38,8 @@ def through_the_lake(lake: Lake) -> None:
     lake.query().order_by_name()  # expect: attr-defined
     lake.journey("r-1", "c-1").verdikt  # expect: attr-defined
     lake.journey("r-1", 7)  # expect: arg-type
+
+
+def through_the_package(root: str) -> None:
+    """`xr.Lake` (loaded on first use) keeps its type for the checker too."""
+    xr.Lake(root).query().limit("10")  # expect: arg-type
