@@ -36,8 +36,8 @@ _STAGE_ROW_BYTES = 1024  # what a stage or run record costs before its candidate
 # releases. Measured with benchmarks/memory_burst.py (peak RSS growth vs the bound).
 HOLD_SHARE = 0.5
 # Buffers are written once they reach this share of the hold: a write's working set grows
-# with the table (~11 MiB + 0.25x its Arrow bytes, measured), and the queue keeps 3/4 of the
-# hold to take records while the table is written.
+# with the table (figures in benchmarks/RESULTS.md), and the queue keeps 3/4 of the hold to
+# take records while the table is written.
 FLUSH_SHARE = 0.25
 RELEASE_STEPS = 8  # freed Arrow memory is returned after every reserved/8 bytes encoded
 _MAX_SHED_RUNS = 100_000  # runs with shed records whose run row has not come yet
@@ -602,8 +602,8 @@ class Writer:
 
         mimalloc (pyarrow's default pool) and jemalloc keep freed memory for reuse: without
         this, the Arrow temporaries of encoding and the batches just written stay resident
-        (measured with memory_burst.py: ~15 MiB of a 64 MiB bound at the peak, ~105 MiB
-        after a burst). One call costs ~50 µs; it touches only free pages.
+        (benchmarks/memory_burst.py; figures in benchmarks/RESULTS.md). A call is cheap: it
+        touches only free pages.
         """
         self._since_release = 0
         try:
