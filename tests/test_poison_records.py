@@ -4,6 +4,7 @@ in any recorded text are stored escaped, and every other record still lands."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import hypothesis.strategies as st
@@ -69,3 +70,45 @@ def test_a_label_with_a_lone_surrogate_is_stored_escaped(isolated_lake: str) -> 
     assert xr.flush(10)
     labels = set(xr.Lake(isolated_lake).sql("select label from runs")["label"])
     assert labels == {"label-sku-\\ud800", "fine"}
+
+
+class _Unprintable:
+    """An object no text can stand for: str() and repr() raise."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+    __repr__ = __str__
+
+
+# any value a pipeline might pass where text is expected (a stage name is also formatted into
+# the usage errors `run.stage()` raises, so it is at least printable)
+printable = (texts | st.integers() | st.floats() | st.none() | st.booleans()
+             | st.binary(max_size=8) | st.lists(st.integers(), max_size=3)
+             | st.dictionaries(texts, st.integers(), max_size=2) | st.builds(object))
+anything = printable | st.builds(_Unprintable)
+
+
+@pytest.mark.slow
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(run_id=anything, stage=printable, cid=anything, label=anything, text=anything,
+       message=anything)
+def test_any_object_in_any_recorded_field_or_id_leaves_every_other_record_landing(
+        tmp_path: Path, run_id: object, stage: object, cid: object, label: object,
+        text: object, message: object) -> None:
+    xr.configure(strict=False)  # an object the SDK refuses is an internal error, counted
+    before = xr.stats()
+    _record(run_id, stage, cid, label, text, message)  # type: ignore[arg-type]
+    after = f"after-{uuid.uuid4().hex}"
+    _record(after, "f", "a", "b", "c", "d")
+    xr.flush(10)
+    stats = xr.stats()
+    # each record is in the lake, set aside as a dead letter, or counted as lost
+    assert stats["dropped_total"] - before["dropped_total"] == (
+        stats["dropped"].get("internal_error", 0) - before["dropped"].get("internal_error", 0))
+    assert stats["buffered_records"] == 0
+    with xr.Lake(xr.get_settings().root) as lake:
+        landed = lake.sql("select s.name, count(c.candidate_id) as n from stages s join "
+                          "candidates c using (run_id, stage_id) where run_id = ? "
+                          "group by s.name", params=[after]).rows()
+    assert ("f", 2) in landed
