@@ -177,6 +177,29 @@ def test_a_span_with_error_status_is_a_failed_stage(collector: collect.Running,
     assert db.sql("select status from runs")["status"][0] == "success"
 
 
+def test_a_very_deep_trace_keeps_every_span(collector: collect.Running, lake: Lake) -> None:
+    trace = b"\x11" * 16
+    ids = [i.to_bytes(8, "big") for i in range(1, 302)]
+    spans = [_span(trace, ids[0], None, "root")]
+    spans += [_span(trace, ids[i], ids[i - 1], f"level-{i}") for i in range(1, 301)]
+    assert _post(collector.url, _request(spans))[0] == 200
+    assert collector.close()
+    db = lake()
+    assert db.sql("select n_stages from runs")["n_stages"].to_list() == [301]
+    assert db.sql("select count(*) n from stages")["n"][0] == 301
+
+
+def test_parent_links_in_a_cycle_are_cut_and_every_span_recorded(collector: collect.Running,
+                                                                 lake: Lake) -> None:
+    trace = b"\x12" * 16
+    a, b, c = b"\x00" * 7 + b"\x01", b"\x00" * 7 + b"\x02", b"\x00" * 7 + b"\x03"
+    spans = [_span(trace, a, b, "a"), _span(trace, b, a, "b"), _span(trace, c, c, "self")]
+    assert _post(collector.url, _request(spans))[0] == 200
+    assert collector.close()
+    names = lake().sql("select name from stages order by name")["name"].to_list()
+    assert names == ["a", "b", "self"]
+
+
 # --- one trace, several requests ---------------------------------------------------------
 
 

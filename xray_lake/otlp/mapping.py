@@ -18,6 +18,7 @@ one candidate id across the retrieval and reranking stages of a run.
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -61,14 +62,7 @@ class Options:
 def record_trace(spans: list[SpanData], options: Options | None = None) -> str:
     """Write one trace as one run; returns its run id (the trace id)."""
     options = options or Options()
-    by_id = {s.span_id: s for s in spans}
-    children: dict[str | None, list[SpanData]] = {}
-    for span in spans:
-        parent = span.parent_id if span.parent_id in by_id else None  # orphans hang at the top
-        children.setdefault(parent, []).append(span)
-    for group in children.values():
-        group.sort(key=lambda s: (s.start_ns, s.end_ns))
-    tops = children.get(None, [])
+    tops, children = forest(spans)
     root = next((s for s in tops if s.parent_id is None), tops[0] if tops else spans[0])
     trace_id = root.trace_id
     service = root.resource.get(SERVICE_NAME)
@@ -92,14 +86,50 @@ def record_trace(spans: list[SpanData], options: Options | None = None) -> str:
     return trace_id
 
 
-def _record_span(run: xr.Run, span: SpanData, children: dict[str | None, list[SpanData]],
-                 depth: int) -> None:
+Children = dict[str, list[SpanData]]  # span id -> its child spans, in start order
+
+
+def forest(spans: list[SpanData]) -> tuple[list[SpanData], Children]:
+    """The spans as trees: the top spans (the root, and spans whose parent never arrived) and
+    each span's children, in start order. Parent links that make a cycle are cut, so every
+    span is in exactly one tree."""
+    order = sorted(spans, key=lambda s: (s.start_ns, s.end_ns))
+    by_id = {s.span_id: s for s in order}
+    wanted: Children = {}
+    for span in order:
+        if span.parent_id in by_id and span.parent_id != span.span_id:
+            wanted.setdefault(span.parent_id, []).append(span)
+    tops = [s for s in order if s.parent_id not in by_id or s.parent_id == s.span_id]
+    children: Children = {}
+    seen: set[str] = set()
+
+    def grow(top: SpanData) -> None:
+        seen.add(top.span_id)
+        todo = [top]
+        while todo:
+            span = todo.pop()
+            for child in wanted.get(span.span_id, ()):
+                if child.span_id not in seen:
+                    seen.add(child.span_id)
+                    children.setdefault(span.span_id, []).append(child)
+                    todo.append(child)
+
+    for top in tops:
+        grow(top)
+    for span in order:  # only in cycles: the earliest of each becomes a top
+        if span.span_id not in seen:
+            tops.append(span)
+            grow(span)
+    return tops, children
+
+
+def _record_span(run: xr.Run, span: SpanData, children: Children, depth: int) -> None:
     kind = str(span.attributes.get(KIND, "")).upper()
     start, end = span.start_ns / 1e9, span.end_ns / 1e9
     name = span.name or kind.lower() or "span"
     below = children.get(span.span_id, [])
-    if depth >= MAX_DEPTH:  # keep the rest of a very deep tree flat under this span
-        below = list(_descendants(span, children))
+    if depth >= MAX_DEPTH:  # the rest of a very deep tree: flat under this span
+        below, children = list(_descendants(span, children)), {}
     groups = span.documents
     others = {k: v for k, v in span.attributes.items() if k not in _VALUES}
     raw: dict[str, object] = {"input": _value(span, SpanAttributes.INPUT_VALUE)}
@@ -135,17 +165,16 @@ def _record_span(run: xr.Run, span: SpanData, children: dict[str | None, list[Sp
         pass
 
 
-def _record_children(run: xr.Run, below: list[SpanData],
-                     children: dict[str | None, list[SpanData]], depth: int) -> None:
+def _record_children(run: xr.Run, below: list[SpanData], children: Children,
+                     depth: int) -> None:
     for child in below:
-        _record_span(run, child, children if depth + 1 < MAX_DEPTH else {}, depth + 1)
+        _record_span(run, child, children, depth + 1)
 
 
-def _descendants(span: SpanData, children: dict[str | None, list[SpanData]]
-                 ) -> Iterable[SpanData]:
-    todo = list(children.get(span.span_id, []))
+def _descendants(span: SpanData, children: Children) -> Iterable[SpanData]:
+    todo = deque(children.get(span.span_id, []))
     while todo:
-        child = todo.pop(0)
+        child = todo.popleft()
         yield child
         todo.extend(children.get(child.span_id, []))
 
