@@ -347,6 +347,18 @@ def test_the_buffer_is_bounded_in_bytes_as_well_as_spans() -> None:
     buffer.add([span("bb" * 16, 600)])
 
 
+def test_spans_arriving_after_close_are_refused_for_a_retry_not_lost() -> None:
+    from xray_lake.otlp.buffer import Busy, TraceBuffer
+    from xray_lake.otlp.decode import SpanData
+
+    written: list[list[SpanData]] = []
+    buffer = TraceBuffer(written.append)
+    buffer.close()
+    with pytest.raises(Busy, match="shutting down"):
+        buffer.add([SpanData("aa" * 16, "01" * 8, None, "s", 0, 0, None, {}, {})])
+    assert written == []
+
+
 # --- OTLP JSON and import ----------------------------------------------------------------
 
 

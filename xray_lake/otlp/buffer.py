@@ -66,6 +66,7 @@ class TraceBuffer:
         self._written: OrderedDict[str, None] = OrderedDict()
         self._n_spans = 0
         self._stop = threading.Event()
+        self._closed = False  # past close(): add() refuses (503), so no span lands unwritten
         self._thread: threading.Thread | None = None
         self.counters: Counter[str] = Counter()
 
@@ -78,6 +79,8 @@ class TraceBuffer:
         refused: Counter[str] = Counter()
         now = self._clock()
         with self._lock:
+            if self._closed:
+                raise Busy("the collector is shutting down; retry later")
             size = sum(span.size for span in spans)
             if self._n_spans and (self._n_spans + len(spans) > self._max_spans
                                   or self._n_bytes + size > self._max_bytes):
@@ -158,7 +161,11 @@ class TraceBuffer:
             self.write_due()
 
     def close(self) -> None:
-        """Stop the flusher and write every trace left (idempotent)."""
+        """Refuse new spans, stop the flusher and write every trace left (idempotent). A
+        request still being handled either got its spans in before (written here) or is
+        answered 503, which exporters retry: none is acknowledged and then lost."""
+        with self._lock:
+            self._closed = True
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
