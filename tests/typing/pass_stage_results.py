@@ -140,3 +140,17 @@ assert_type(judge(rows, strict=True), list[Row])
 assert_type(plain(1), str)
 assert_type(reject_share(None, {}), float | None)
 assert_type(judge_type.base, str)
+
+
+# output_key=: the candidates are inside the returned dict, so any return type is accepted
+@xr.filtering_stage("f-dict", passed="meta.ok", output_key="documents")
+def filter_dict(items: list[Row]) -> dict[str, list[Row]]:
+    return {"documents": items}
+
+
+@xr.retrieval_stage("r-dict", score="score", output_key="documents", candidates=None)
+async def retrieve_dict(query: str) -> dict[str, list[Row]]:
+    return {"documents": []}
+
+
+assert_type(filter_dict([]), dict[str, list[Row]])

@@ -120,8 +120,14 @@ def retrieval_stage(func: Callable[P, RG], /) -> Callable[P, RG]: ...
 def retrieval_stage(name: str | None = None, /, *, id: str = "id", score: str | None = None,
                     sample: Sample | None = None, caps: Caps | None = None,
                     fields: Fields | None = None, input_key: str | None = None,
-                    output_key: str | None = None,
+                    output_key: None = None,
                     candidates: str | None = None) -> GenerationDecorator: ...
+@overload  # the candidates are inside the returned dict: any return type
+def retrieval_stage(name: str | None = None, /, *, id: str = "id", score: str | None = None,
+                    sample: Sample | None = None, caps: Caps | None = None,
+                    fields: Fields | None = None, input_key: str | None = None,
+                    output_key: str,
+                    candidates: str | None = None) -> Decorator: ...
 def retrieval_stage(name: Any = None, /, *, id: str = "id", score: str | None = None,
                     sample: Sample | None = None, caps: Caps | None = None,
                     fields: Fields | None = None, input_key: str | None = None,
@@ -148,8 +154,15 @@ def scoring_stage(name: str | None = None, /, *, id: str = "id", score: str | No
                   sample: Sample | None = None, max_out_of_top: int | None = None,
                   caps: Caps | None = None, fields: Fields | None = None,
                   input_key: str | None = None,
-                  output_key: str | None = None,
+                  output_key: None = None,
                   candidates: str | None = None) -> ScoringDecorator: ...
+@overload  # the candidates are inside the returned dict: any return type
+def scoring_stage(name: str | None = None, /, *, id: str = "id", score: str | None = "score",
+                  sample: Sample | None = None, max_out_of_top: int | None = None,
+                  caps: Caps | None = None, fields: Fields | None = None,
+                  input_key: str | None = None,
+                  output_key: str,
+                  candidates: str | None = None) -> Decorator: ...
 def scoring_stage(name: Any = None, /, *, id: str = "id", score: str | None = "score",
                   sample: Sample | None = None, max_out_of_top: int | None = None,
                   caps: Caps | None = None, fields: Fields | None = None,
@@ -181,8 +194,16 @@ def filtering_stage(name: str | None = None, /, *, id: str = "id", passed: str |
                     sample: Sample | None = None, max_failed: int | None = None,
                     caps: Caps | None = None, fields: Fields | None = None,
                     input_key: str | None = None,
-                    output_key: str | None = None,
+                    output_key: None = None,
                     candidates: str | None = None) -> FilteringDecorator: ...
+@overload  # the candidates are inside the returned dict: any return type
+def filtering_stage(name: str | None = None, /, *, id: str = "id", passed: str | None = None,
+                    reason_label: str | None = None, reason_text: str | None = None,
+                    sample: Sample | None = None, max_failed: int | None = None,
+                    caps: Caps | None = None, fields: Fields | None = None,
+                    input_key: str | None = None,
+                    output_key: str,
+                    candidates: str | None = None) -> Decorator: ...
 def filtering_stage(name: Any = None, /, *, id: str = "id", passed: str | None = None,
                     reason_label: str | None = None, reason_text: str | None = None,
                     sample: Sample | None = None, max_failed: int | None = None,
@@ -225,8 +246,14 @@ def generation_stage(func: Callable[P, RG], /) -> Callable[P, RG]: ...
 def generation_stage(name: str | None = None, /, *, id: str = "id", reason: str | None = None,
                      sample: Sample | None = None, caps: Caps | None = None,
                      fields: Fields | None = None, input_key: str | None = None,
-                     output_key: str | None = None,
+                     output_key: None = None,
                     candidates: str | None = None) -> GenerationDecorator: ...
+@overload  # the candidates are inside the returned dict: any return type
+def generation_stage(name: str | None = None, /, *, id: str = "id", reason: str | None = None,
+                     sample: Sample | None = None, caps: Caps | None = None,
+                     fields: Fields | None = None, input_key: str | None = None,
+                     output_key: str,
+                    candidates: str | None = None) -> Decorator: ...
 def generation_stage(name: Any = None, /, *, id: str = "id", reason: str | None = None,
                      sample: Sample | None = None, caps: Caps | None = None,
                      fields: Fields | None = None, input_key: str | None = None,
@@ -252,8 +279,15 @@ def ranking_stage(name: str | None = None, /, *, id: str = "id", score: str | No
                   sample: Sample | None = None, max_out_of_top: int | None = None,
                   caps: Caps | None = None, fields: Fields | None = None,
                   input_key: str | None = None,
-                  output_key: str | None = None,
+                  output_key: None = None,
                   candidates: str | None = None) -> ScoringDecorator: ...
+@overload  # the candidates are inside the returned dict: any return type
+def ranking_stage(name: str | None = None, /, *, id: str = "id", score: str | None = None,
+                  sample: Sample | None = None, max_out_of_top: int | None = None,
+                  caps: Caps | None = None, fields: Fields | None = None,
+                  input_key: str | None = None,
+                  output_key: str,
+                  candidates: str | None = None) -> Decorator: ...
 def ranking_stage(name: Any = None, /, *, id: str = "id", score: str | None = None,
                   sample: Sample | None = None, max_out_of_top: int | None = None,
                   caps: Caps | None = None, fields: Fields | None = None,
