@@ -35,6 +35,9 @@ from xray_lake.query.lake import Lake
 from xray_lake.ui import charts, queries, sqlbox
 from xray_lake.ui import trends as trend_data
 
+# Memory the server may use to hold `runs` and `stages` (100,000 runs: ~500 MB of process
+# RSS); a lake whose tables do not fit is read from its files (benchmarks/RESULTS.md).
+CACHE_BYTES = 2**30
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 # The page's own stylesheet and inline SVG only: no script runs, nothing loads from elsewhere.
 SECURITY_HEADERS = {
@@ -117,7 +120,7 @@ class Pages:
         self.root = root
         # Read-only by default; a long-lived server copies `runs` and `stages` into memory on
         # their first read (`query.cache`), which `warm()` makes happen at start-up.
-        self.lake = Lake(root, cache_after=1)
+        self.lake = Lake(root, cache_after=1, cache_bytes=CACHE_BYTES)
         self.lock = threading.Lock()
         self.env = _environment()
 
