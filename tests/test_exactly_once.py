@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 import xray_lake as xr
 from tests.s3_server import BUCKET, S3Server
-from tests.test_replay import cli, counts, expected, spool_while_unwritable
+from tests.test_replay import cli, counts, expected, record, spool_while_unwritable
 from tests.test_s3 import counts as s3_counts
 from tests.test_s3 import expected as s3_expected
 from tests.test_s3 import record as s3_record
@@ -70,6 +70,26 @@ def test_replay_killed_after_its_copy_then_compact_then_replay_never_doubles(
     assert f"replayed {total - 2} files" in result.output
     assert pending(folder) == []
     assert counts(lake) == expected(6)  # 360 candidate rows, all distinct: none came back
+
+
+@pytest.mark.slow
+def test_the_writers_own_spool_drain_after_a_killed_replay_and_compact_never_doubles(
+        tmp_path: Path) -> None:
+    lake, spool = tmp_path / "lake", tmp_path / "spool"
+    spool_while_unwritable(lake, spool, 6, "p", flush_each=True)
+    folder = spool_root(str(spool), str(lake))
+    killed = subprocess.run([sys.executable, "-c", KILLED_REPLAY, str(spool)],
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    report = xr.compact(str(lake), before="2999-01-01")
+    assert report.errors == () and report.files_in == 2 and report.files_out == 1
+
+    # no `xray-lake replay`: the next writer of this lake drains the spool after its first write
+    xr.configure(root=str(lake), spool_dir=str(spool), fsync=False)
+    record(1, "q")
+    assert xr.flush(10)
+    assert pending(folder) == []
+    assert counts(lake) == expected(7)  # every row once: the merged file did not come back
 
 
 REPLAYER = textwrap.dedent("""
