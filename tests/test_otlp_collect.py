@@ -163,6 +163,15 @@ def test_span_times_become_stage_and_run_times(collector: collect.Running, lake:
     assert step == pytest.approx(500)
 
 
+def test_spans_without_times_are_recorded_at_their_arrival(collector: collect.Running,
+                                                           lake: Lake) -> None:
+    span = _span(b"\x13" * 16, b"\x01" * 8, None, "untimed", start=0, end=0)
+    assert _post(collector.url, _request([span]))[0] == 200
+    assert collector.close()
+    year = lake().sql("select year(started_at) y from runs")["y"][0]
+    assert year >= 2026
+
+
 def test_a_span_with_error_status_is_a_failed_stage(collector: collect.Running,
                                                     lake: Lake) -> None:
     root = _span(b"\x03" * 16, b"\x01" * 8, None, "pipeline")

@@ -69,8 +69,9 @@ def record_trace(spans: list[SpanData], options: Options | None = None) -> str:
     label = options.label or (str(service) if options.label_from == "service" and service
                               else root.name or str(service or "otlp"))
     attributes: dict[str, object] = {"otel.trace_id": trace_id, "otel.resource": root.resource}
-    start = min(s.start_ns for s in spans) / 1e9
-    end = max(s.end_ns for s in spans) / 1e9
+    timed = [s for s in spans if s.start_ns]  # a span without times is recorded as received
+    start = min(s.start_ns for s in timed) / 1e9 if timed else None
+    end = max(s.end_ns for s in timed) / 1e9 if timed else None
     failed = root.error is not None and root.parent_id is None
     try:
         with xr.run(label, run_id=trace_id, attributes=attributes,
@@ -125,7 +126,8 @@ def forest(spans: list[SpanData]) -> tuple[list[SpanData], Children]:
 
 def _record_span(run: xr.Run, span: SpanData, children: Children, depth: int) -> None:
     kind = str(span.attributes.get(KIND, "")).upper()
-    start, end = span.start_ns / 1e9, span.end_ns / 1e9
+    start = span.start_ns / 1e9 if span.start_ns else None
+    end = span.end_ns / 1e9 if span.start_ns else None
     name = span.name or kind.lower() or "span"
     below = children.get(span.span_id, [])
     if depth >= MAX_DEPTH:  # the rest of a very deep tree: flat under this span
