@@ -38,6 +38,7 @@ class ChildProcess:
         self._on_gone = on_gone
         self._proc: subprocess.Popen[bytes] | None = None
         self.gone = threading.Event()
+        self.started = threading.Event()  # it said hello: imported, configured, listening
         _live.add(self)
 
     @property
@@ -81,6 +82,9 @@ class ChildProcess:
                 message = wire.read(fd)
                 if message is None:
                     break
+                if message[0] == "hello":  # type: ignore[index]
+                    self.started.set()
+                    continue
                 self._on_answer(message)
         except Exception:
             logger.debug("xray-lake: reading the writer process's answers failed", exc_info=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -21,7 +21,9 @@ from xray_lake.storage.compaction.background import (
     start_background_compaction,
 )
 from xray_lake.writer.buffer import WRITE_ORDER, PartitionBuffer
+from xray_lake.writer.counts import Counters
 from xray_lake.writer.dead_letter import DeadLetters, mark_incomplete, unit_counts
+from xray_lake.writer.failover import FailoverSink
 from xray_lake.writer.sinks import Sink
 from xray_lake.writer.ticket import Ticket
 
@@ -75,28 +77,6 @@ class MemoryPlan:
                    max(reserved // RELEASE_STEPS, 1))
 
 
-@dataclass
-class Counters:
-    """What `xr.stats()` reports; every record is counted exactly once in one of these."""
-
-    runs_recorded: int = 0
-    stages_recorded: int = 0
-    candidates_recorded: int = 0
-    rows_written: Counter[str] = field(default_factory=Counter)
-    files_written: int = 0
-    bytes_written: int = 0
-    flushes: int = 0
-    write_failures: int = 0
-    spooled_rows: Counter[str] = field(default_factory=Counter)
-    spooled_files: int = 0
-    replayed_rows: int = 0
-    replayed_files: int = 0
-    truncated_values: int = 0
-    dropped: Counter[str] = field(default_factory=Counter)
-    runs_incomplete: int = 0
-    blocked_calls: int = 0  # recording calls that waited for room (on_full="block")
-    blocked_s: float = 0.0  # their total wait
-    dead_lettered: int = 0  # records that cannot be encoded, set aside (writer/dead_letter.py)
 
 
 class _Mark:
@@ -116,6 +96,7 @@ class Writer:
         self.settings = settings
         self.sink = sink
         self.counters = Counters()
+        self._failover = FailoverSink(sink, settings, self.counters)
         self._dead_letters = DeadLetters(settings.spool_dir, settings.root)
         self._host, self._pid, self._version = host, pid, version
         self._queue: deque[tuple[object, int]] = deque()
@@ -136,9 +117,6 @@ class Writer:
         self._last_write = time.monotonic()
         self._failed_since_flush = False
         self._warned: set[str] = set()
-        self._retry_at = 0.0  # lake backoff: no lake attempt before this monotonic time
-        self._backoff = 1.0
-        self._spool_pending: bool | None = None  # None: not checked yet
         self._marks: list[_Mark] = []  # drained marks waiting for their records to be durable
         self._hurried = False  # write at the next round (see hurry())
         # Where records go once this writer is closed because it was replaced (configure()):
@@ -275,7 +253,8 @@ class Writer:
     def buffered(self) -> tuple[int, int]:
         """(records waiting, bytes waiting)."""
         with self._lock:
-            waiting = sum(1 for item, _ in self._queue if not isinstance(item, Ticket | _Mark))
+            waiting = sum(1 + item.n_items() if isinstance(item, StageEvent) else 1
+                          for item, _ in self._queue if not isinstance(item, Ticket | _Mark))
             waiting += sum(b.rows(t) for b in self._buffers.values()
                                              for t in WRITE_ORDER)
             return waiting, self._queued_bytes + self._buffered_bytes
@@ -320,8 +299,8 @@ class Writer:
                 ok = self._write_all() if due else True
                 if due:
                     self._release_memory()
-                if not due and self._spool_pending and self._lake_ready():
-                    self._drain_spool()
+                if not due and self._failover.spool_waiting():
+                    self._failover.drain_spool()
             except Exception as exc:  # the worker must survive anything
                 logger.exception("xray-lake: writer error: %s", exc)
                 tickets, ok = [], False
@@ -505,37 +484,15 @@ class Writer:
         """
         ok = True
         self._hurried = False
-        lake_ok = self._lake_ready()
         for key, buf in list(self._buffers.items()):
             for name in WRITE_ORDER:
                 table = buf.table(name)
                 self._bury(buf)
                 if table is None:
                     continue
-                if lake_ok:
-                    try:
-                        nbytes = self.sink.write(name, buf.label, buf.date, table)
-                    except Exception as exc:
-                        lake_ok = False
-                        self._lake_failed(exc)
-                    else:
-                        self._lake_succeeded()
-                        self.counters.rows_written[name] += table.num_rows
-                        self.counters.files_written += 1
-                        self.counters.bytes_written += nbytes
-                        buf.clear(name)
-                        continue
-                try:
-                    self.sink.write_spool(name, buf.label, buf.date, table)
-                except Exception as exc:
-                    ok = False
-                    self._warn("spool", exc, "cannot write to the spool at %s either (%s: %s); "
-                               "records stay in memory, up to max_buffer_bytes",
-                               self.settings.spool_dir)
+                if not self._failover.publish(name, buf.label, buf.date, table):
+                    ok = False  # lake and spool refuse: it stays buffered for the next round
                     break
-                self.counters.spooled_rows[name] += table.num_rows
-                self.counters.spooled_files += 1
-                self._spool_pending = True
                 buf.clear(name)
             if buf.is_empty():
                 self._buffers.pop(key, None)
@@ -543,8 +500,7 @@ class Writer:
             # write adds its working set
             table = None
             self._release_memory()
-        if lake_ok:
-            self._drain_spool()
+        self._failover.drain_spool()
         with self._lock:
             self._buffered_bytes = sum(b.nbytes for b in self._buffers.values())
             self._room.notify_all()
@@ -553,48 +509,6 @@ class Writer:
         self._last_write = time.monotonic()
         self.counters.flushes += 1
         return ok
-
-    def _lake_ready(self) -> bool:
-        return time.monotonic() >= self._retry_at
-
-    def _lake_failed(self, exc: Exception) -> None:
-        self.counters.write_failures += 1
-        self._retry_at = time.monotonic() + self._backoff
-        self._backoff = min(self._backoff * 2, 60.0)
-        self._warn("lake", exc, "cannot write to the lake at %s (%s: %s); records go to the "
-                   "local spool and reach the lake when it is back (or `xray-lake replay`)",
-                   self.settings.root)
-
-    def _lake_succeeded(self) -> None:
-        self._retry_at = 0.0
-        self._backoff = 1.0
-
-    def _drain_spool(self) -> None:
-        """After a lake success, move what was spooled (by us or an earlier process) in."""
-        if self._spool_pending is None:
-            self._spool_pending = self.sink.spool_pending()
-        if not self._spool_pending:
-            return
-        try:
-            result = self.sink.drain_spool()
-        except Exception as exc:
-            self._lake_failed(exc)
-            return
-        self.counters.replayed_files += result.files
-        self.counters.replayed_rows += result.rows
-        if result.failed:
-            self._retry_at = time.monotonic() + self._backoff
-        else:
-            self._spool_pending = False
-
-    def _warn(self, where: str, exc: Exception, message: str, *args: object) -> None:
-        """Log once per cause (where, exception type, errno), never once per batch."""
-        cause = f"{where}:{type(exc).__name__}:{getattr(exc, 'errno', '')}"
-        if cause in self._warned:
-            return
-        self._warned.add(cause)
-        logger.warning("xray-lake: " + message + ". The pipeline is unaffected.", *args,
-                       type(exc).__name__, exc)
 
     def _release_memory(self) -> None:
         """Return the Arrow pool's freed pages to the OS (on this thread: the one that
@@ -619,24 +533,6 @@ class Writer:
             "buffered_bytes": nbytes,
             "buffer_limit_bytes": self.memory.hold,
             "peak_buffered_bytes": self._peak_held,
-            "runs_recorded": c.runs_recorded,
-            "stages_recorded": c.stages_recorded,
-            "candidates_recorded": c.candidates_recorded,
-            "rows_written": dict(c.rows_written),
-            "files_written": c.files_written,
-            "bytes_written": c.bytes_written,
-            "flushes": c.flushes,
-            "write_failures": c.write_failures,
-            "spooled_rows": dict(c.spooled_rows),
-            "spooled_files": c.spooled_files,
-            "replayed_rows": c.replayed_rows,
-            "replayed_files": c.replayed_files,
-            "truncated_values": c.truncated_values,
-            "dropped": dict(c.dropped),
-            "dropped_total": sum(c.dropped.values()),
-            "dead_lettered": c.dead_lettered,
-            "runs_incomplete": c.runs_incomplete,
-            "blocked_calls": c.blocked_calls,
-            "blocked_s": round(c.blocked_s, 3),
+            **c.as_stats(),
             "compaction": self._compactor.stats() if self._compactor is not None else {},
         }

@@ -38,6 +38,9 @@ logger = logging.getLogger("xray_lake")
 BATCH_BYTES = 1 << 20  # estimated record bytes per frame
 BATCH_RECORDS = 512
 RESTARTS_PER_MINUTE = 3  # more deaths than this and records go to a thread writer
+# At exit, a writer process still starting (importing pyarrow on a busy machine) gets this
+# long to start before exit_timeout_s counts: the flush at exit bounds writing, not starting.
+START_GRACE_S = 30.0
 _STAGE_BYTES = 1024
 _ROW_BYTES = 300.0  # estimate per candidate of a queued record (see StageEvent.estimate_bytes)
 
@@ -86,6 +89,7 @@ class RemoteWriter:
         self._closed = False
         self._sender: threading.Thread | None = None
         self._child: ChildProcess | None = None
+        self._spawned = threading.Event()  # the first start was tried (it may have failed)
         self._exit_clean = False
         self._warned: set[str] = set()
 
@@ -173,10 +177,11 @@ class RemoteWriter:
                 self._work.notify()
         ok = not failed
         if remote:
-            if closed:
+            if closed:  # done once the writer process has written everything and exited
+                started = self._spawned.wait(_left(deadline))
                 child = self._child
-                ok = (child is None or child.gone.wait(_left(deadline))) and self._exit_clean \
-                    and ok
+                ended = child is not None and child.gone.wait(_left(deadline))
+                ok = started and ended and self._exit_clean and ok
             else:
                 ok = ticket.done.wait(_left(deadline)) and ticket.ok and ok
         local = self._local
@@ -187,6 +192,11 @@ class RemoteWriter:
     def close(self, timeout: float | None) -> bool:
         """Flush within `timeout`, then refuse records; the writer process writes what it
         holds and exits on its own (also after this process has exited)."""
+        if timeout and self._sender is not None:
+            self._spawned.wait(START_GRACE_S)
+            child = self._child
+            if child is not None:
+                child.started.wait(START_GRACE_S)
         ok = self.flush(timeout)
         with self._lock:
             self._closed = True
@@ -200,9 +210,15 @@ class RemoteWriter:
         return ok
 
     def finished(self) -> bool:
-        """Closed, and the writer process has ended."""
-        child = self._child
-        return self._closed and (self._sender is None or child is None or child.gone.is_set())
+        """Closed, and every writer it used (its writer process, a thread writer) has ended."""
+        if not self._closed:
+            return False
+        if self._sender is None:
+            return True
+        if not self._spawned.is_set():
+            return False  # still starting its writer process
+        child, local = self._child, self._local
+        return (child is None or child.gone.is_set()) and (local is None or local.finished())
 
     def buffered(self) -> tuple[int, int]:
         """(records, bytes) not yet handed to a writer: what this process's exit would lose."""
@@ -254,6 +270,7 @@ class RemoteWriter:
     def _send_loop(self) -> None:
         try:
             self._start_child()
+            self._spawned.set()
             while True:
                 with self._lock:
                     while not self._outbox and not self._closed and not self._died():
@@ -277,6 +294,7 @@ class RemoteWriter:
             logger.exception("xray-lake: the writer process's sender failed: %s", exc)
             self._fall_back()
         finally:
+            self._spawned.set()
             if self._child is not None:
                 self._child.close_input()
 
