@@ -88,6 +88,8 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=200)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    # the prototype drives the engine itself, on its own thread and in its own child
+    os.environ.setdefault("XRAY_LAKE_WRITER", "thread")
     if args.child:
         child(args.child)
         return
