@@ -16,7 +16,8 @@ import pytest
 import xray_lake as xr
 from xray_lake.config import MIB, Settings
 from xray_lake.writer import process
-from xray_lake.writer.engine import MemoryPlan, Writer
+from xray_lake.writer.engine import Writer
+from xray_lake.writer.memory import MemoryPlan
 
 N = 2000  # candidates per stage call: a ~200 KB blob
 

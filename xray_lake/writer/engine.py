@@ -7,10 +7,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
-
-import pyarrow as pa
 
 from xray_lake._internal_errors import report, warn_once
 from xray_lake.config import Settings
@@ -20,64 +17,19 @@ from xray_lake.storage.compaction.background import (
     BackgroundCompactor,
     start_background_compaction,
 )
+from xray_lake.writer.admission import wait_for_room
 from xray_lake.writer.buffer import WRITE_ORDER, PartitionBuffer
 from xray_lake.writer.counts import Counters
 from xray_lake.writer.dead_letter import DeadLetters, mark_incomplete, unit_counts
 from xray_lake.writer.failover import FailoverSink
+from xray_lake.writer.memory import MemoryPlan, release_unused
+from xray_lake.writer.shedding import ShedLedger
 from xray_lake.writer.sinks import Sink
 from xray_lake.writer.ticket import Ticket
 
 logger = logging.getLogger("xray_lake")
 
 _STAGE_ROW_BYTES = 1024  # what a stage or run record costs before its candidates
-
-# Share of max_buffer_bytes that records may hold, queued or buffered. The rest is reserved
-# for what the bound must also cover but no record owns: the working set of encoding one
-# record (blob copies, Arrow temporaries) and of writing one table (Parquet pages, zstd
-# contexts, a whole file for object storage), plus memory the allocators keep between
-# releases. Measured with benchmarks/memory_burst.py (peak RSS growth vs the bound).
-HOLD_SHARE = 0.5
-# Buffers are written once they reach this share of the hold: a write's working set grows
-# with the table (figures in benchmarks/RESULTS.md), and the queue keeps 3/4 of the hold to
-# take records while the table is written.
-FLUSH_SHARE = 0.25
-RELEASE_STEPS = 8  # freed Arrow memory is returned after every reserved/8 bytes encoded
-_MAX_SHED_RUNS = 100_000  # runs with shed records whose run row has not come yet
-_DROP_REASONS = {
-    "buffer_full": "the records held reached their share of max_buffer_bytes and "
-                   "on_full='drop' (or the record came from the writer's own thread)",
-    "block_timeout": "a recording call waited max_block_s for the writer to make room",
-    "run_incomplete": "an earlier record of the same run was shed (on_full='drop' sheds "
-                      "whole runs where it can)",
-    "closed": "the writer was closed at exit",
-    "encode_error": "a record could not be encoded",
-    "internal_error": "recording a stage failed inside xray-lake (see xr.stats()"
-                      "['internal_errors'] and the log)",
-}
-
-
-@dataclass(frozen=True)
-class MemoryPlan:
-    """How one `max_buffer_bytes` is split; fixed for a writer's lifetime."""
-
-    bound: int  # max_buffer_bytes
-    hold: int  # what queued + buffered records may reach; past it they are dropped
-    reserved: int  # bound - hold: working sets of encoding and writing, allocator slack
-    flush_at: int  # buffered bytes that trigger a write (<= flush_bytes)
-    wake_at: int  # queued bytes that wake the worker before its drain interval
-    release_every: int  # records encoded (by estimate) between returns of freed memory
-
-    @classmethod
-    def of(cls, settings: Settings) -> MemoryPlan:
-        bound = settings.max_buffer_bytes
-        hold = int(bound * HOLD_SHARE)
-        flush_at = max(min(settings.flush_bytes, int(hold * FLUSH_SHARE)), 1)
-        reserved = bound - hold
-        return cls(bound, hold, reserved, flush_at, max(flush_at // 2, 1),
-                   max(reserved // RELEASE_STEPS, 1))
-
-
-
 
 class _Mark:
     """A soft flush ticket: `callback` runs once everything queued before it is durable (or
@@ -102,7 +54,7 @@ class Writer:
         self._queue: deque[tuple[object, int]] = deque()
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # notified whenever held bytes shrink
-        self._shed_runs: dict[str, list[int]] = {}  # run id -> [stage records, candidates] shed
+        self._shed = ShedLedger(self.counters)
         self._wake = threading.Event()
         self.memory = MemoryPlan.of(settings)
         self._queued_bytes = 0
@@ -116,7 +68,6 @@ class Writer:
         self._buffers: dict[tuple[str, str], PartitionBuffer] = {}
         self._last_write = time.monotonic()
         self._failed_since_flush = False
-        self._warned: set[str] = set()
         self._marks: list[_Mark] = []  # drained marks waiting for their records to be durable
         self._hurried = False  # write at the next round (see hurry())
         # Where records go once this writer is closed because it was replaced (configure()):
@@ -134,39 +85,31 @@ class Writer:
             estimate = event.estimate_bytes(self._avg_row_bytes)
         else:
             n, estimate = 0, _STAGE_ROW_BYTES
-        s = self.settings
-        deadline: float | None = None
         if self._closed and self.forward is not None and self.forward(event):
             return  # replaced by configure(): the record goes to the writer in force
+        drop_mode = self.settings.on_full == "drop"
+
+        def refuse() -> str | None:
+            if self._closed:
+                return "closed"
+            if drop_mode and isinstance(event, StageEvent) \
+                    and self._shed.lost_part_of(event.run_id):
+                return "run_incomplete"  # whole runs where possible
+            return None
+
+        def fits() -> bool:  # run rows are always taken: small, and they tell what was shed
+            held = self._queued_bytes + self._buffered_bytes
+            # a record larger than the hold gets in when nothing else is held
+            return isinstance(event, RunEvent) or held + estimate <= self.memory.hold \
+                or held == 0
+
         with self._lock:
-            while True:
-                if self._closed:
-                    self._drop("closed", event, n)
-                    return
-                if isinstance(event, RunEvent):
-                    break  # run rows are always taken: small, and they tell what was shed
-                if s.on_full == "drop" and event.run_id in self._shed_runs:
-                    self._drop("run_incomplete", event, n)  # whole runs where possible
-                    return
-                held = self._queued_bytes + self._buffered_bytes
-                if held + estimate <= self.memory.hold or held == 0:
-                    break  # room (a record larger than the hold gets in when nothing else is)
-                if s.on_full == "drop" or threading.current_thread() is self._thread:
-                    self._drop("buffer_full", event, n)
-                    return
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + s.max_block_s
-                    self.counters.blocked_calls += 1
-                    blocked_at = now
-                if now >= deadline:
-                    self.counters.blocked_s += now - blocked_at
-                    self._drop("block_timeout", event, n)
-                    return
-                self._wake.set()
-                self._room.wait(min(deadline - now, 0.25))
-            if deadline is not None:
-                self.counters.blocked_s += time.monotonic() - blocked_at
+            reason = wait_for_room(self._room, self.settings, self.counters, fits=fits,
+                                   refuse=refuse, nudge=self._wake.set,
+                                   own_thread=threading.current_thread() is self._thread)
+            if reason is not None:
+                self._drop(reason, event, n)
+                return
             held = self._queued_bytes + self._buffered_bytes + estimate
             self._queued_bytes += estimate
             self._peak_held = max(self._peak_held, held)
@@ -267,24 +210,8 @@ class Writer:
     def _charge(self, reason: str | None, run_id: str | None, records: int, n: int) -> None:
         """(lock held) Count `records` shed for `reason` (None: set aside as dead letters); a
         stage's are charged to its run."""
-        if reason is None:
-            self.counters.dead_lettered += records
-        else:
-            self.counters.dropped[reason] += records
         self._failed_since_flush = True
-        if run_id is not None:
-            shed = self._shed_runs.get(run_id)
-            if shed is None:
-                if len(self._shed_runs) >= _MAX_SHED_RUNS:  # runs whose row never came
-                    self._shed_runs.pop(next(iter(self._shed_runs)))
-                shed = self._shed_runs[run_id] = [0, 0]
-            shed[0] += 1
-            shed[1] += n
-        if reason is not None and reason not in self._warned:  # (dead letters warn themselves)
-            self._warned.add(reason)
-            logger.warning("xray-lake: shedding records (%s): %s; counted in "
-                           "xr.stats()['dropped'], their runs are written with status "
-                           "'incomplete'", reason, _DROP_REASONS.get(reason, reason))
+        self._shed.charge(reason, run_id, records, n)
 
     # --- worker thread -------------------------------------------------------------------
 
@@ -412,7 +339,7 @@ class Writer:
             return
         if isinstance(event, RunEvent):
             with self._lock:  # its stages were queued before it: all are in, or shed, by now
-                shed = self._shed_runs.pop(event.run_id, None)
+                shed = self._shed.settle(event.run_id)
             if shed is not None:
                 event.n_stages_shed += shed[0]
                 event.n_candidates_shed += shed[1]
@@ -511,19 +438,8 @@ class Writer:
         return ok
 
     def _release_memory(self) -> None:
-        """Return the Arrow pool's freed pages to the OS (on this thread: the one that
-        allocated them); after each write and every `release_every` encoded bytes.
-
-        mimalloc (pyarrow's default pool) and jemalloc keep freed memory for reuse: without
-        this, the Arrow temporaries of encoding and the batches just written stay resident
-        (benchmarks/memory_burst.py; figures in benchmarks/RESULTS.md). A call is cheap: it
-        touches only free pages.
-        """
         self._since_release = 0
-        try:
-            pa.default_memory_pool().release_unused()
-        except Exception:  # a pool without it: only memory is at stake
-            logger.debug("xray-lake: release_unused failed", exc_info=True)
+        release_unused()
 
     def stats(self) -> dict[str, Any]:
         waiting, nbytes = self.buffered()

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 from xray_lake.config import Settings
 from xray_lake.records.events import RunEvent, StageEvent
 from xray_lake.writer import wire
+from xray_lake.writer.admission import wait_for_room
 from xray_lake.writer.child_process import ChildProcess
-from xray_lake.writer.counts import add_counts, empty_stats
+from xray_lake.writer.counts import Counters, add_counts, empty_stats
 from xray_lake.writer.ticket import Ticket
 
 if TYPE_CHECKING:
@@ -80,8 +81,7 @@ class RemoteWriter:
         self._open_flushes: list[tuple[Any, ...]] = []  # sent, not answered: resent on restart
         self._child_stats: dict[str, Any] = {}
         self._dropped: Counter[str] = Counter()
-        self._blocked_calls = 0
-        self._blocked_s = 0.0
+        self._waits = Counters()  # blocked_calls / blocked_s of recording calls here
         self._restarts = 0
         self._deaths: deque[float] = deque()
         self._failed = False  # something was shed since the last flush
@@ -106,31 +106,17 @@ class RemoteWriter:
             n, estimate = event.n_items(), event.estimate_bytes(_ROW_BYTES)
         else:
             n, estimate = 0, _STAGE_BYTES
-        s = self.settings
-        deadline: float | None = None
+        def fits() -> bool:  # a record larger than the hold gets in when nothing is held
+            return isinstance(event, RunEvent) or self._held + estimate <= self.hold \
+                or self._held == 0
+
         with self._lock:
-            while True:
-                if self._closed:
-                    self._shed("closed", event, n)
-                    return
-                if isinstance(event, RunEvent) or self._held == 0:
-                    break
-                if self._held + estimate <= self.hold:
-                    break
-                if s.on_full == "drop" or threading.current_thread() is self._sender:
-                    self._shed("buffer_full", event, n)
-                    return
-                now = time.monotonic()
-                if deadline is None:
-                    deadline, blocked_at = now + s.max_block_s, now
-                    self._blocked_calls += 1
-                if now >= deadline:
-                    self._blocked_s += now - blocked_at
-                    self._shed("block_timeout", event, n)
-                    return
-                self._room.wait(min(deadline - now, 0.25))
-            if deadline is not None:
-                self._blocked_s += time.monotonic() - blocked_at
+            reason = wait_for_room(self._room, self.settings, self._waits, fits=fits,
+                                   refuse=lambda: "closed" if self._closed else None,
+                                   own_thread=threading.current_thread() is self._sender)
+            if reason is not None:
+                self._shed(reason, event, n)
+                return
             self._held += estimate
             self._peak = max(self._peak, self._held)
             self._outbox.append((event, estimate))
@@ -256,8 +242,8 @@ class RemoteWriter:
             dropped.update(self._dropped)
             result["dropped"] = dict(dropped)
             result["dropped_total"] = sum(dropped.values())
-            result["blocked_calls"] = result.get("blocked_calls", 0) + self._blocked_calls
-            result["blocked_s"] = round(result.get("blocked_s", 0.0) + self._blocked_s, 3)
+            result["blocked_calls"] = result.get("blocked_calls", 0) + self._waits.blocked_calls
+            result["blocked_s"] = round(result.get("blocked_s", 0.0) + self._waits.blocked_s, 3)
             result["writer_restarts"] = self._restarts
             result["writer_pid"] = self.pid
         local = self._local
