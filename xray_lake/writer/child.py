@@ -110,12 +110,15 @@ def main() -> int:
 
 
 def _write_out(writer: Any, step: float) -> None:
-    """Write everything held, for as long as writing makes progress: a backlog of any size
-    lands; a lake and spool that take nothing for `step` seconds end the wait."""
+    """Write everything held, for as long as that makes progress (records encoded or rows
+    written): a backlog of any size lands; a lake and spool that take nothing for `step`
+    seconds end the wait."""
     done = -1
     while not writer.flush(step):
-        counts = writer.stats()
-        moved = sum(counts["rows_written"].values()) + sum(counts["spooled_rows"].values())
+        counts = writer.stats()  # records encoded, and rows written, both count as progress
+        moved = (counts["runs_recorded"] + counts["stages_recorded"]
+                 + counts["candidates_recorded"] + sum(counts["rows_written"].values())
+                 + sum(counts["spooled_rows"].values()))
         if moved == done:
             return
         done = moved
