@@ -69,7 +69,10 @@ from xray_lake.sdk import _current
 from xray_lake.storage.object_store import open_store
 
 HERE = Path(__file__).resolve().parent
-RESULTS_MD = HERE / "RESULTS.md"
+RESULTS_DIR = HERE / "results"
+TARGETS = {"cli_ms": 1000.0, "find_cold_ms": 300.0, "find_warm_ms": 50.0,
+           "journey_warm_ms": 10.0}
+"""Issue 14's targets at 100k runs: each question's CLI, `Lake.find` headline, journey."""
 META_FILE = "_benchmark.json"
 TABLES = ("runs", "stages", "candidates")
 DAYS = 14
@@ -264,6 +267,17 @@ def writer_settings() -> dict[str, Any]:
     }
 
 
+STEADY_FLUSHES = 360
+"""Flushes of a steady one-hour load at the default cadence (flush_interval_s = 10 s)."""
+
+
+def steady_settings() -> dict[str, Any]:
+    """The SDK's defaults, as a service runs it, except fsync (off, for build speed) and the
+    timed flush (the driver flushes STEADY_FLUSHES times instead, whatever the machine's
+    speed, so the lake has the files of one hour at the default 10 s cadence)."""
+    return {"fsync": False, "flush_interval_s": 3600.0, "exit_timeout_s": 600.0}
+
+
 def build(root: str, n_runs: int, size: int, console: Console,
           settings: dict[str, Any] | None = None, flush_every: int = 0) -> BuildInfo:
     """Record `n_runs` runs through the decorated pipeline into `root`.
@@ -284,7 +298,7 @@ def build(root: str, n_runs: int, size: int, console: Console,
     clock = Clock()
     real_clock = _current._clock
     _current._clock = clock
-    limit = settings["max_buffer_bytes"]
+    limit = xr.get_settings().max_buffer_bytes
     check_every = max(1, 20_000 // (5 * size))
     journey: tuple[str, str] | None = None
     failures = 0
@@ -352,6 +366,23 @@ def build(root: str, n_runs: int, size: int, console: Console,
     )
 
 
+def settle(root: str, console: Console) -> dict[str, Any]:
+    """Run the writer's background compactor (the same component, default settings) tick after
+    tick until a tick merges nothing: the lake as a service leaves it once its compactor has
+    caught up. Ticks run back to back instead of every compaction_interval_s."""
+    from xray_lake.storage.compaction.background import BackgroundCompactor
+
+    xr.configure(root=root, fsync=False)
+    compactor = BackgroundCompactor(root, xr.get_settings())
+    t0 = time.perf_counter()
+    merges = -1.0
+    while compactor.stats()["merges"] != merges:
+        merges = compactor.stats()["merges"]
+        compactor.tick()
+        console.print(f"settling: {compactor.stats()}")
+    return {**compactor.stats(), "wall_s": round(time.perf_counter() - t0, 1)}
+
+
 def _throttle(limit: int) -> float:
     """Wait while the writer holds more than half of what records may hold (its
     `buffer_limit_bytes`, a share of `max_buffer_bytes`): the SDK never blocks, it drops past
@@ -389,6 +420,33 @@ def disk_usage(root: str) -> dict[str, dict[str, int]]:
                     size += os.path.getsize(os.path.join(dirpath, name))
         usage[table] = {"files": files, "bytes": size}
     return usage
+
+
+def file_layout(root: str) -> dict[str, int]:
+    """Files in sealed and unsealed partitions (as background compaction defines them), and
+    the sealed partitions `xray-lake compact` would still merge (0: as compact as it makes
+    them). Local roots only."""
+    from xray_lake.storage.compaction.background import GRACE_S, SMALL_MIN_FILES, SMALL_TABLES
+    from xray_lake.storage.compaction.local import data_files, partitions
+    from xray_lake.storage.compaction.plan import DEFAULT_TARGET_SIZE, dated_before
+
+    now = dt.datetime.now(dt.UTC)
+    sealed = (now - dt.timedelta(seconds=GRACE_S)).date().isoformat()
+    compact_would = dated_before(sealed, DEFAULT_TARGET_SIZE)
+    out = {"sealed_files": 0, "unsealed_files": 0, "sealed_left_to_merge": 0,
+           "unsealed_partitions": 0, "unsealed_small_tables_files": 0}
+    for part in partitions(root, None):
+        files = data_files(os.path.join(root, part.rel))
+        if part.date < sealed:
+            out["sealed_files"] += len(files)
+            out["sealed_left_to_merge"] += compact_would(part, files)
+        else:
+            out["unsealed_files"] += len(files)
+            out["unsealed_partitions"] += 1
+            if part.table in SMALL_TABLES:
+                out["unsealed_small_tables_files"] += len(files)
+    out["small_min_files"] = SMALL_MIN_FILES
+    return out
 
 
 def table_rows(root: str) -> dict[str, int]:
@@ -585,6 +643,52 @@ def results_table(timings: list[Timing], title: str) -> Table:
     return table
 
 
+def _settled_lines(report: dict[str, Any]) -> list[str]:
+    settled = report.get("settled")
+    if not settled:
+        return []
+    return [f"Then the writer's background compactor (default settings) ran tick after tick "
+            f"until idle: {settled['ticks']} ticks, {settled['files_in']:,} files merged into "
+            f"{settled['merges']:,}, {settled['wall_s']:,.1f} s; no `xray-lake compact`.", ""]
+
+
+def targets_markdown(report: dict[str, Any], timings: list[Timing]) -> list[str]:
+    """Issue 14's targets against this run's figures (medians), met or not."""
+    by_key = {t.key: t for t in timings}
+
+    def verdict(value: float | None, bound: float) -> str:
+        return "not timed" if value is None else ("met" if value <= bound else "**missed**")
+
+    worst = max((t for t in timings if t.cli_ms is not None), key=lambda t: t.cli_ms or 0.0,
+                default=None)
+    q1, q4 = by_key["1"], by_key["4"]
+    rows = [
+        ("each question's CLI, cold process", f"<= {TARGETS['cli_ms']:,.0f} ms",
+         "—" if worst is None else f"worst: #{worst.key} {_cli_cell(worst.cli_ms)} ms",
+         verdict(None if worst is None else worst.cli_ms, TARGETS["cli_ms"])),
+        ("`Lake.find` headline (#1), cold", f"<= {TARGETS['find_cold_ms']:,.0f} ms",
+         f"{q1.cold_ms:,.1f} ms", verdict(q1.cold_ms, TARGETS["find_cold_ms"])),
+        ("`Lake.find` headline (#1), warm", f"<= {TARGETS['find_warm_ms']:,.0f} ms",
+         f"{q1.warm_ms:,.1f} ms", verdict(q1.warm_ms, TARGETS["find_warm_ms"])),
+        ("journey of one candidate (#4), warm", f"<= {TARGETS['journey_warm_ms']:,.0f} ms",
+         f"{q4.warm_ms:,.1f} ms", verdict(q4.warm_ms, TARGETS["journey_warm_ms"])),
+    ]
+    layout = report["lake"].get("layout")
+    if layout:
+        rows.append((
+            "files: no more than the compacted lake's + the unsealed partitions'",
+            "0 sealed partitions left to merge",
+            f"{layout['sealed_files']:,} files in sealed partitions, "
+            f"{layout['sealed_left_to_merge']} left to merge; {layout['unsealed_files']:,} in "
+            f"{layout['unsealed_partitions']} unsealed partitions "
+            f"({layout['unsealed_small_tables_files']:,} of them runs/stages)",
+            "met" if layout["sealed_left_to_merge"] == 0 else "**missed**"))
+    lines = ["", "Targets (issue 14):", "", "| target | bound | measured | |",
+             "| --- | --- | --- | --- |"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return [*lines, ""]
+
+
 def markdown(report: dict[str, Any], timings: list[Timing], command: str) -> str:
     b, lake = report["build"], report["lake"]
     params = report["params"]
@@ -610,14 +714,15 @@ def markdown(report: dict[str, Any], timings: list[Timing], command: str) -> str
         "",
         f"Build through the SDK ({'reused, figures from its build' if report['reused'] else 'this run'}"
         f"): {b['seconds']:,.1f} s, {b['runs_per_s']:,.0f} runs/s, "
-        f"{b['rows_per_s']:,.0f} candidate rows/s (caller and writer thread in one process, "
-        f"fsync off; load average during the build {b['loadavg_before'][0]:.2f} -> "
+        f"{b['rows_per_s']:,.0f} candidate rows/s (writer: "
+        f"{b['settings'].get('writer', 'the default')}, fsync off; load average during the build {b['loadavg_before'][0]:.2f} -> "
         f"{b['loadavg_after'][0]:.2f}; {b['throttled_s']:.1f} s waiting for the writer; "
         f"{b['dropped']} records dropped).",
         "",
+        *_settled_lines(report),
         "Medians in ms. cold: fresh `xr.Lake(root)` + first query (median of 3, page cache "
         "warm); warm: same Lake, median of 5 after a warm-up; CLI: the command in a "
-        f"subprocess, median of 5 (`xray-lake --version` alone: "
+        f"subprocess, median of {report.get('cli_repeat', 5)} (`xray-lake --version` alone: "
         f"{report['cli_startup_ms']:,.0f} ms). Opening a Lake: "
         f"{statistics.median(t.open_ms for t in timings):,.1f} ms.",
         "",
@@ -628,6 +733,7 @@ def markdown(report: dict[str, Any], timings: list[Timing], command: str) -> str
         call = t.python.replace("|", "\\|")
         lines.append(f"| {t.key} | {t.title} | `{call}` | {t.rows:,} | {t.cold_ms:,.1f} | "
                      f"{t.warm_ms:,.1f} | {_cli_cell(t.cli_ms)} |")
+    lines += targets_markdown(report, timings)
     lines += ["", "<details><summary>CLI commands</summary>", "", "```bash"]
     lines += [t.cli for t in timings]
     lines += ["```", "", "</details>", ""]
@@ -667,6 +773,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", dest="json_path", default=None)
     parser.add_argument("--cli-repeat", type=int, default=5,
                         help="CLI runs per question (median); 0 skips the CLI timings")
+    parser.add_argument("--steady", action="store_true",
+                        help="build as a service writes: default settings (background "
+                             "compaction on), one flush per 10 s of an hour-long load")
+    parser.add_argument("--build-only", action="store_true", help="build, then stop")
+    parser.add_argument("--settle", action="store_true",
+                        help="after the build, run the background compactor until it is idle")
     parser.add_argument("--no-results-md", action="store_true",
                         help="do not append to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
@@ -688,9 +800,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                     else "pass --reuse, or remove it")
             console.print(f"[red]{root} already holds a lake: {hint}")
             return 2
-        info = build(root, args.runs, args.candidates, console)
+        if args.steady:
+            info = build(root, args.runs, args.candidates, console, steady_settings(),
+                         flush_every=max(1, args.runs // STEADY_FLUSHES))
+        else:
+            info = build(root, args.runs, args.candidates, console)
         build_info = dataclasses.asdict(info)
         write_meta(root, json.dumps({"build": build_info}, indent=2, default=str))
+    if args.settle:
+        meta = json.loads(read_meta(root) or "{}")
+        meta["settled"] = settle(root, console)
+        write_meta(root, json.dumps(meta, indent=2, default=str))
+    if args.build_only:
+        return 0
+    meta_all = json.loads(read_meta(root) or "{}")
     journey = (str(build_info["journey"][0]), str(build_info["journey"][1]))
     disk = disk_usage(root)
     rows = table_rows(root)
@@ -737,17 +860,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "build": build_info,
         "lake": {"rows": rows, "disk": disk,
                  "bytes_total": sum(u["bytes"] for u in disk.values()),
-                 "files_total": sum(u["files"] for u in disk.values())},
+                 "files_total": sum(u["files"] for u in disk.values()),
+                 "layout": None if "://" in root else file_layout(root)},
+        "settled": (meta_all or {}).get("settled"),
         "loadavg": {"queries_before": load_before, "queries_after": load_after},
         "cli_startup_ms": startup,
+        "cli_repeat": args.cli_repeat,
         "questions": [t.__dict__ for t in timings],
     }
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(report, indent=2, default=str))
     if not args.no_results_md:
-        new = not RESULTS_MD.exists()
-        with RESULTS_MD.open("a", encoding="utf-8") as out:
-            out.write(("# Benchmark results\n" if new else "") + markdown(report, timings, command))
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d-%H%M")
+        kind = "-steady" if report.get("settled") or args.steady else ""
+        path = RESULTS_DIR / f"{stamp}-queries-{n_runs}x{size}{kind}.md"
+        path.write_text("# Canonical questions\n" + markdown(report, timings, command),
+                        encoding="utf-8")
+        console.print(f"wrote {path.relative_to(HERE.parent)}; update RESULTS.md's rows")
     return 0
 
 
