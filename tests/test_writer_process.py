@@ -345,12 +345,20 @@ def test_configure_during_recording_returns_at_once_and_both_lakes_get_everythin
     assert counts(tmp_path / "lake2") == whole(50)
 
 
-@pytest.mark.parametrize("executable", ["/nonexistent/python", "/bin/false"])
+@pytest.mark.parametrize("executable", ["/nonexistent/python", "/bin/false", "silent"])
 def test_without_a_writer_process_records_go_to_a_thread_of_the_app(
     tmp_path: Path, executable: str,
 ) -> None:
-    # "/nonexistent/python" cannot start; "/bin/false" starts and dies at once, every time
+    # "/nonexistent/python" cannot start; "/bin/false" starts and dies at once, every time;
+    # "silent" starts and never answers (an interpreter that is not Python, a stuck start)
+    if executable == "silent":
+        silent = tmp_path / "silent"
+        silent.write_text("#!/bin/sh\nexec sleep 600\n")
+        silent.chmod(0o755)
+        executable = str(silent)
     words = run_app(tmp_path, f"""
+        from xray_lake.writer import remote
+        remote.START_GRACE_S = 2.0
         sys.executable = {executable!r}
         for i in range(30):
             record("f", i)

@@ -66,6 +66,13 @@ class ChildProcess:
             raise OSError("the writer process is not running")
         wire.write(proc.stdin.fileno(), frame)
 
+    def kill(self) -> None:
+        """SIGKILL it (it never said hello: not our writer, or stuck starting)."""
+        proc = self._proc
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                proc.kill()
+
     def close_input(self) -> None:
         """The end of its stdin: the writer process writes what it holds and exits."""
         proc = self._proc

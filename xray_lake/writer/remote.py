@@ -39,8 +39,10 @@ logger = logging.getLogger("xray_lake")
 BATCH_BYTES = 1 << 20  # estimated record bytes per frame
 BATCH_RECORDS = 512
 RESTARTS_PER_MINUTE = 3  # more deaths than this and records go to a thread writer
-# At exit, a writer process still starting (importing pyarrow on a busy machine) gets this
-# long to start before exit_timeout_s counts: the flush at exit bounds writing, not starting.
+# A writer process gets this long to start (say hello); one that does not is killed and
+# records go to a thread writer (an interpreter that is not Python, a stuck start). At exit,
+# a writer process still starting gets it before exit_timeout_s counts: the flush at exit
+# bounds writing, not starting.
 START_GRACE_S = 30.0
 _STAGE_BYTES = 1024
 _ROW_BYTES = 300.0  # estimate per candidate of a queued record (see StageEvent.estimate_bytes)
@@ -385,6 +387,15 @@ class RemoteWriter:
             self._fall_back()
             return
         self._child = child
+        deadline = time.monotonic() + START_GRACE_S
+        while not child.started.wait(0.05) and not child.gone.is_set():
+            if time.monotonic() >= deadline:
+                logger.warning("xray-lake: the writer process (pid %s) did not start within "
+                               "%s s; records are written by a thread of this process",
+                               child.pid, START_GRACE_S)
+                child.kill()
+                self._fall_back()
+                return
 
     def _child_ended(self) -> None:
         with self._lock:
