@@ -31,7 +31,7 @@ import xray_lake as xr
 from xray_lake.records import plugin_registry as registry
 from xray_lake.records.build import build_stage
 from xray_lake.records.events import StageEvent
-from xray_lake.sdk import _current
+from xray_lake.sdk import recording
 
 
 def failed_share(candidates: pl.DataFrame, stage: Mapping[str, Any]) -> float:
@@ -68,7 +68,7 @@ def main() -> int:
     args = parser.parse_args()
     products = make_products(args.candidates)
     capture = _Capture()
-    _current.get_writer = lambda: capture  # type: ignore[assignment,return-value]
+    recording.get_writer = lambda: capture  # type: ignore[assignment,return-value]
     settings = xr.get_settings()
     registry.load_entry_points()
     state = registry.snapshot()

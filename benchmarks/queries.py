@@ -65,7 +65,7 @@ from xray_lake.query.builder import stage
 from xray_lake.query.questions import SCORE_DRIFT as Q5_SQL
 from xray_lake.query.questions import SLOWEST_STAGE_P90 as Q7_SQL
 from xray_lake.query.questions import TOP_DROP_REASONS as Q3_SQL
-from xray_lake.sdk import _current
+from xray_lake.sdk import recording
 from xray_lake.storage.object_store import open_store
 
 HERE = Path(__file__).resolve().parent
@@ -296,8 +296,8 @@ def build(root: str, n_runs: int, size: int, console: Console,
     week_ago = end - 7 * 86_400
     step = (end - start) / max(n_runs, 1)
     clock = Clock()
-    real_clock = _current._clock
-    _current._clock = clock
+    real_clock = recording._clock
+    recording._clock = clock
     limit = xr.get_settings().max_buffer_bytes
     check_every = max(1, 20_000 // (5 * size))
     journey: tuple[str, str] | None = None
@@ -349,7 +349,7 @@ def build(root: str, n_runs: int, size: int, console: Console,
             flushed = xr.flush()
             seconds = time.perf_counter() - t0
     finally:
-        _current._clock = real_clock
+        recording._clock = real_clock
     stats = xr.stats()
     if not flushed or stats["dropped_total"]:
         console.print(f"[red]flush incomplete or records dropped: {stats['dropped']}")

@@ -18,7 +18,7 @@ import xray_lake as xr
 import xray_lake.config
 from tests.test_compact import OLD, Published, count, counts, data_files, leftovers
 from xray_lake.config import get_settings
-from xray_lake.sdk import _current
+from xray_lake.sdk import recording
 from xray_lake.storage.compaction.background import SMALL_MIN_FILES, BackgroundCompactor
 
 TODAY = "2024-01-05"
@@ -186,7 +186,7 @@ def test_a_background_compaction_killed_mid_merge_leaves_a_state_that_recovers(
 
 def record_past_runs(flushes: int) -> None:
     """One run per flush, dated 2024-01-02: each flush leaves one more file per table."""
-    clock, _current._clock = _current._clock, lambda: NOON_TODAY - 3 * 86_400
+    clock, recording._clock = recording._clock, lambda: NOON_TODAY - 3 * 86_400
     try:
         for i in range(flushes):
             with xr.run("bg", run_id=f"r{i}") as run, run.stage("f", type="filtering",
@@ -196,7 +196,7 @@ def record_past_runs(flushes: int) -> None:
                 st.output(items)
             assert xr.flush(30), xr.stats()
     finally:
-        _current._clock = clock
+        recording._clock = clock
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from xray_lake.query import run, stage
 from xray_lake.query.builder import Query
 from xray_lake.query.compiler import CompiledQuery
 from xray_lake.query.jsonql import compile_find
-from xray_lake.sdk import _current
+from xray_lake.sdk import recording
 
 DAYS = {"2024-01-01": 1704110400.0, "2024-01-05": 1704456000.0}  # noon UTC of each day
 _PARTITION = re.compile(r"/(runs|stages|candidates)/label=([^/]+)/date=([^/]+)/")
@@ -27,7 +27,7 @@ _PARTITION = re.compile(r"/(runs|stages|candidates)/label=([^/]+)/date=([^/]+)/"
 def two_label_lake(lake: Callable[[], xr.Lake], monkeypatch: pytest.MonkeyPatch) -> xr.Lake:
     """Labels a and b, each with runs on two dates, each run with a filtering stage."""
     for day, epoch in DAYS.items():
-        monkeypatch.setattr(_current, "_clock", lambda epoch=epoch: epoch)
+        monkeypatch.setattr(recording, "_clock", lambda epoch=epoch: epoch)
         for label in ("a", "b"):
             with xr.run(label, run_id=f"{label}-{day}") as r, \
                     r.stage("filter", type="filtering", passed="ok", reason_label="why") as st:

@@ -21,7 +21,7 @@ from xray_lake.demo.fashion_search import run_demo
 from xray_lake.query.questions import SCORE_DRIFT as Q5_SQL
 from xray_lake.query.questions import SLOWEST_STAGE_P90 as Q7_SQL
 from xray_lake.query.questions import TOP_DROP_REASONS as Q3_SQL
-from xray_lake.sdk import _current
+from xray_lake.sdk import recording
 
 # Two weeks of demo runs built once for the module.
 pytestmark = pytest.mark.slow
@@ -43,7 +43,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> str:
     lake_root = str(tmp_path_factory.mktemp("questions") / "lake")
     real = time.time
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_current, "_clock", lambda: real() - WEEK_AGO_S)
+        patch.setattr(recording, "_clock", lambda: real() - WEEK_AGO_S)
         earlier = run_demo(runs=30, root=lake_root, seed=11, failure_rate=0.2)
     now = run_demo(runs=30, root=lake_root, seed=7, failure_rate=0.2)
     assert earlier.flushed and now.flushed and now.failures >= 1

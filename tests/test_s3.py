@@ -22,7 +22,7 @@ import xray_lake as xr
 from tests.s3_server import BUCKET, S3Server, running_server
 from xray_lake.cli.app import app
 from xray_lake.errors import LakeReadError, QueryError
-from xray_lake.sdk import _current
+from xray_lake.sdk import recording
 from xray_lake.storage import doctor
 from xray_lake.storage.compaction.locks import RemoteLock, supports_conditional_writes
 from xray_lake.storage.compaction.protocol import Partition
@@ -47,7 +47,7 @@ def s3_root(s3: S3Server) -> Iterator[str]:
 
 def record(n: int, label: str, day: str, *, prefix: str = "r") -> None:
     """`n` runs of two filtering stages over CANDIDATES candidates, dated `day`."""
-    clock, _current._clock = _current._clock, lambda: DAYS[day]
+    clock, recording._clock = recording._clock, lambda: DAYS[day]
     try:
         for i in range(n):
             with xr.run(label, run_id=f"{prefix}-{label}-{day}-{i}") as run:
@@ -59,7 +59,7 @@ def record(n: int, label: str, day: str, *, prefix: str = "r") -> None:
                         st.input(items)
                         st.output(items)
     finally:
-        _current._clock = clock
+        recording._clock = clock
 
 
 def counts(lake: xr.Lake) -> dict[str, tuple[int, int]]:

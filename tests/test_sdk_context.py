@@ -11,7 +11,7 @@ import pytest
 
 import xray_lake as xr
 from tests._captured import Captured
-from xray_lake.sdk._current import current_run
+from xray_lake.sdk.recording import current_run
 
 Recorded = Callable[[], Captured]
 Item = dict[str, Any]

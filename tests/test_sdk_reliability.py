@@ -11,9 +11,9 @@ import pytest
 
 import xray_lake as xr
 import xray_lake.records.unpack
-import xray_lake.sdk._current
+import xray_lake.sdk.recording
 import xray_lake.writer.engine
-from xray_lake.sdk._current import current_run
+from xray_lake.sdk.recording import current_run
 
 Lake = Callable[[], xr.Lake]
 Item = dict[str, Any]
@@ -292,8 +292,8 @@ def _stage_forms() -> dict[str, Callable[[list[Item]], list[Item]]]:
 
 
 FAULTS = {
-    "pack": (xray_lake.sdk._current, "pack", "stage.end"),
-    "new_stage_id": (xray_lake.sdk._current, "new_stage_id", "stage.begin"),
+    "pack": (xray_lake.sdk.recording, "pack", "stage.end"),
+    "new_stage_id": (xray_lake.sdk.recording, "new_stage_id", "stage.begin"),
     "submit": (xray_lake.writer.engine.Writer, "submit", "stage.end"),
 }
 
@@ -318,8 +318,8 @@ def test_fallback_snapshot_fault_never_reaches_user_code_and_is_counted(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     xr.configure(strict=False)
-    monkeypatch.setattr(xray_lake.sdk._current, "pack", lambda items: None)  # unencodable
-    monkeypatch.setattr(xray_lake.sdk._current, "snapshot", _boom)
+    monkeypatch.setattr(xray_lake.sdk.recording, "pack", lambda items: None)  # unencodable
+    monkeypatch.setattr(xray_lake.sdk.recording, "snapshot", _boom)
     stage = _stage_forms()["sync"]
 
     assert stage(_items()) == [{**c, "score": 1.0} for c in _items()]
@@ -360,7 +360,7 @@ def test_fault_when_a_stage_begins_leaves_no_stale_run_behind(
         return 1
 
     with monkeypatch.context() as patch:
-        patch.setattr(xray_lake.sdk._current, "new_stage_id", _boom)
+        patch.setattr(xray_lake.sdk.recording, "new_stage_id", _boom)
         assert step() == 1
     assert current_run() is None
     assert step() == 1
@@ -412,7 +412,7 @@ def test_fault_while_encoding_a_run_is_counted(monkeypatch: pytest.MonkeyPatch) 
 def test_strict_mode_reraises_sdk_faults_so_tests_fail_loudly(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(xray_lake.sdk._current, "pack", _boom)
+    monkeypatch.setattr(xray_lake.sdk.recording, "pack", _boom)
 
     @xr.scoring_stage("s")
     def s(items: list[Item]) -> list[Item]:

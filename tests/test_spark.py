@@ -23,7 +23,7 @@ import xray_lake as xr
 from xray_lake.cli.app import app
 from xray_lake.demo.fashion_search import run_demo
 from xray_lake.records.schema import SCHEMAS
-from xray_lake.sdk import _current
+from xray_lake.sdk import recording
 
 # A local Spark session: half a minute to start.
 pytestmark = pytest.mark.slow
@@ -89,7 +89,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> str:
     lake_root = str(tmp_path_factory.mktemp("spark") / "lake")
     real = time.time
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_current, "_clock", lambda: real() - WEEK_AGO_S)
+        patch.setattr(recording, "_clock", lambda: real() - WEEK_AGO_S)
         earlier = run_demo(runs=8, root=lake_root, seed=11)
     today = run_demo(runs=8, root=lake_root, seed=7)
     items = [{"id": f"p{i}", "ok": i == 0, "why": None if i == 0 else "too_far"}

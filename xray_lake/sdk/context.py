@@ -13,9 +13,9 @@ from xray_lake.records.events import FieldMap, StageSpec
 from xray_lake.records.options import Caps, Sample, mapping_problems, resolve
 from xray_lake.records.promoted import Field, resolve_fields
 from xray_lake.records.values import read_field
-from xray_lake.sdk._current import RunState, StageCall, begin_run, begin_stage, end_run, end_stage
 from xray_lake.sdk.decorators import decorate_stage
 from xray_lake.sdk.plugins import call_site, resolve_type, stage_type_fields
+from xray_lake.sdk.recording import RunState, StageCall, begin_run, begin_stage, end_run, end_stage
 from xray_lake.sdk.signature import fail
 
 StageType = Literal["retrieval", "scoring", "filtering", "generation", "ranking", "raw"]

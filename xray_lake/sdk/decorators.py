@@ -20,7 +20,7 @@ from xray_lake.records.options import Caps, Sample, mapping_problems, resolve
 from xray_lake.records.promoted import Field, resolve_fields
 from xray_lake.records.results import FilteringResult, GenerationResult, ScoringResult
 from xray_lake.sdk import inventory
-from xray_lake.sdk._current import begin_run, end_run
+from xray_lake.sdk.recording import begin_run, end_run
 from xray_lake.sdk.signature import check_plain, fail, plan_call
 from xray_lake.sdk.wrappers import wrap_stage
 

@@ -15,7 +15,7 @@ from typing import Any
 from xray_lake._internal_errors import report
 from xray_lake.records.events import StageSpec
 from xray_lake.records.values import read_field
-from xray_lake.sdk._current import StageCall, begin_stage, end_stage
+from xray_lake.sdk.recording import StageCall, begin_stage, end_stage
 from xray_lake.sdk.signature import CallPlan
 
 AnyFunc = Callable[..., Any]
