@@ -108,6 +108,7 @@ class RemoteWriter:
             n, estimate = event.n_items(), event.estimate_bytes(_ROW_BYTES)
         else:
             n, estimate = 0, _STAGE_BYTES
+
         def fits() -> bool:  # a record larger than the hold gets in when nothing is held
             return isinstance(event, RunEvent) or self._held + estimate <= self.hold \
                 or self._held == 0
@@ -263,8 +264,8 @@ class RemoteWriter:
                 with self._lock:
                     while not self._outbox and not self._closed and not self._died():
                         self._work.wait()
-                    if not self._outbox and self._closed:
-                        break  # closed, and everything is out
+                    if not self._outbox and self._closed and not self._died():
+                        break  # closed, and everything is out (to a writer still alive)
                     if self._died():
                         batch = None
                     else:
