@@ -1,6 +1,6 @@
 """The `xray-lake` console script (and `python -m xray_lake`): `main()`.
 
-`xray-lake --version` is answered here without loading typer; everything else goes to the
+`xray-lake --version` and `xray-lake --help` are answered here without loading typer; everything else goes to the
 typer app in `cli/root.py` (`app` is importable from this module too), which imports a
 command's module only when that command runs or prints its help.
 
@@ -25,8 +25,13 @@ if TYPE_CHECKING:
 
 def main() -> None:
     """Console-script entry: run the app; errors are one line on stderr (see the exit codes)."""
-    if sys.argv[1:] == ["--version"]:  # the one answer that needs no parser
+    if sys.argv[1:] == ["--version"]:  # the answers that need no parser
         sys.stdout.write(f"xray-lake {__version__}\n")
+        return
+    if sys.argv[1:] in (["--help"], ["-h"]):
+        from xray_lake.cli.root_help import render
+
+        sys.stdout.write(render())
         return
     from xray_lake.cli.root import app as root_app
 

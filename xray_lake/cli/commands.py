@@ -29,3 +29,25 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "help": ("xray_lake.cli.help", "Show help on a topic (storage) or a command."),
 }
 """Command name -> (its module, which exposes `register(app)`; its line in `--help`)."""
+
+TOPIC_LINES: dict[str, str] = {
+    "storage": "S3 roots and the --storage-option keys every command takes.",
+}
+"""`xray-lake help TOPIC`: each topic's line in `--help` (cli/help.py writes the topics)."""
+
+ROOT_HELP = (
+    "An X-ray for multi-stage decision pipelines: query every run's stages, candidates, "
+    "drops, scores and reasons in a Parquet lake.\n\n"
+    "Examples:\n\n"
+    "  xray-lake demo                      # record 200 demo runs into data/lake\n"
+    "  xray-lake demo --root /tmp/lake     # ... or anywhere else\n"
+    "  xray-lake runs --status failure --since 7d\n"
+    "  xray-lake show RUN_ID               # the run's funnel\n"
+    "  xray-lake why RUN_ID CANDIDATE_ID   # where and why a candidate was dropped\n"
+    "  xray-lake query \"select label, count(*) from runs group by 1\"\n"
+    "  xray-lake stats --since 7d --format csv\n\n"
+    "Commands that read or write a lake take --root (a folder or s3://bucket/prefix; "
+    "'xray-lake help storage' for S3); every command takes -h/--help.\n\n"
+    "Exit codes: 0 ok, 1 data error (unreadable lake, no such run), 2 usage or query error."
+)
+"""The root command's description (`xray-lake --help`)."""

@@ -17,6 +17,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+from xray_lake.cli.commands import TOPIC_LINES
+
 # The typer-internal base classes name click's types; these aliases keep our signatures short.
 Context = Any
 Formatter = Any
@@ -53,7 +55,7 @@ def _storage() -> str:
 
 
 TOPICS: dict[str, tuple[str, Callable[[], str]]] = {
-    "storage": ("S3 roots and the --storage-option keys every command takes.", _storage),
+    "storage": (TOPIC_LINES["storage"], _storage),
 }
 """`xray-lake help TOPIC`: a one-line summary and a function writing the text."""
 

@@ -17,7 +17,7 @@ import typer
 
 from xray_lake._version import __version__
 from xray_lake.cli import error_line
-from xray_lake.cli.commands import COMMANDS
+from xray_lake.cli.commands import COMMANDS, ROOT_HELP
 from xray_lake.cli.help import Context, Formatter, Group
 from xray_lake.errors import ConfigError, QueryError, XrayLakeError
 
@@ -109,21 +109,7 @@ def _click_error(exc: typer.TyperException) -> int:
 
 app = typer.Typer(
     name="xray-lake",
-    help=(
-        "An X-ray for multi-stage decision pipelines: query every run's stages, candidates, "
-        "drops, scores and reasons in a Parquet lake.\n\n"
-        "Examples:\n\n"
-        "  xray-lake demo                      # record 200 demo runs into data/lake\n"
-        "  xray-lake demo --root /tmp/lake     # ... or anywhere else\n"
-        "  xray-lake runs --status failure --since 7d\n"
-        "  xray-lake show RUN_ID               # the run's funnel\n"
-        "  xray-lake why RUN_ID CANDIDATE_ID   # where and why a candidate was dropped\n"
-        "  xray-lake query \"select label, count(*) from runs group by 1\"\n"
-        "  xray-lake stats --since 7d --format csv\n\n"
-        "Commands that read or write a lake take --root (a folder or s3://bucket/prefix; "
-        "'xray-lake help storage' for S3); every command takes -h/--help.\n\n"
-        "Exit codes: 0 ok, 1 data error (unreadable lake, no such run), 2 usage or query error."
-    ),
+    help=ROOT_HELP,
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,  # click's plain help: rich loads only when a command prints a table
