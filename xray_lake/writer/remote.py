@@ -318,7 +318,8 @@ class RemoteWriter:
         if isinstance(first, _Control):
             message = first.message
             if message[0] == "flush":
-                self._open_flushes.append(message)
+                with self._lock:  # the reading thread rewrites the list on each answer
+                    self._open_flushes.append(message)
             self._write(wire.dumps(message))
             return
         records: list[object] = []
