@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 import orjson
 
-__all__ = ["HEAD_KEY", "TRUNCATED_KEY", "Encoded", "cap_text", "encode_many", "to_json"]
+from xray_lake.records.encoded import Encoded
+
+__all__ = ["HEAD_KEY", "TRUNCATED_KEY", "cap_text", "encode_many", "to_json"]
 
 TRUNCATED_KEY: Final = "$truncated"  # original byte length of a value that was cut
 HEAD_KEY: Final = "$head"  # the first `cap` bytes of the original JSON, as text
@@ -313,29 +315,6 @@ def _bounded_items(items: Sequence[object], budget: int, depth: int, opening: by
         if used > budget and i < n:
             return opening + b",".join(parts) + closing, int(used * n / i)
     return opening + b",".join(parts) + closing, None
-
-
-class Encoded:
-    """A value `to_json` already encoded under `cap`: it passes through a second `to_json`.
-
-    The writer process gets the caller's raw values this way: encoded (and cut) before they
-    leave the application, instead of pickling, say, a 20,000-item catalog.
-    """
-
-    __slots__ = ("cap", "cut", "text")
-
-    def __init__(self, value: object, cap: int | None) -> None:
-        self.text, self.cut = to_json(value, cap)
-        self.cap = cap
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return _encoded, (self.text, self.cut, self.cap)
-
-
-def _encoded(text: str, cut: bool, cap: int | None) -> Encoded:
-    done = Encoded.__new__(Encoded)
-    done.text, done.cut, done.cap = text, cut, cap
-    return done
 
 
 def to_json(value: object, cap: int | None = None) -> tuple[str, bool]:

@@ -15,7 +15,8 @@ import pickle
 import struct
 from typing import Any
 
-from xray_lake.records.encode import Encoded
+from xray_lake.records.encode import to_json
+from xray_lake.records.encoded import Encoded
 from xray_lake.records.events import RunEvent, StageEvent
 
 _HEAD = struct.Struct("!I")
@@ -108,17 +109,17 @@ def encode_raw_values(event: RunEvent | StageEvent, raw_cap: int) -> None:
         if inputs.raw:
             inputs.raw = _encoded(inputs.raw, cap)
         if outputs.raw is not None:
-            outputs.raw = Encoded(outputs.raw, cap)
+            outputs.raw = _encoded(outputs.raw, cap)
         return
     if event.attributes:
         event.attributes = _encoded(event.attributes, raw_cap)
     if event.input is not None:
-        event.input = Encoded(event.input, raw_cap)
+        event.input = _encoded(event.input, raw_cap)
     if event.output is not None:
-        event.output = Encoded(event.output, raw_cap)
+        event.output = _encoded(event.output, raw_cap)
 
 
 def _encoded(value: object, cap: int) -> Any:
     """An Encoded standing where the record's type says a dict is (the writer only ever
     passes it on to `to_json`)."""
-    return Encoded(value, cap)
+    return Encoded(*to_json(value, cap), cap)
