@@ -3,7 +3,6 @@ writing of their results."""
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import sys
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from xray_lake.cli import resolve_root, stderr, stdout
+from xray_lake.display import scalar_text
 from xray_lake.errors import XrayLakeError
 
 if TYPE_CHECKING:  # loaded by the functions that use them (see the package docstring)
@@ -191,21 +191,13 @@ def _flat(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def cell(value: Any) -> str:
-    """One value as table text: short floats, seconds-precision times, '' for null."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            return str(value)
-        if value.is_integer() and abs(value) < 1e15:
-            return f"{int(value):,}"
-        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.4g}"
+    """One value as table text: short floats, seconds-precision times, '' for null; ints
+    with thousands separators from 10,000; maps as `key value, ...`, lists as JSON."""
+    text = scalar_text(value)
+    if text is not None:
+        return text
     if isinstance(value, int):
         return f"{value:,}" if abs(value) >= 10_000 else str(value)
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, dict):  # maps such as reason_counts: `price_too_high 412, ...`
         return ", ".join(f"{k} {cell(v)}" for k, v in value.items())
     if isinstance(value, list):

@@ -9,9 +9,7 @@ one query at a time.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
-import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -29,6 +27,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from xray_lake._version import __version__
+from xray_lake.display import scalar_text
 from xray_lake.errors import QueryError, XrayLakeError
 from xray_lake.query.journey import RunInfo, find_runs
 from xray_lake.query.lake import Lake
@@ -54,21 +53,13 @@ class NotFound(XrayLakeError):
 
 
 def cell(value: Any) -> str:
-    """One value as table text: short floats, UTC times to the second, '' for null."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            return str(value)
-        if value.is_integer() and abs(value) < 1e15:
-            return f"{int(value):,}"
-        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.4g}"
+    """One value as table text: short floats, UTC times to the second, '' for null; every
+    int with thousands separators, containers as JSON."""
+    text = scalar_text(value)
+    if text is not None:
+        return text
     if isinstance(value, int):
         return f"{value:,}"
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, dict | list):
         return json.dumps(value, default=str, ensure_ascii=False)
     return str(value)
