@@ -26,3 +26,20 @@ def scalar_text(value: object) -> str | None:
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
     return None
+
+
+def ms_figure(ms: float) -> str:
+    """A duration in ms with two decimals, so a column of them lines up: `8.76`, `0.03`,
+    `1,204.50`; `<0.01` for a positive one that would print as zero."""
+    return "<0.01" if 0 < ms < 0.005 else f"{ms:,.2f}"
+
+
+def duration(ms: float) -> str:
+    """A duration for people, two decimals whatever its size: 0.03 ms, 8.76 ms, 1.24 s,
+    3 min 05 s."""
+    if ms < 1000:
+        return f"{ms_figure(ms)} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.2f} s"
+    minutes, seconds = divmod(round(ms / 1000), 60)
+    return f"{minutes} min {seconds:02d} s"

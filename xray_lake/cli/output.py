@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from xray_lake.cli import resolve_root, stderr, stdout
-from xray_lake.display import scalar_text
+from xray_lake.display import ms_figure, scalar_text
 from xray_lake.errors import XrayLakeError
 
 if TYPE_CHECKING:  # loaded by the functions that use them (see the package docstring)
@@ -208,13 +208,8 @@ def cell(value: Any) -> str:
 
 
 def ms_cell(ms: float | None) -> str:
-    """A duration in ms with two decimals, so a column of them lines up: `8.76`, `0.03`,
-    `1,204.50`; `<0.01` for a positive one that would print as zero; '' for null."""
-    if ms is None:
-        return ""
-    if 0 < ms < 0.005:
-        return "<0.01"
-    return f"{ms:,.2f}"
+    """A duration in ms for a column (display.ms_figure); '' for null."""
+    return "" if ms is None else ms_figure(ms)
 
 
 def table_columns(frame: pl.DataFrame, hide: Sequence[str] = ()) -> list[str]:

@@ -17,9 +17,9 @@ from xray_lake.cli.output import (
     cell,
     check_output,
     emit,
-    ms_cell,
     open_lake,
 )
+from xray_lake.display import duration
 from xray_lake.errors import XrayLakeError
 
 if TYPE_CHECKING:  # loaded when the command runs (see the package docstring)
@@ -54,16 +54,8 @@ def runs_of(lake: SqlLake, run_id: str, root: str) -> list[RunInfo]:
 
 
 def human_ms(ms: float | None) -> str:
-    """Two decimals whatever the size, so durations line up: 0.03 ms, 8.76 ms, 1.24 s,
-    3 min 05 s."""
-    if ms is None:
-        return "-"
-    if ms < 1000:
-        return f"{ms_cell(ms)} ms"
-    if ms < 60_000:
-        return f"{ms / 1000:.2f} s"
-    minutes, seconds = divmod(round(ms / 1000), 60)
-    return f"{minutes} min {seconds:02d} s"
+    """A duration for people (display.duration), `-` when there is none."""
+    return "-" if ms is None else duration(ms)
 
 
 def bar(n_in: int | None, n_out: int | None, width: int = BAR_WIDTH) -> Text:

@@ -27,7 +27,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from xray_lake._version import __version__
-from xray_lake.display import scalar_text
+from xray_lake.display import duration, scalar_text
 from xray_lake.errors import QueryError, XrayLakeError
 from xray_lake.query.journey import RunInfo, find_runs
 from xray_lake.query.lake import Lake
@@ -66,15 +66,8 @@ def cell(value: Any) -> str:
 
 
 def ms(value: float | None) -> str:
-    """A duration for people: 0.07 ms, 8.76 ms, 1.24 s, 3 min 05 s."""
-    if value is None:
-        return ""
-    if value < 1000:
-        return f"{value:.2f} ms"
-    if value < 60_000:
-        return f"{value / 1000:.2f} s"
-    minutes, seconds = divmod(round(value / 1000), 60)
-    return f"{minutes} min {seconds:02d} s"
+    """A duration for people (display.duration): 0.07 ms, 8.76 ms, 1.24 s, 3 min 05 s."""
+    return "" if value is None else duration(value)
 
 
 def pct(value: float | None) -> str:
