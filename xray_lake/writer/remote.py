@@ -5,7 +5,7 @@ batches (writer/wire.py) and writes them to the writer process's stdin. Each bat
 until the writer process acknowledges it as durable, so a writer process that dies is
 restarted and given every batch it had not acknowledged (one killed between a write and
 its acknowledgement may then write a batch twice). What the application holds, queued or
-unacknowledged, counts against a quarter of max_buffer_bytes (`client_hold`): past it,
+unacknowledged, counts against an eighth of max_buffer_bytes (`client_hold`): past it,
 recording calls wait (on_full="block") or shed (on_full="drop"), as with the thread writer.
 
 A record holding objects of the application's own classes is written by a thread writer
@@ -498,9 +498,11 @@ class RemoteWriter:
 
 
 def client_hold(settings: Settings) -> int:
-    """What the application keeps (queued records, batches not yet acknowledged): a quarter
-    of max_buffer_bytes; the writer process has its own bound for what it holds."""
-    return settings.max_buffer_bytes // 4
+    """What the application keeps (queued records, batches not yet acknowledged): an eighth
+    of max_buffer_bytes (32 MiB by default); the writer process has its own bound for what
+    it holds. A quarter measured the same burst throughput with 70 MB more application RSS
+    (benchmarks/results/2026-12-08-writer-process.md)."""
+    return settings.max_buffer_bytes // 8
 
 
 def _records_of(frame: bytes) -> list[object]:
