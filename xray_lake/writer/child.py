@@ -126,16 +126,19 @@ def _write_out(writer: Any, step: float) -> None:
 
 def _serve(writer: Any, channel: _Channel) -> None:
     """Take messages until the end of stdin. The application keeps each batch until it is
-    acknowledged, within its share of max_buffer_bytes: once a quarter of that is waiting
-    here, the writer writes at once instead of at its cadence (flush_interval_s, flush_at)."""
+    acknowledged, within its share of max_buffer_bytes (`client_hold`): once a quarter of
+    that is waiting here, the writer writes at once instead of at its cadence
+    (flush_interval_s, flush_at)."""
     from xray_lake.writer import wire
     from xray_lake.writer.remote import client_hold
 
     hurry_at = client_hold(writer.settings) // 4
-    waiting = [0]  # frame bytes received since the last acknowledgement
+    waiting = [0]  # frame bytes received and not yet acknowledged
+    lock = threading.Lock()  # this thread adds to it, the writer's worker takes from it
 
     def acknowledge(last: int, size: int) -> None:
-        waiting[0] -= size
+        with lock:
+            waiting[0] -= size
         channel.send(("ack", last, writer.stats()))
 
     while True:
@@ -149,9 +152,11 @@ def _serve(writer: Any, channel: _Channel) -> None:
             for record in message[2]:
                 writer.submit(record)
             del message
-            waiting[0] += size
+            with lock:
+                waiting[0] += size
+                behind = waiting[0] >= hurry_at
             writer.mark(lambda last=last, size=size: acknowledge(last, size))
-            if waiting[0] >= hurry_at:
+            if behind:
                 writer.hurry()
         elif kind == "shed":
             _, reason, run_id, n = message
