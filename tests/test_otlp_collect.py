@@ -38,9 +38,9 @@ from typer.testing import CliRunner
 
 import xray_lake as xr
 from xray_lake.cli.app import app
+from xray_lake.loopback import is_loopback
 from xray_lake.otlp import collect
 from xray_lake.otlp.buffer import Timing
-from xray_lake.otlp.server import is_loopback
 
 Lake = Callable[[], xr.Lake]
 KIND = SpanAttributes.OPENINFERENCE_SPAN_KIND

@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 
 from tests._ui import serving
 from xray_lake.cli.app import app
+from xray_lake.loopback import is_loopback
 from xray_lake.records.schema import RUNS, SCHEMA_VERSION, STAGES
 from xray_lake.storage.layout import data_file_name, partition_dir
-from xray_lake.ui.serve import is_loopback
 
 pytest.importorskip("starlette")
 

@@ -59,10 +59,10 @@ def collect(
 
     require()
     import xray_lake as xr
+    from xray_lake.loopback import is_loopback
     from xray_lake.otlp.buffer import Timing
     from xray_lake.otlp.collect import start
     from xray_lake.otlp.mapping import Options
-    from xray_lake.otlp.server import is_loopback
 
     lake_root = resolve_root(root, storage_option)
     xr.configure(root=lake_root)

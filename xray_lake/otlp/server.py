@@ -15,7 +15,6 @@ content type other than protobuf or JSON. Each refused span and bad request is c
 from __future__ import annotations
 
 import gzip
-import ipaddress
 import logging
 import threading
 import zlib
@@ -71,16 +70,6 @@ class Collector(ThreadingHTTPServer):
     def stats(self) -> dict[str, int]:
         """Requests and spans received, refused (by kind) and traces written."""
         return {**self.counters.snapshot(), **self.buffer.counters}
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` only accepts connections from this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -6,23 +6,14 @@ chose, and a port in use fails before anything claims to be listening.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import sys
 from typing import TextIO
 
+from xray_lake.loopback import is_loopback
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` reaches this machine only (127.0.0.0/8, ::1, localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def bind(host: str, port: int) -> socket.socket:
