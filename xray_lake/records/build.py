@@ -16,7 +16,7 @@ from xray_lake.config import Settings
 from xray_lake.records import metrics as m
 from xray_lake.records import plugin_registry as registry
 from xray_lake.records.candidates import StageCandidates, column, plugin_table, to_pending
-from xray_lake.records.cuts import CapsInForce, Cuts
+from xray_lake.records.cuts import Cuts
 from xray_lake.records.encode import to_json
 from xray_lake.records.events import RunEvent, StageEvent
 from xray_lake.records.matching import (
@@ -26,6 +26,7 @@ from xray_lake.records.matching import (
     match_rest_by_id,
     survivors_by_identity,
 )
+from xray_lake.records.options import CapsInForce
 from xray_lake.records.pending import PendingRows, text_or_none
 from xray_lake.records.unpack import HelperFields, StageView, view
 

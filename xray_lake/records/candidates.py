@@ -14,8 +14,9 @@ from typing import Any
 import pyarrow as pa
 
 from xray_lake.records import plugin_registry as registry
-from xray_lake.records.cuts import CapsInForce, Cuts, cap_reasons
+from xray_lake.records.cuts import Cuts, cap_reasons
 from xray_lake.records.encode import encode_many
+from xray_lake.records.options import CapsInForce
 from xray_lake.records.pending import PendingRows, scores, text_or_none, verdicts
 from xray_lake.records.promoted import Promoted
 from xray_lake.records.promoted_columns import Extracted, extract

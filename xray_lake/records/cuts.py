@@ -8,25 +8,8 @@ from __future__ import annotations
 
 from typing import cast
 
-from xray_lake.config import Settings
 from xray_lake.records.encode import cap_text
-from xray_lake.records.options import Caps
 from xray_lake.records.pending import only_text
-
-
-class CapsInForce:
-    """The size caps in force for one stage: its own `Caps`, else the global settings."""
-
-    __slots__ = ("payload", "raw", "reason")
-
-    def __init__(self, settings: Settings, caps: Caps | None) -> None:
-        self.payload = settings.payload_cap_bytes
-        self.raw = settings.raw_cap_bytes
-        self.reason = settings.reason_cap_chars
-        if caps is not None:
-            self.payload = caps.payload_bytes or self.payload
-            self.raw = caps.raw_bytes or self.raw
-            self.reason = caps.reason_chars or self.reason
 
 
 def cap_reasons(values: list[object], cap: int) -> tuple[list[object], int]:

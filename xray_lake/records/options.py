@@ -9,6 +9,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from xray_lake.config import Settings
 from xray_lake.records.values import finite_float
 
 # Stage types and the Sample fields that apply to them.
@@ -249,3 +250,18 @@ def mapping_problems(mappings: dict[str, object]) -> list[tuple[str, str]]:
                           f"write the path as parts joined by single dots, e.g. "
                           f"{role}='meta.{role.removesuffix('_key')}'"))
     return found
+
+
+class CapsInForce:
+    """The size caps in force for one stage: its own `Caps`, else the global settings."""
+
+    __slots__ = ("payload", "raw", "reason")
+
+    def __init__(self, settings: Settings, caps: Caps | None) -> None:
+        self.payload = settings.payload_cap_bytes
+        self.raw = settings.raw_cap_bytes
+        self.reason = settings.reason_cap_chars
+        if caps is not None:
+            self.payload = caps.payload_bytes or self.payload
+            self.raw = caps.raw_bytes or self.raw
+            self.reason = caps.reason_chars or self.reason

@@ -327,7 +327,7 @@ class RemoteWriter:
         for event, est in batch:
             estimate += est
             try:
-                wire.encode_raw_values(event, self.settings.raw_cap_bytes)  # type: ignore[arg-type]
+                wire.encode_raw_values(event, self.settings)  # type: ignore[arg-type]
             except Exception:
                 logger.debug("xray-lake: encoding raw values for the wire failed", exc_info=True)
             records.append(event)

@@ -15,9 +15,11 @@ import pickle
 import struct
 from typing import Any
 
+from xray_lake.config import Settings
 from xray_lake.records.encode import to_json
 from xray_lake.records.encoded import Encoded
 from xray_lake.records.events import RunEvent, StageEvent
+from xray_lake.records.options import CapsInForce
 
 _HEAD = struct.Struct("!I")
 MAX_FRAME = 2**31  # a frame is one batch of records; far below this in practice
@@ -95,16 +97,15 @@ def _read_exactly(fd: int, size: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def encode_raw_values(event: RunEvent | StageEvent, raw_cap: int) -> None:
+def encode_raw_values(event: RunEvent | StageEvent, settings: Settings) -> None:
     """Encode (and cut) a record's raw values in place, as the writer would.
 
     A run's input or a stage's arguments can hold anything, e.g. a whole catalog; only the
-    first `raw_cap` bytes of its JSON are kept. Encoding them here sends those bytes, not the
-    objects, and frees the caller's objects sooner.
+    first `raw_cap_bytes` (or the stage's own cap) of its JSON are kept. Encoding them here
+    sends those bytes, not the objects, and frees the caller's objects sooner.
     """
     if isinstance(event, StageEvent):
-        caps = event.spec.caps
-        cap = (caps.raw_bytes if caps is not None else None) or raw_cap
+        cap = CapsInForce(settings, event.spec.caps).raw  # the cap records/build.py applies
         inputs, outputs = event.inputs, event.outputs
         if inputs.raw:
             inputs.raw = _encoded(inputs.raw, cap)
@@ -112,11 +113,11 @@ def encode_raw_values(event: RunEvent | StageEvent, raw_cap: int) -> None:
             outputs.raw = _encoded(outputs.raw, cap)
         return
     if event.attributes:
-        event.attributes = _encoded(event.attributes, raw_cap)
+        event.attributes = _encoded(event.attributes, settings.raw_cap_bytes)
     if event.input is not None:
-        event.input = _encoded(event.input, raw_cap)
+        event.input = _encoded(event.input, settings.raw_cap_bytes)
     if event.output is not None:
-        event.output = _encoded(event.output, raw_cap)
+        event.output = _encoded(event.output, settings.raw_cap_bytes)
 
 
 def _encoded(value: object, cap: int) -> Any:
