@@ -1,9 +1,10 @@
 """Fashion search demo: record an instrumented fashion search engine into a lake, then query it.
 
-The pipelines themselves live in the package, `xray_lake/demo/fashion_search.py` (so that
-the installed `xray-lake demo` command works from any folder): read that file for the
-annotated pipeline code. This script runs them and asks the lake the product's headline
-question: in which runs did a filtering stage eliminate more than 90% of its candidates?
+The pipelines themselves live in the package, `xray_lake/demo/` (so that the installed
+`xray-lake demo` command works from any folder): read `fashion_search.py` and
+`similar_items.py` there for the annotated pipeline code. This script runs them and asks
+the lake the product's headline question: in which runs did a filtering stage eliminate
+more than 90% of its candidates?
 
     python examples/fashion_search.py [--runs N] [--root PATH] [--seed N]
 

@@ -6,7 +6,10 @@ Two pipelines record into the lake:
   structured filters (generation stages), a catalog query (retrieval), two filters with
   reason labels (``wrong_category``, ``wrong_colour``, ``price_too_high``, ``out_of_stock``),
   two scores (text relevance, personalisation) and a diversity-aware rerank.
-* ``similar_items``: "more like this" for one product, a smaller retrieve, score, filter, rank.
+* ``similar_items`` (in ``similar_items.py``): "more like this" for one product, a smaller
+  retrieve, score, filter, rank.
+
+Both search the seeded catalog of ``catalog.py``.
 
 Queries vary, so in some runs the filters drop more than 90% of what the catalog returned
 and in others almost nothing. About 2% of catalog calls time out (``CatalogTimeout``); the
@@ -25,71 +28,30 @@ import argparse
 import random
 import secrets
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import xray_lake as xr
+from xray_lake.demo.catalog import (
+    BRANDS,
+    COLOURS,
+    NOUNS,
+    TAGS,
+    Catalog,
+    CatalogPipeline,
+    CatalogTimeout,
+    Product,
+    random_query,
+)
+from xray_lake.demo.similar_items import SimilarItems
 
-# Products are plain dicts (as they come out of a JSON catalog API). Not a TypedDict on
-# purpose: stages add fields such as `score` or `passed` to them.
-Product = dict[str, Any]
-
-CATALOG_SIZE = 3000
 RESULTS_PER_PAGE = 24
 RERANK_DEPTH = 48
 MAX_PER_BRAND = 3
 FLUSH_TIMEOUT_S = 30.0
-
-# category -> (singular noun, typical price)
-CATEGORIES: dict[str, tuple[str, float]] = {
-    "dresses": ("dress", 55.0),
-    "jeans": ("jeans", 60.0),
-    "t-shirts": ("t-shirt", 20.0),
-    "sneakers": ("sneaker", 80.0),
-    "boots": ("boot", 110.0),
-    "jackets": ("jacket", 120.0),
-    "skirts": ("skirt", 40.0),
-    "hoodies": ("hoodie", 45.0),
-    "bags": ("bag", 70.0),
-    "scarves": ("scarf", 25.0),
-}
-NOUNS: dict[str, str] = {
-    **{category: category for category in CATEGORIES},
-    **{noun: category for category, (noun, _) in CATEGORIES.items()},
-}
-COLOURS = ("black", "white", "red", "blue", "green", "beige", "pink", "grey", "navy", "yellow")
-TAGS = ("summer", "winter", "casual", "formal", "sport", "vintage", "organic", "slim",
-        "oversized", "waterproof")
-BRANDS = ("Aster", "Boreal", "Cobalt", "Dune", "Ember", "Fjord", "Gala", "Harbor", "Iris",
-          "Juniper", "Kestrel", "Lumen", "Moss", "Nadir", "Orchid", "Pine", "Quill", "Rook",
-          "Sable", "Tundra")
-MATERIALS = ("cotton", "denim", "wool", "linen", "leather", "polyester", "recycled nylon")
-SIZES = ("XS", "S", "M", "L", "XL")
-ADJECTIVES = ("classic", "relaxed", "cropped", "essential", "tailored", "soft", "washed",
-              "everyday", "premium", "light")
-PRICE_CAPS = (25, 30, 40, 60, 80, 120)
-
-# Query shapes with their weights: the strict ones (colour + category + price cap) make the
-# attribute filter drop > 90% of the catalog's matches, the loose ones almost nothing.
-QUERY_TEMPLATES: tuple[tuple[str, int], ...] = (
-    ("{colour} {noun} under {price}", 3),
-    ("{colour} {noun}", 2),
-    ("{noun}", 2),
-    ("{noun} under {price}", 2),
-    ("{tag} {noun}", 2),
-    ("{brand} {noun}", 1),
-    ("{colour} {tag}", 1),
-    ("{adjective} {tag} {noun}", 1),
-)
-
-
-class CatalogTimeout(TimeoutError):
-    """The catalog service did not answer in time; `code` becomes the run's error_code."""
-
-    code = "CATALOG_TIMEOUT"
 
 
 class Term(TypedDict):
@@ -122,94 +84,13 @@ class Profile(TypedDict):
     relevance_weight: float
 
 
-# --- the catalog ------------------------------------------------------------------------
 
-
-class Catalog:
-    """The product store: products with an inverted index, and an occasional timeout."""
-
-    def __init__(self, products: list[Product], rng: random.Random,
-                 timeout_rate: float) -> None:
-        self.products = products
-        self.by_id: dict[str, Product] = {p["id"]: p for p in products}
-        self._rng = rng
-        self._timeout_rate = timeout_rate
-        index: defaultdict[str, list[int]] = defaultdict(list)
-        for i, p in enumerate(products):
-            for key in _index_keys(p):
-                index[key].append(i)
-        by_rating = sorted(range(len(products)), key=lambda i: -products[i]["rating"])
-        index["top-rated"] = sorted(by_rating[:400])
-        self._index = dict(index)
-
-    @classmethod
-    def generate(cls, rng: random.Random, size: int = CATALOG_SIZE, timeout_rate: float = 0.02,
-                 timeout_rng: random.Random | None = None) -> Catalog:
-        """A reproducible catalog of `size` products (~250 bytes each as JSON)."""
-        products: list[Product] = []
-        for n in range(size):
-            category = rng.choice(list(CATEGORIES))
-            noun, typical = CATEGORIES[category]
-            brand = rng.choice(BRANDS)
-            colour = rng.choice(COLOURS)
-            adjective = rng.choice(ADJECTIVES)
-            products.append({
-                "id": f"p-{n:05d}",
-                "title": f"{brand} {adjective} {colour} {noun}",
-                "brand": brand,
-                "category": category,
-                "colour": colour,
-                "price": round(typical * rng.lognormvariate(0.0, 0.45), 2),
-                "in_stock": rng.random() < 0.88,
-                "rating": round(min(5.0, max(1.0, rng.gauss(3.9, 0.6))), 1),
-                "reviews": int(rng.paretovariate(1.2) * 5),
-                "tags": sorted(rng.sample(TAGS, rng.randint(1, 3))),
-                "material": rng.choice(MATERIALS),
-                "sizes": [s for s in SIZES if rng.random() < 0.7] or ["M"],
-            })
-        return cls(products, timeout_rng or rng, timeout_rate)
-
-    def lookup(self, keys: Iterable[str]) -> list[Product]:
-        """Products matching any key (`category:dresses`, `colour:red`, ...), catalog order."""
-        if self._rng.random() < self._timeout_rate:
-            raise CatalogTimeout("catalog search did not answer within 800 ms")
-        hits: set[int] = set()
-        for key in keys:
-            hits.update(self._index.get(key, ()))
-        return [self.products[i] for i in sorted(hits)]
-
-
-def _index_keys(p: Product) -> list[str]:
-    words = [f"word:{w}" for w in p["title"].lower().split()]
-    return [f"category:{p['category']}", f"colour:{p['colour']}", f"brand:{p['brand'].lower()}",
-            *(f"tag:{t}" for t in p["tags"]), *words]
-
-
-def random_query(rng: random.Random) -> str:
-    """A shopper's query drawn from the weighted templates."""
-    templates = [t for t, _ in QUERY_TEMPLATES]
-    template: str = rng.choices(templates, [w for _, w in QUERY_TEMPLATES])[0]
-    category = rng.choice(list(CATEGORIES))
-    return template.format(
-        colour=rng.choice(COLOURS),
-        noun=rng.choice((category, CATEGORIES[category][0])),
-        tag=rng.choice(TAGS),
-        brand=rng.choice(BRANDS),
-        adjective=rng.choice(ADJECTIVES),
-        price=rng.choice(PRICE_CAPS),
-    )
-
-
-# --- pipeline 1: fashion search ---------------------------------------------------------
+# --- the pipeline -----------------------------------------------------------------------
 
 
 @xr.pipeline("fashion_search", id="run_id")
-class FashionSearch:
+class FashionSearch(CatalogPipeline):
     """One shopper query -> one results page. Each `search()` call is one recorded run."""
-
-    def __init__(self, run_id: str, catalog: Catalog) -> None:
-        self.run_id = run_id
-        self.catalog = catalog
 
     @xr.entrypoint
     def search(self, query: str, user_id: str) -> list[dict[str, Any]]:
@@ -390,56 +271,6 @@ class FashionSearch:
             if len(page) == RERANK_DEPTH:
                 break
         return (page + overflow)[:RERANK_DEPTH]
-
-
-# --- pipeline 2: similar items ----------------------------------------------------------
-
-
-@xr.pipeline("similar_items", id="run_id")
-class SimilarItems:
-    """"More like this" under a product page: smaller lists, same stage types."""
-
-    def __init__(self, run_id: str, catalog: Catalog) -> None:
-        self.run_id = run_id
-        self.catalog = catalog
-
-    @xr.entrypoint
-    def similar(self, product_id: str, k: int = 12) -> list[str]:
-        """The `k` in-stock products most like `product_id`, best first."""
-        anchor = self.catalog.by_id[product_id]
-        pool = self.neighbours(anchor)
-        scored = self.similarity(pool, anchor)
-        kept = self.in_stock([s.item for s in scored])
-        sim = {s.item["id"]: s.score or 0.0 for s in scored}
-        return [p["id"] for p in self.top_k(kept, sim, k)]
-
-    @xr.retrieval_stage("same-category", id="id")
-    def neighbours(self, anchor: Product) -> list[Product]:
-        return [p for p in self.catalog.lookup([f"category:{anchor['category']}"])
-                if p["id"] != anchor["id"]]
-
-    @xr.scoring_stage("similarity", id="id")
-    def similarity(self, products: Annotated[list[Product], xr.Candidates()],
-                   anchor: Product) -> list[xr.Scored[Product]]:
-        """Colour, price closeness and shared tags, in catalog order."""
-        tags = set(anchor["tags"])
-        out: list[xr.Scored[Product]] = []
-        for p in products:
-            price_gap = abs(p["price"] - anchor["price"]) / max(p["price"], anchor["price"])
-            shared = len(tags & set(p["tags"])) / len(tags | set(p["tags"]))
-            score = 0.4 * (p["colour"] == anchor["colour"]) + 0.3 * (1 - price_gap) + 0.3 * shared
-            out.append(xr.Scored(p, round(score, 4)))
-        return out
-
-    @xr.filtering_stage("in-stock", id="id")
-    def in_stock(self, products: Annotated[list[Product], xr.Candidates()]) -> list[Product]:
-        """Survivors only: the dropped products are the inputs missing from the output."""
-        return [p for p in products if p["in_stock"]]
-
-    @xr.ranking_stage("top-k", id="id")
-    def top_k(self, products: Annotated[list[Product], xr.Candidates()],
-              similarity: dict[str, float], k: Annotated[int, xr.RawInput("k")]) -> list[Product]:
-        return sorted(products, key=lambda p: -similarity[p["id"]])[:k]
 
 
 # --- the demo loop ----------------------------------------------------------------------
