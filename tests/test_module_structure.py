@@ -25,7 +25,6 @@ OVER_MAX_LINES: dict[str, str] = {
     "writer/engine.py": "to split: the intake (records into partition buffers) apart from "
                         "the batching loop",
     "writer/remote.py": "to split: the outbox apart from the sender (new with the writer process)",
-    "records/encode.py": "to split: value conversion apart from caps and JSON text",
     "sdk/decorators.py": "to split: pipeline/entrypoint apart from the stage decorators",
 }
 

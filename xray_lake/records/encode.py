@@ -1,17 +1,14 @@
-"""Turn arbitrary user values into JSON text, never raising, for the SDK's background writer."""
+"""Turn arbitrary user values into JSON text under a size cap, never raising, for the writer.
+
+orjson does the encoding; what it cannot encode goes through records/convert.py. A value over
+its cap becomes a marked head of its JSON, and long containers are encoded only about as far
+as the cap reaches.
+"""
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import dataclasses
-import datetime
-import enum
-import uuid
 from array import array
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from collections.abc import Set as AbstractSet
-from decimal import Decimal
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Final, cast
 
 if TYPE_CHECKING:
@@ -19,196 +16,28 @@ if TYPE_CHECKING:
 
 import orjson
 
+from xray_lake.records.convert import (
+    CYCLE_MARKER,
+    MAX_DEPTH_MARKER,
+    clean_str,
+    jsonable,
+    safe_repr,
+    sanitize,
+)
 from xray_lake.records.encoded import Encoded
 
-__all__ = ["HEAD_KEY", "TRUNCATED_KEY", "cap_text", "encode_many", "to_json"]
+# The markers can appear in the JSON text; `jsonable` is the `default` hook for other encoders.
+__all__ = ["CYCLE_MARKER", "HEAD_KEY", "MAX_DEPTH_MARKER", "TRUNCATED_KEY", "cap_text",
+           "encode_many", "jsonable", "to_json"]
 
 TRUNCATED_KEY: Final = "$truncated"  # original byte length of a value that was cut
 HEAD_KEY: Final = "$head"  # the first `cap` bytes of the original JSON, as text
-
-CYCLE_MARKER: Final = "<cycle>"
-MAX_DEPTH_MARKER: Final = "<max depth>"
-MAX_DEPTH: Final = 64
 
 # No OPT_NAIVE_UTC: a naive datetime stays naive rather than gaining a zone it never had.
 # OPT_NON_STR_KEYS makes every dict slower to encode, so only the retry after a failure
 # pays for it; int/float/bool/None/datetime/UUID/enum keys still come out as orjson's strings.
 _OPTIONS: Final = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_UTC_Z
 _RETRY_OPTIONS: Final = _OPTIONS | orjson.OPT_NON_STR_KEYS
-
-_INT_MIN: Final = -(2**63)
-_UINT_MAX: Final = 2**64 - 1  # orjson accepts the whole u64 range too
-
-# Leaves orjson encodes natively and that hold nothing the sanitizer needs to walk into.
-_NATIVE_LEAVES: Final = (datetime.datetime, datetime.date, datetime.time, uuid.UUID)
-_KEY_LEAVES: Final = (bool, float, type(None), *_NATIVE_LEAVES)  # keys orjson accepts as-is
-
-
-def _safe_repr(value: object) -> str:
-    try:
-        return repr(value)
-    except Exception:
-        return f"<unrepresentable {type(value).__name__}>"
-
-
-def _clean_str(text: str) -> str:
-    """orjson rejects lone surrogates; pair up what can be paired, replace the rest with U+FFFD."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
-
-
-def _set_items(value: AbstractSet[object]) -> list[object]:
-    # Sorted so equal sets encode identically; mixed types cannot be sorted, so keep iteration order.
-    try:
-        return sorted(value)  # type: ignore[type-var]
-    except Exception:
-        return list(value)
-
-
-def _public_attrs(value: object) -> dict[str, object]:
-    names: list[str] = []
-    with contextlib.suppress(Exception):  # no __dict__, or one that refuses to be read
-        names.extend(vars(value))
-    for klass in type(value).__mro__:
-        slots = klass.__dict__.get("__slots__", ())
-        names.extend((slots,) if isinstance(slots, str) else slots)
-    attrs: dict[str, object] = {}
-    for name in names:
-        if not isinstance(name, str) or name.startswith("_") or name in attrs:
-            continue
-        try:
-            attr = getattr(value, name)
-        except Exception:
-            continue  # unset slot, or a descriptor that raises
-        if not callable(attr):
-            attrs[name] = attr
-    return attrs
-
-
-def jsonable(value: object) -> object:
-    """Map a value orjson cannot encode to something it can get closer to (the `default` hook).
-
-    Never raises (the last resort is the repr), so one odd attribute does not push the whole
-    value onto the slow sanitizer path.
-    """
-    try:
-        return _convert_unguarded(value)
-    except Exception:
-        return _safe_repr(value)
-
-
-def _convert_unguarded(value: object) -> object:
-    if isinstance(value, type):
-        return _safe_repr(value)  # classes have __dict__ and pydantic classes have model_dump
-    if isinstance(value, Decimal):
-        return str(value)  # a float would lose precision
-    if isinstance(value, AbstractSet):
-        return _set_items(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        data = value.tobytes() if isinstance(value, memoryview) else value
-        return base64.b64encode(data).decode("ascii")
-    if isinstance(value, float):
-        return float(value)  # float subclasses are not native to orjson
-    module = type(value).__module__
-    if module == "numpy" or module.startswith("numpy."):
-        try:
-            return value.tolist()  # type: ignore[attr-defined]
-        except Exception:
-            pass
-    # Looked up on the type so proxies with __getattr__ (mocks, lazy objects) are not fooled.
-    if callable(getattr(type(value), "model_dump", None)):
-        try:
-            return value.model_dump(mode="json")  # type: ignore[attr-defined]
-        except Exception:
-            pass  # not pydantic v2 after all, or a broken model: fall through to attributes
-    if isinstance(value, tuple):
-        if callable(getattr(type(value), "_asdict", None)):
-            try:
-                return dict(value._asdict())  # type: ignore[attr-defined]  # namedtuple
-            except Exception:
-                pass
-        return list(value)
-    if dataclasses.is_dataclass(value):
-        # Mirror orjson's native form (fields starting with "_" are skipped) for the sanitizer.
-        try:
-            return {
-                f.name: getattr(value, f.name)
-                for f in dataclasses.fields(value)
-                if not f.name.startswith("_")
-            }
-        except Exception:
-            pass
-    if isinstance(value, enum.Enum):
-        return value.value  # orjson's native form; only the sanitizer gets here
-    if isinstance(value, Mapping):
-        try:
-            return dict(value)
-        except Exception:
-            pass
-    if not callable(value):
-        attrs = _public_attrs(value)
-        if attrs:  # an empty dict says less than the repr (which at least names the type)
-            return attrs
-    return _safe_repr(value)
-
-
-def _key(key: object) -> object:
-    kind = type(key)
-    if kind is str:
-        return _clean_str(key)  # type: ignore[arg-type]
-    if kind is int:
-        return key if _INT_MIN <= key <= _UINT_MAX else str(key)  # type: ignore[operator]
-    if isinstance(key, _KEY_LEAVES):
-        return key  # orjson's OPT_NON_STR_KEYS form
-    if isinstance(key, enum.Enum):
-        return _key(key.value)
-    try:
-        return _clean_str(str(key))
-    except Exception:
-        return _clean_str(_safe_repr(key))
-
-
-def _walk(value: object, depth: int, active: set[int]) -> object:
-    """Rebuild `value` from plain types orjson surely accepts: cycles, depth and big ints cut."""
-    kind = type(value)
-    if value is None or kind is bool or kind is float:
-        return value
-    if kind is str:
-        return _clean_str(value)  # type: ignore[arg-type]
-    if kind is int:
-        return value if _INT_MIN <= value <= _UINT_MAX else str(value)  # type: ignore[operator]
-    if isinstance(value, _NATIVE_LEAVES):
-        return value
-    if isinstance(value, str):
-        return _clean_str(value)  # subclass: orjson encodes it natively
-    if isinstance(value, int) and not isinstance(value, enum.Enum):
-        return _walk(int(value), depth, active)
-    if depth >= MAX_DEPTH:
-        return MAX_DEPTH_MARKER
-    ident = id(value)
-    if ident in active:
-        return CYCLE_MARKER
-    active.add(ident)
-    try:
-        if kind is dict or kind is list:
-            return _walk_container(value, depth, active)
-        converted = jsonable(value)
-        if type(converted) is dict or type(converted) is list:
-            # The object and its dict/list form are one level, not two.
-            return _walk_container(converted, depth, active)
-        return _walk(converted, depth + 1, active)
-    finally:
-        active.discard(ident)
-
-
-def _walk_container(value: object, depth: int, active: set[int]) -> object:
-    if isinstance(value, dict):
-        return {_key(k): _walk(v, depth + 1, active) for k, v in value.items()}
-    assert isinstance(value, list)
-    return [_walk(item, depth + 1, active) for item in value]
 
 
 def _fallback(value: object, error: Exception) -> bytes:
@@ -219,11 +48,11 @@ def _fallback(value: object, error: Exception) -> bytes:
         except Exception:
             pass
     try:
-        return orjson.dumps(_walk(value, 0, set()), default=jsonable, option=_RETRY_OPTIONS)
+        return orjson.dumps(sanitize(value), default=jsonable, option=_RETRY_OPTIONS)
     except Exception:
         pass
     try:
-        return orjson.dumps(_clean_str(_safe_repr(value)))
+        return orjson.dumps(clean_str(safe_repr(value)))
     except Exception:
         return orjson.dumps(f"<unencodable {type(value).__name__}>")
 
@@ -396,7 +225,7 @@ def cap_text(text: str | None, cap: int | None) -> tuple[str | None, bool]:
     if text is None or cap is None:
         return text, False
     if not isinstance(text, str):
-        text = _safe_repr(text)
+        text = safe_repr(text)
     if len(text) <= cap:
         return text, False
     keep = max(cap, 0)
