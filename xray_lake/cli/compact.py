@@ -11,6 +11,7 @@ import typer
 from xray_lake.cli import resolve_root, stderr, stdout
 from xray_lake.cli.help import Command
 from xray_lake.cli.output import RootOption, StorageOption, human_bytes
+from xray_lake.cli.progress import progress_bar
 
 if TYPE_CHECKING:  # loaded when the command runs (see the package docstring)
     from xray_lake.storage.compaction.report import CompactionReport
@@ -96,31 +97,16 @@ def compact_command(
     storage_option: StorageOption = None,
 ) -> None:
     from rich.markup import escape
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
 
     from xray_lake.storage.compaction.api import compact
 
     lake_root = resolve_root(root, storage_option)
     size = parse_size(target_size)
     cutoff = parse_date(before)
-    err = stderr()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=True,
-                  disable=not err.is_terminal) as bar:
-        task = bar.add_task("compacting partitions", total=None)
-
-        def advance(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+    with progress_bar("compacting partitions") as advance:
         report = compact(lake_root, label=label, before=cutoff, target_size=size,
                          progress=advance)
-    out = stdout()
+    out, err = stdout(), stderr()
     for line in _summary(report, size):
         out.print(escape(line), soft_wrap=True)
     for error in report.errors:

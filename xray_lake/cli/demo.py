@@ -17,6 +17,7 @@ import typer
 from xray_lake.cli import resolve_root, root_flag, stderr, stdout
 from xray_lake.cli.help import Command
 from xray_lake.cli.output import RootOption, StorageOption, human_bytes
+from xray_lake.cli.progress import progress_bar
 
 if TYPE_CHECKING:  # loaded when the command runs (see the package docstring)
     from xray_lake.demo.fashion_search import DemoSummary
@@ -127,13 +128,6 @@ def demo(
                                       help="Seed: the same seed gives the same runs.")] = 7,
 ) -> None:
     from rich.markup import escape
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
     from rich.syntax import Syntax
     from rich.table import Table
 
@@ -143,23 +137,18 @@ def demo(
     lake_root = resolve_root(root, storage_option)
     if "://" not in lake_root:
         os.makedirs(lake_root, exist_ok=True)  # fail fast, as one line, on a bad local root
-    err = stderr()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=True,
-                  disable=not err.is_terminal) as bar:
-        task = bar.add_task("recording runs", total=runs)
+    with progress_bar("recording runs", total=runs) as advance:
+        def recorded(done: int) -> None:
+            advance(done, description="writing Parquet" if done == runs else "recording runs")
 
-        def advance(done: int) -> None:
-            bar.update(task, completed=done,
-                       description="writing Parquet" if done == runs else "recording runs")
-
-        summary = run_demo(runs, root=lake_root, seed=seed, progress=advance)
+        summary = run_demo(runs, root=lake_root, seed=seed, progress=recorded)
     if not summary.flushed:
         counters = xr.stats()
-        err.print(f"xray-lake: error: the demo's records did not all reach the lake at "
-                  f"{lake_root} (write failures: {counters.get('write_failures', '?')}, "
-                  f"dropped: {counters.get('dropped_total', '?')}, still buffered: "
-                  f"{counters.get('buffered_records', '?')})", markup=False, soft_wrap=True)
+        stderr().print(f"xray-lake: error: the demo's records did not all reach the lake at "
+                       f"{lake_root} (write failures: {counters.get('write_failures', '?')}, "
+                       f"dropped: {counters.get('dropped_total', '?')}, still buffered: "
+                       f"{counters.get('buffered_records', '?')})", markup=False,
+                       soft_wrap=True)
         raise typer.Exit(1)
 
     out = stdout()

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from xray_lake.cli import resolve_root, root_flag, stderr, stdout
+from xray_lake.cli import resolve_root, root_flag, stdout
 from xray_lake.cli.help import Command
 from xray_lake.cli.output import OFFLINE_WIDTH, RootOption, StorageOption
+from xray_lake.cli.progress import progress_bar
 from xray_lake.errors import XrayLakeError
 
 if TYPE_CHECKING:  # loaded when the command runs (see the package docstring)
@@ -47,13 +48,6 @@ def doctor(
         DoctorFormat.table),
 ) -> None:
     import orjson
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
 
     from xray_lake.storage.doctor import scan
 
@@ -61,13 +55,8 @@ def doctor(
     if "://" not in lake_root and not os.path.isdir(lake_root):
         raise XrayLakeError(f"no lake at {lake_root}: the folder does not exist (pass --root "
                             "or set XRAY_LAKE_ROOT)")
-    err = stderr()
-    with Progress(TextColumn("checking files"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=True,
-                  disable=not err.is_terminal) as bar:
-        task = bar.add_task("check", total=None)
-        report = scan(lake_root, fix=fix,
-                      progress=lambda done, total: bar.update(task, completed=done, total=total))
+    with progress_bar("checking files") as advance:
+        report = scan(lake_root, fix=fix, progress=advance)
     if fmt is DoctorFormat.json:
         typer.echo(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode())
     else:

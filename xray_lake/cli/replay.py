@@ -10,6 +10,7 @@ import typer
 from xray_lake.cli import resolve_root, stderr, stdout
 from xray_lake.cli.help import Command
 from xray_lake.cli.output import RootOption, StorageOption, human_bytes
+from xray_lake.cli.progress import progress_bar
 from xray_lake.errors import XrayLakeError
 
 if TYPE_CHECKING:  # loaded when the command runs (see the package docstring)
@@ -105,7 +106,7 @@ def replay(
         if item.target != item.recorded_root:
             err.print(f"replaying the spool of {item.recorded_root} into {item.target}",
                       markup=False, soft_wrap=True)
-        result = _replay_one(item, err.is_terminal)
+        result = _replay_one(item)
         line = (f"{escape(item.target)}: replayed {result.files} files, {result.rows:,} rows, "
                 f"{human_bytes(result.bytes)}")
         out.print(line, soft_wrap=True)
@@ -119,27 +120,12 @@ def replay(
         raise typer.Exit(1)
 
 
-def _replay_one(item: Spooled, show: bool) -> ReplayResult:
+def _replay_one(item: Spooled) -> ReplayResult:
     """Replay one spooled lake, with a progress bar on a terminal."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
     from xray_lake.config import get_settings
     from xray_lake.storage.spool import replay_folder
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=stderr(), transient=True,
-                  disable=not show) as bar:
-        task = bar.add_task("replaying", total=item.files)
-
-        def advance(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+    with progress_bar("replaying", total=item.files) as advance:
         return replay_folder(item.folder, item.target, fsync=get_settings().fsync,
                              progress=advance)
 
