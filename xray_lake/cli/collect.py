@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import signal
 import threading
-from enum import StrEnum
 from typing import Annotated
 
 import typer
 
-from xray_lake.cli import resolve_root
 from xray_lake.cli.help import Command
+from xray_lake.cli.otlp_intake import LabelFrom, LabelFromOption, LabelOption, record_into
 from xray_lake.cli.output import RootOption, StorageOption
 
 HELP = (
@@ -28,19 +27,6 @@ HELP = (
 )
 
 
-class LabelFrom(StrEnum):
-    root = "root"
-    service = "service"
-
-
-LabelFromOption = Annotated[
-    LabelFrom, typer.Option("--label-from", case_sensitive=False,
-                            help="Name runs after the root span (root) or the resource's "
-                                 "service.name (service).")]
-LabelOption = Annotated[str | None, typer.Option("--label", metavar="LABEL",
-                                                 help="One label for every run.")]
-
-
 def collect(
     root: RootOption = None,
     storage_option: StorageOption = None,
@@ -55,23 +41,17 @@ def collect(
     label_from: LabelFromOption = LabelFrom.root,
     label: LabelOption = None,
 ) -> None:
-    from xray_lake.otlp import require
-
-    require()
-    import xray_lake as xr
+    # first: it checks the otlp extra, which the modules imported below need
+    lake_root, options = record_into(root, storage_option, label_from, label)
     from xray_lake.loopback import is_loopback
     from xray_lake.otlp.buffer import Timing
     from xray_lake.otlp.collect import start
-    from xray_lake.otlp.mapping import Options
 
-    lake_root = resolve_root(root, storage_option)
-    xr.configure(root=lake_root)
     if not is_loopback(host):
         typer.echo(f"xray-lake collect: warning: binding {host}, not a loopback address: anyone "
                   "who reaches this port can write runs into the lake (the receiver has no "
                   "authentication)", err=True)
-    running = start(host, port, timing=Timing(idle, max_wait),
-                    options=Options(label_from.value, label))
+    running = start(host, port, timing=Timing(idle, max_wait), options=options)
     typer.echo(f"xray-lake collect: listening on {running.url}, writing to {lake_root} "
               "(Ctrl-C to stop)", err=True)
     stop = threading.Event()

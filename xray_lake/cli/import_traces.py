@@ -6,9 +6,8 @@ from typing import Annotated
 
 import typer
 
-from xray_lake.cli import resolve_root
-from xray_lake.cli.collect import LabelFrom, LabelFromOption, LabelOption
 from xray_lake.cli.help import Command
+from xray_lake.cli.otlp_intake import LabelFrom, LabelFromOption, LabelOption, record_into
 from xray_lake.cli.output import RootOption, StorageOption
 from xray_lake.errors import XrayLakeError
 
@@ -30,16 +29,12 @@ def import_traces(
     label_from: LabelFromOption = LabelFrom.root,
     label: LabelOption = None,
 ) -> None:
-    from xray_lake.otlp import require
-
-    require()
+    # first: it checks the otlp extra, which the modules imported below need
+    lake_root, options = record_into(root, storage_option, label_from, label)
     import xray_lake as xr
     from xray_lake.otlp.files import import_files
-    from xray_lake.otlp.mapping import Options
 
-    lake_root = resolve_root(root, storage_option)
-    xr.configure(root=lake_root)
-    result = import_files(files, Options(label_from.value, label))
+    result = import_files(files, options)
     durable = xr.flush(120)
     for problem in result.bad_files:
         typer.echo(f"xray-lake import: {problem}", err=True)
