@@ -28,6 +28,11 @@ def scalar_text(value: object) -> str | None:
     return None
 
 
+def percent(ratio: float | None) -> str:
+    """A ratio as a percentage with one decimal (`0.9613` -> `96.1%`); '' for null."""
+    return "" if ratio is None else f"{ratio:.1%}"
+
+
 def ms_figure(ms: float) -> str:
     """A duration in ms with two decimals, so a column of them lines up: `8.76`, `0.03`,
     `1,204.50`; `<0.01` for a positive one that would print as zero."""

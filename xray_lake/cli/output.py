@@ -82,15 +82,18 @@ def check_output(fmt: Format, output: Path | None) -> None:
                                  param_hint="'--format'")
 
 
-def open_lake(root: str | None, storage_options: list[str] | None = None) -> Lake:
-    """The lake at `--root`; a local root that does not exist is an error, not an empty lake."""
+def open_lake(root: str | None, storage_options: list[str] | None = None, *,
+              read_only: bool = True) -> Lake:
+    """The lake at `--root`; a local root that does not exist is an error, not an empty lake.
+
+    `read_only=False` gives the full DuckDB (`query --unsafe-sql`)."""
     lake_root = resolve_root(root, storage_options)
     if "://" not in lake_root and not os.path.isdir(lake_root):
         raise XrayLakeError(f"no lake at {lake_root}: the folder does not exist (pass --root "
                             "or set XRAY_LAKE_ROOT; `xray-lake demo` creates one)")
     from xray_lake.query.lake import Lake
 
-    return Lake(lake_root)
+    return Lake(lake_root, read_only=read_only)
 
 
 def emit(frame: pl.DataFrame, fmt: Format, output: Path | None, *,
@@ -323,6 +326,11 @@ def _parse_when(text: str, end: bool, now: datetime | None) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def in_list(column: str, values: Sequence[object]) -> str:
+    """`column in (?, ?, ...)`: one placeholder per value (the values are bound, never pasted)."""
+    return f"{column} in ({', '.join('?' for _ in values)})"
+
+
 def window(since: str | None, until: str | None) -> tuple[list[str], list[Any]]:
     """SQL conditions (and their parameters) for `since <= started_at < until`.
 
@@ -369,9 +377,14 @@ UntilOption = Annotated[
     typer.Option("--until", metavar="WHEN", callback=_check_when,
                  help=f"Runs started before WHEN ({WHEN_HELP}); a date includes that day."),
 ]
+LabelsOption = Annotated[
+    list[str] | None,
+    typer.Option("--label", "-l", metavar="LABEL",
+                 help="Only this pipeline label (repeatable)."),
+]
 
-__all__ = ["Format", "FormatOption", "OutputOption", "RootOption", "SinceOption",
-           "StorageOption", "UntilOption", "cell",
-           "check_output", "emit", "frame_lines", "human_bytes", "ms_cell", "open_lake",
-           "parse_when",
+__all__ = ["Format", "FormatOption", "LabelsOption", "OutputOption", "RootOption",
+           "SinceOption", "StorageOption", "UntilOption", "cell",
+           "check_output", "emit", "frame_lines", "human_bytes", "in_list", "ms_cell",
+           "open_lake", "parse_when",
            "table_columns", "window"]

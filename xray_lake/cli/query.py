@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import sys
 import threading
@@ -17,7 +16,6 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 import xray_lake as xr
-from xray_lake.cli import resolve_root
 from xray_lake.cli.help import Command
 from xray_lake.cli.output import (
     Format,
@@ -29,7 +27,6 @@ from xray_lake.cli.output import (
     emit,
     open_lake,
 )
-from xray_lake.errors import XrayLakeError
 
 HELP = (
     "Answer a question with SQL over the views runs, stages and candidates (DuckDB), or with "
@@ -132,8 +129,7 @@ def query(
         sql = sys.stdin.read()
     if sql is not None and not sql.strip():
         raise typer.BadParameter("the SQL query is empty", param_hint="'SQL'")
-    lake = _unsafe_lake(root, storage_option) if unsafe_sql else open_lake(root, storage_option)
-    with lake:
+    with open_lake(root, storage_option, read_only=not unsafe_sql) as lake:
         if spec is not None:
             found = interruptible(lake, lambda: lake.find(
                 spec, per=(per or Per.stage).value, columns=names))
@@ -142,15 +138,6 @@ def query(
             text = sql
             found = interruptible(lake, lambda: lake.sql(text))
     emit(found, fmt, output, hide=TABLE_HIDES)
-
-
-def _unsafe_lake(root: str | None, storage_options: list[str] | None) -> xr.Lake:
-    """`open_lake` with the full DuckDB (`--unsafe-sql`)."""
-    lake_root = resolve_root(root, storage_options)
-    if "://" not in lake_root and not os.path.isdir(lake_root):
-        raise XrayLakeError(f"no lake at {lake_root}: the folder does not exist (pass --root "
-                            "or set XRAY_LAKE_ROOT; `xray-lake demo` creates one)")
-    return xr.Lake(lake_root, read_only=False)
 
 
 def interruptible(lake: xr.Lake, ask: Callable[[], T]) -> T:

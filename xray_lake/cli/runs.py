@@ -12,6 +12,7 @@ from xray_lake.cli.help import Command
 from xray_lake.cli.output import (
     Format,
     FormatOption,
+    LabelsOption,
     OutputOption,
     RootOption,
     SinceOption,
@@ -19,6 +20,7 @@ from xray_lake.cli.output import (
     UntilOption,
     check_output,
     emit,
+    in_list,
     open_lake,
     window,
 )
@@ -45,7 +47,7 @@ def runs_sql(labels: list[str], status: Status | None, since: str | None, until:
     """The listing's SQL and parameters; label and date filters prune partitions."""
     clauses, params = window(since, until)
     if labels:
-        clauses.append("label in (" + ", ".join("?" for _ in labels) + ")")
+        clauses.append(in_list("label", labels))
         params += labels
     if status is not None:
         clauses.append("status = ?")
@@ -59,8 +61,7 @@ def runs_sql(labels: list[str], status: Status | None, since: str | None, until:
 
 
 def runs(
-    label: Annotated[list[str] | None, typer.Option(
-        "--label", "-l", metavar="LABEL", help="Only this pipeline label (repeatable).")] = None,
+    label: LabelsOption = None,
     status: Annotated[Status | None, typer.Option(
         "--status", "-s", case_sensitive=False, help="Only runs with this status.")] = None,
     since: SinceOption = None,

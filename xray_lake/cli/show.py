@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from xray_lake.cli import resolve_root
 from xray_lake.cli.help import Command
 from xray_lake.cli.output import (
     Format,
@@ -19,7 +18,7 @@ from xray_lake.cli.output import (
     emit,
     open_lake,
 )
-from xray_lake.display import duration
+from xray_lake.display import duration, percent
 from xray_lake.errors import XrayLakeError
 
 if TYPE_CHECKING:  # loaded when the command runs (see the package docstring)
@@ -27,7 +26,8 @@ if TYPE_CHECKING:  # loaded when the command runs (see the package docstring)
     from rich.table import Table
     from rich.text import Text
 
-    from xray_lake.query.journey import RunInfo, SqlLake
+    from xray_lake.query.journey import RunInfo
+    from xray_lake.query.lake import Lake
 
 BAR_WIDTH = 12
 
@@ -42,13 +42,13 @@ HELP = (
 )
 
 
-def runs_of(lake: SqlLake, run_id: str, root: str) -> list[RunInfo]:
+def runs_of(lake: Lake, run_id: str) -> list[RunInfo]:
     """The run's rows (`find_runs`), or the one-line data error `show` and `why` give."""
     from xray_lake.query.journey import find_runs
 
     found = find_runs(lake, run_id)
     if not found:
-        raise XrayLakeError(f"no run {run_id!r} in the lake at {root} "
+        raise XrayLakeError(f"no run {run_id!r} in the lake at {lake.root} "
                             "(`xray-lake runs` lists the recent ones)")
     return found
 
@@ -120,7 +120,7 @@ def funnel_table(stages: pl.DataFrame) -> Table:
             str(row["seq"]), escape(row["name"] or ""), row["type"] or "",
             Text(row["status"] or "", style="bold red" if failed else ""),
             cell(row["n_in"]), cell(row["n_out"]), bar(row["n_in"], row["n_out"]),
-            "" if row["fail_ratio"] is None else f"{row['fail_ratio']:.1%}",
+            percent(row["fail_ratio"]),
             escape(row["top_reasons"] or ""), human_ms(row["duration_ms"]),
         )
     return table
@@ -139,9 +139,8 @@ def show(
     from xray_lake.query.journey import funnel
 
     check_output(fmt, output)
-    lake_root = resolve_root(root, storage_option)
-    with open_lake(lake_root) as lake:
-        found = runs_of(lake, run_id, lake_root)
+    with open_lake(root, storage_option) as lake:
+        found = runs_of(lake, run_id)
         stages = funnel(lake, run_id, runs=found)
     renderable: Any = None
     if fmt is Format.table:

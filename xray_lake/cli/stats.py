@@ -11,6 +11,7 @@ from xray_lake.cli.help import Command
 from xray_lake.cli.output import (
     Format,
     FormatOption,
+    LabelsOption,
     OutputOption,
     RootOption,
     SinceOption,
@@ -19,10 +20,12 @@ from xray_lake.cli.output import (
     cell,
     check_output,
     emit,
+    in_list,
     ms_cell,
     open_lake,
     window,
 )
+from xray_lake.display import percent
 
 if TYPE_CHECKING:  # loaded when the command runs (see the package docstring)
     import polars as pl
@@ -79,7 +82,7 @@ def _partitions(labels: list[str], since: str | None,
     """Label and time-window conditions (partition columns first, so DuckDB prunes)."""
     clauses, params = window(since, until)
     if labels:
-        clauses.insert(0, "label in (" + ", ".join("?" for _ in labels) + ")")
+        clauses.insert(0, in_list("label", labels))
         params = [*labels, *params]
     return clauses, params
 
@@ -89,7 +92,7 @@ def stats_sql(labels: list[str], types: list[str], since: str | None,
     """The summary's SQL and parameters (values bound, never pasted)."""
     clauses, params = _partitions(labels, since, until)
     if types:
-        clauses.append("type in (" + ", ".join("?" for _ in types) + ")")
+        clauses.append(in_list("type", types))
         params += types
     where = f"where {' and '.join(clauses)}" if clauses else ""
     return STATS_SQL.format(where=where), params
@@ -116,14 +119,11 @@ def stats_table(summary: pl.DataFrame) -> Table:
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     table.add_column("top reasons", ratio=1, min_width=24)
     for row in summary.iter_rows(named=True):
-        table.add_row(escape(row["label"]), escape(row["stage"]), cell(row["runs"]), _pct(row["fail_ratio_mean"]),
-                      _pct(row["fail_ratio_p90"]), ms_cell(row["duration_p50_ms"]),
-                      ms_cell(row["duration_p90_ms"]), escape(row["top_reasons"] or ""))
+        table.add_row(escape(row["label"]), escape(row["stage"]), cell(row["runs"]),
+                      percent(row["fail_ratio_mean"]), percent(row["fail_ratio_p90"]),
+                      ms_cell(row["duration_p50_ms"]), ms_cell(row["duration_p90_ms"]),
+                      escape(row["top_reasons"] or ""))
     return table
-
-
-def _pct(ratio: float | None) -> str:
-    return "" if ratio is None else f"{ratio:.1%}"
 
 
 def _check_types(lake: Any, values: list[str]) -> None:
@@ -132,8 +132,8 @@ def _check_types(lake: Any, values: list[str]) -> None:
     custom = [v for v in values if v not in STAGE_TYPES]
     if not custom:
         return
-    held = set(lake.sql("select distinct type from stages where type in ("
-                        + ", ".join("?" for _ in custom) + ")", custom)["type"])
+    held = set(lake.sql(f"select distinct type from stages where {in_list('type', custom)}",
+                        custom)["type"])
     for value in custom:
         if value not in held:
             raise typer.BadParameter(f"{value!r} is not a stage type: not built in, and no "
@@ -143,8 +143,7 @@ def _check_types(lake: Any, values: list[str]) -> None:
 
 
 def stats(
-    label: Annotated[list[str] | None, typer.Option(
-        "--label", "-l", metavar="LABEL", help="Only this pipeline label (repeatable).")] = None,
+    label: LabelsOption = None,
     stage_type: Annotated[list[str] | None, typer.Option(
         "--type", "-t", metavar="TYPE",
         help=f"Only stages of this type (repeatable): {', '.join(STAGE_TYPES)}, or a "

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from xray_lake.cli import resolve_root, stderr
+from xray_lake.cli import stderr
 from xray_lake.cli.help import Command
 from xray_lake.cli.output import (
     Format,
@@ -81,9 +81,8 @@ def why(
     from xray_lake.query.journey import journey
 
     check_output(fmt, output)
-    lake_root = resolve_root(root, storage_option)
-    with open_lake(lake_root) as lake:
-        found = runs_of(lake, run_id, lake_root)
+    with open_lake(root, storage_option) as lake:
+        found = runs_of(lake, run_id)
         path = journey(lake, run_id, candidate_id, runs=found)
     if path.steps.is_empty():  # a mistyped id must not read like a real miss: exit 1
         detail = path.verdict.removeprefix(f"never retrieved in run {run_id}")

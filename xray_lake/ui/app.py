@@ -27,7 +27,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from xray_lake._version import __version__
-from xray_lake.display import duration, scalar_text
+from xray_lake.display import duration, percent, scalar_text
 from xray_lake.errors import QueryError, XrayLakeError
 from xray_lake.query.journey import RunInfo, find_runs
 from xray_lake.query.lake import Lake
@@ -70,10 +70,6 @@ def ms(value: float | None) -> str:
     return "" if value is None else duration(value)
 
 
-def pct(value: float | None) -> str:
-    return "" if value is None else f"{value:.1%}"
-
-
 def pretty_json(text: str | None) -> str:
     """Stored JSON indented for reading (as stored when it does not parse)."""
     if text is None:
@@ -88,7 +84,7 @@ def _environment() -> Environment:
     env = Environment(loader=PackageLoader("xray_lake.ui", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True),
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(cell=cell, ms=ms, pct=pct, pretty_json=pretty_json)
+    env.filters.update(cell=cell, ms=ms, pct=percent, pretty_json=pretty_json)
     env.globals.update(version=__version__, saved_views=queries.SAVED_VIEWS, qs=urlencode,
                        charts=charts)
     return env
