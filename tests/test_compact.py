@@ -27,7 +27,7 @@ from xray_lake.cli.compact import register
 from xray_lake.demo.fashion_search import run_demo
 from xray_lake.records.schema import SCHEMA_VERSION, SCHEMAS
 from xray_lake.storage.compaction import locks, protocol
-from xray_lake.storage.fs import publish
+from xray_lake.storage.fs import publish_table
 from xray_lake.storage.layout import partition_dir
 
 OLD = ("2024-01-01", "2024-01-02")
@@ -69,8 +69,8 @@ class Published:
                 first, self.next_id, self.seq = self.next_id, self.next_id + rows, self.seq + 1
                 self.started[table] += rows
                 seq = self.seq
-            publish(self.root, table, label, date, synthetic(table, first, rows), "test-w",
-                    seq, fsync=False)
+            publish_table(self.root, table, label, date, synthetic(table, first, rows), "test-w",
+                          seq, fsync=False)
             with self.lock:
                 self.done[table] += rows
 

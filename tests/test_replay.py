@@ -26,7 +26,7 @@ import xray_lake as xr
 from tests._faults import unwritable
 from xray_lake.cli import replay as replay_cli
 from xray_lake.storage import doctor, tempfiles
-from xray_lake.storage.fs import publish
+from xray_lake.storage.fs import publish_table
 from xray_lake.storage.spool import pending, replay_folder, spool_root
 
 STAGES, CANDIDATES = 2, 6
@@ -232,8 +232,8 @@ def big_spooled_file(spool: Path, lake: Path, megabytes: int) -> tuple[Path, byt
     table = pa.table({"run_id": [f"r{i}" for i in range(megabytes)],
                       "payload": [os.urandom(1 << 20) for _ in range(megabytes)]})
     folder = spool_root(str(spool), str(lake))
-    path = Path(publish(folder, "runs", "p", "2024-01-01", table, "h-1-deadbeef", 1,
-                        compression_level=1, fsync=False))
+    path = Path(publish_table(folder, "runs", "p", "2024-01-01", table, "h-1-deadbeef", 1,
+                              compression_level=1, fsync=False)[0])
     return path, path.read_bytes()
 
 

@@ -69,65 +69,50 @@ def publish_table(
 ) -> tuple[str, int]:
     """Make `table` visible in the lake atomically; returns (final path or URI, bytes).
 
-    Local roots: temp name, fsync, rename. Object storage (`s3://`): one PUT of the whole
-    file at its final name, which is visible only once complete.
+    Local roots: written under a temp name, fsynced, renamed (`renamed_into_place`). Object
+    storage (`s3://`): one PUT of the whole file at its final name, which is visible only
+    once complete.
     """
+    tag = promoted_tag(table_name, table.schema)
+    name = data_file_name(writer_id, seq, SCHEMA_VERSION, tag)
     if is_remote(root):
         from xray_lake.storage.object_store import open_store  # pyarrow's S3 only when needed
 
         store = open_store(root)
-        tag = promoted_tag(table_name, table.schema)
-        name = data_file_name(writer_id, seq, SCHEMA_VERSION, tag)
         rel = f"{partition_rel(table_name, label, date)}/{name}"
         data = parquet_bytes(table, table_name, compression_level)
         store.put(rel, data)
         return store.uri(rel), data.size
-    path = publish(root, table_name, label, date, table, writer_id, seq,
-                   compression_level=compression_level, fsync=fsync)
-    return path, os.path.getsize(path)
-
-
-def publish(
-    root: str,
-    table_name: str,
-    label: str,
-    date: str,
-    table: pa.Table,
-    writer_id: str,
-    seq: int,
-    *,
-    compression_level: int = 3,
-    fsync: bool = True,
-) -> str:
-    """Make `table` visible in the lake atomically; returns the final path.
-
-    Readers glob `*.parquet`, so a file written under the temp name is invisible until the
-    rename, and a process killed halfway leaves only a temp file (cleaned by `doctor`).
-    `s3://` roots: one PUT at the final name (see `publish_table`).
-    """
-    if is_remote(root):
-        return publish_table(root, table_name, label, date, table, writer_id, seq,
-                             compression_level=compression_level, fsync=fsync)[0]
     folder = partition_dir(root, table_name, label, date)
     os.makedirs(folder, exist_ok=True)
-    tag = promoted_tag(table_name, table.schema)
-    name = data_file_name(writer_id, seq, SCHEMA_VERSION, tag)
     final = os.path.join(folder, name)
     temp = os.path.join(folder, temp_file_name(name))
-    try:
+    with renamed_into_place(temp, final, fsync=fsync):
         write_parquet(table, temp, table_name, compression_level)
-        if fsync:
-            fsync_file(temp)
         if tag:
             register_fields_tag(root, tag)
+    return final, os.path.getsize(final)
+
+
+@contextlib.contextmanager
+def renamed_into_place(temp: str, final: str, *, fsync: bool) -> Iterator[None]:
+    """Around the writing of `temp`: then fsync it, rename it to `final` and fsync the folder;
+    on any error delete `temp` instead.
+
+    Readers glob `*.parquet`, so a file under its temp name is invisible until the rename,
+    and a process killed halfway leaves only a temp file (cleaned by `doctor`).
+    """
+    try:
+        yield
+        if fsync:
+            fsync_file(temp)
         os.replace(temp, final)
         if fsync:
-            fsync_dir(folder)
+            fsync_dir(os.path.dirname(final))
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
-    return final
 
 
 def register_fields_tag(root: str, tag: str) -> None:

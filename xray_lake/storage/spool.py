@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from xray_lake.storage import confine
 from xray_lake.storage.compaction.locks import LocalLock, RemoteLock, partition_lock
 from xray_lake.storage.compaction.protocol import COMPACTION_DIR, MERGED_DIR, merged_names
-from xray_lake.storage.fs import fsync_dir, fsync_file
+from xray_lake.storage.fs import renamed_into_place
 from xray_lake.storage.layout import TABLES
 from xray_lake.storage.s3_clients import is_remote
 from xray_lake.storage.tempfiles import clean_stale_temps, owner_tag, temp_file_name
@@ -203,14 +203,9 @@ class _RemoteReplay:
     def _enter(self, partition: str, source: str) -> bool:
         self.release()
         lock = partition_lock(self.root, partition, self.conditional)
-        deadline = time.monotonic() + self.lock_wait_s
-        while lock is not None and not lock.acquire():
-            if not os.path.exists(source):
-                return False
-            if time.monotonic() >= deadline:
-                raise OSError(f"partition {partition} stayed locked by a compaction for "
-                              f"{self.lock_wait_s:g} s; its files wait in the spool")
-            time.sleep(0.05)
+        # each try is a conditional PUT to the store: poll less often than a local lock
+        if lock is not None and not _acquire(lock, partition, source, self.lock_wait_s, 0.05):
+            return False
         self.partition, self.lock = partition, lock
         self.merged = merged_names(self.root, partition)
         return True
@@ -237,14 +232,8 @@ def _replay_local(source: str, lake_root: str, partition: str, fsync: bool,
         os.unlink(source)
         return rows, size
     os.makedirs(os.path.join(lake_root, COMPACTION_DIR), exist_ok=True)
-    deadline = time.monotonic() + lock_wait_s
-    while not lock.acquire():
-        if not os.path.exists(source):
-            return None
-        if time.monotonic() >= deadline:
-            raise OSError(f"partition {partition} stayed locked by a compaction for "
-                          f"{lock_wait_s:g} s; its files wait in the spool")
-        time.sleep(0.01)
+    if not _acquire(lock, partition, source, lock_wait_s, 0.01):
+        return None
     try:
         if not os.path.exists(source):
             return None  # another replayer copied it and deleted it while we waited
@@ -260,6 +249,21 @@ def _replay_local(source: str, lake_root: str, partition: str, fsync: bool,
         lock.release()
 
 
+def _acquire(lock: PartitionLock, partition: str, source: str, wait_s: float,
+             poll_s: float) -> bool:
+    """Take the partition's lock, trying every `poll_s`: False as soon as `source` is gone
+    (another replayer moved it), OSError once `wait_s` have passed."""
+    deadline = time.monotonic() + wait_s
+    while not lock.acquire():
+        if not os.path.exists(source):
+            return False
+        if time.monotonic() >= deadline:
+            raise OSError(f"partition {partition} stayed locked by a compaction for "
+                          f"{wait_s:g} s; its files wait in the spool")
+        time.sleep(poll_s)
+    return True
+
+
 def _quarantine(folder: str, rel: str) -> None:
     target = os.path.join(folder, "_quarantine", rel)
     os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -273,14 +277,5 @@ def _copy_atomically(source: str, target: str, fsync: bool) -> None:
     # A temp name of our own: two replayers of one file sharing one temp would write one inode,
     # and the first rename could publish it while the other has just truncated it.
     temp = os.path.join(folder, temp_file_name(f"{os.path.basename(target)}.{owner_tag()}"))
-    try:
+    with renamed_into_place(temp, target, fsync=fsync):
         shutil.copyfile(source, temp)
-        if fsync:
-            fsync_file(temp)
-        os.replace(temp, target)
-        if fsync:
-            fsync_dir(folder)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
