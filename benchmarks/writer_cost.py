@@ -3,7 +3,7 @@
 Run: python benchmarks/writer_cost.py [--runs 1000] [--candidates 200] [--rounds 3]
 
 Records `--runs` runs of the canonical-questions pipeline (queries.py) with the writer's queue
-replaced by a list, then encodes every captured record (`Writer._add`: unpacking, metrics,
+replaced by a list, then encodes every captured record (`Intake.add`: unpacking, metrics,
 candidate rows) and writes the lake (`Writer._write_all`) on this thread. Reports CPU µs per
 candidate row of each phase (`time.thread_time`, medians of `--rounds` builds): the figure to
 compare before and after a change to records/ or writer/ (run.py's `ingest` workload measures
@@ -38,7 +38,7 @@ def one_round(runs: int, candidates: int) -> tuple[float, float, int]:
         before = writer.counters.rows_written["candidates"]
         t0 = time.thread_time()
         for ev in captured:
-            writer._add(ev)
+            writer._intake.add(ev)
         t1 = time.thread_time()
         writer._write_all()
         t2 = time.thread_time()

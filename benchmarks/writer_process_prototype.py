@@ -9,7 +9,7 @@ real processes and a real pipe, so the figures include what (a) adds and what it
   2. wire: each queued record reduced to what the writer reads (ids instead of the caller's
      objects, where the record carries them) and pickled, on the caller's side;
   3. writer process: a child reads the pickled records from a pipe while the parent sends
-     them, builds metrics, Arrow and Parquet (the real `Writer._add` / `_write_all`), fsyncs,
+     them, builds metrics, Arrow and Parquet (the real `Intake.add` / `Writer._write_all`), fsyncs,
      and reports. Time to durable is measured from the start of sending.
 Prints each phase and the projected burst figures for (a): caller overhead = loop + wire,
 time to durable = the end of the child's write measured from the start of the loop, assuming
@@ -72,9 +72,9 @@ def child(root: str) -> None:
         ev = pickle.loads(stream.read(size))
         if t_first is None:
             t_first = time.perf_counter()
-        writer._add(ev)
+        writer._intake.add(ev)
         n += 1
-        if writer._buffered_bytes >= writer.memory.flush_at:  # as the worker's cadence does
+        if writer._intake.buffered_bytes >= writer.memory.flush_at:  # as the worker's cadence does
             writer._write_all()
     writer._write_all()
     done = time.perf_counter()

@@ -17,6 +17,7 @@ import xray_lake as xr
 from xray_lake.config import MIB, Settings
 from xray_lake.writer import process
 from xray_lake.writer.engine import Writer
+from xray_lake.writer.intake import Intake
 from xray_lake.writer.memory import MemoryPlan
 
 N = 2000  # candidates per stage call: a ~200 KB blob
@@ -39,26 +40,26 @@ def violations(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     swallowed by it, so violations are collected for the test to assert on)."""
     found: list[str] = []
 
-    def check(writer: Writer, where: str) -> None:
-        with writer._lock:
-            held = writer._queued_bytes + writer._buffered_bytes
-        plan = writer.memory
+    def check(intake: Intake, where: str) -> None:
+        with intake.lock:
+            held = intake.queued_bytes + intake.buffered_bytes
+        plan = intake.memory
         if held > plan.hold or plan.hold + plan.reserved != plan.bound:
             found.append(f"{where}: held {held} > {plan.hold} (bound {plan.bound})")
 
-    submit, account = Writer.submit, Writer._account
+    submit, account = Writer.submit, Intake.account
 
     def checked_submit(self: Writer, event: Any) -> None:
         submit(self, event)
-        check(self, "submit")
+        check(self._intake, "submit")
 
-    def checked_account(self: Writer, added: int, event: object, n: int) -> bool:
+    def checked_account(self: Intake, added: int, event: object, n: int) -> bool:
         ok = account(self, added, event, n)
         check(self, "account")
         return ok
 
     monkeypatch.setattr(Writer, "submit", checked_submit)
-    monkeypatch.setattr(Writer, "_account", checked_account)
+    monkeypatch.setattr(Intake, "account", checked_account)
     yield found
 
 
@@ -159,7 +160,7 @@ def test_with_lake_and_spool_down_records_stay_within_the_share_and_flush_answer
     assert writer is not None
     # the flush was answered (not timed out): nothing is left in the queue, even though the
     # buffers are past the write threshold and every write fails
-    assert not writer._queue
+    assert not writer._intake.queue
     stats = xr.stats()
     assert violations == []
     assert stats["dropped"].get(reason, 0) > 0

@@ -22,9 +22,6 @@ MAX_LINES = 400
 OVER_MAX_LINES: dict[str, str] = {
     "query/nodes.py": "the query tree: every node type in one place",
     "query/builder.py": "the typed builder over the query tree",
-    "writer/engine.py": "to split: the intake (records into partition buffers) apart from "
-                        "the batching loop",
-    "writer/remote.py": "to split: the outbox apart from the sender (new with the writer process)",
     "sdk/decorators.py": "to split: pipeline/entrypoint apart from the stage decorators",
 }
 

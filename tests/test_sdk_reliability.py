@@ -13,6 +13,7 @@ import xray_lake as xr
 import xray_lake.records.unpack
 import xray_lake.sdk.recording
 import xray_lake.writer.engine
+import xray_lake.writer.intake
 from xray_lake.sdk.recording import current_run
 
 Lake = Callable[[], xr.Lake]
@@ -371,7 +372,7 @@ def test_fault_when_a_stage_begins_leaves_no_stale_run_behind(
 
 @pytest.mark.parametrize(
     ("target", "attr"),
-    [(xray_lake.writer.engine, "build_stage"), (xray_lake.records.unpack, "unpack")],
+    [(xray_lake.writer.intake, "build_stage"), (xray_lake.records.unpack, "unpack")],
 )
 def test_fault_while_encoding_on_the_writer_thread_is_counted_and_flush_says_so(
     target: object, attr: str, monkeypatch: pytest.MonkeyPatch, isolated_lake: str
@@ -398,7 +399,7 @@ def test_fault_while_encoding_on_the_writer_thread_is_counted_and_flush_says_so(
 
 def test_fault_while_encoding_a_run_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
     xr.configure(strict=False)
-    monkeypatch.setattr(xray_lake.writer.engine, "build_run", _boom)
+    monkeypatch.setattr(xray_lake.writer.intake, "build_run", _boom)
 
     @xr.pipeline("p")
     def pipe() -> int:

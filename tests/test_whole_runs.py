@@ -10,7 +10,7 @@ import pytest
 
 import xray_lake as xr
 from xray_lake.config import MIB
-from xray_lake.writer import engine
+from xray_lake.writer import intake
 
 N = 200
 
@@ -33,26 +33,26 @@ def one_run(k: int) -> int:
 
 def _slow_builds(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
     """A writer far slower than the producer: every stage record takes `seconds` to build."""
-    real = engine.build_stage
+    real = intake.build_stage
 
     def slow(*args: Any, **kwargs: Any) -> Any:
         time.sleep(seconds)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "build_stage", slow)
+    monkeypatch.setattr(intake, "build_stage", slow)
 
 
 def _cheap_cannot_be_built(monkeypatch: pytest.MonkeyPatch) -> None:
     """The writer fails to build every record of the 'cheap' stage (an encode error)."""
     xr.configure(strict=False)
-    real = engine.build_stage
+    real = intake.build_stage
 
     def failing(ev: Any, settings: Any) -> Any:
         if ev.spec.name == "cheap":
             raise RuntimeError("boom")
         return real(ev, settings)
 
-    monkeypatch.setattr(engine, "build_stage", failing)
+    monkeypatch.setattr(intake, "build_stage", failing)
 
 
 def _runs_and_stage_counts(lake: xr.Lake) -> list[dict[str, Any]]:

@@ -357,8 +357,8 @@ def test_without_a_writer_process_records_go_to_a_thread_of_the_app(
         silent.chmod(0o755)
         executable = str(silent)
     words = run_app(tmp_path, f"""
-        from xray_lake.writer import remote
-        remote.START_GRACE_S = 2.0
+        from xray_lake.writer import sender
+        sender.START_GRACE_S = 2.0
         sys.executable = {executable!r}
         for i in range(30):
             record("f", i)

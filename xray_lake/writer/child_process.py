@@ -1,6 +1,6 @@
 """One writer process as the application sees it: started, fed, listened to, closed.
 
-`RemoteWriter` (writer/remote.py) decides what to send and when to restart; this module
+The sender (writer/sender.py) decides what to send and when to restart; this module
 only owns the process, its two pipes and the thread that reads its answers.
 """
 
