@@ -18,7 +18,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
 from xray_lake.errors import QueryError
 from xray_lake.query import nodes as n
@@ -223,9 +223,19 @@ def _col(table: Table, name: str) -> Any:
 
 
 class _Columns:
-    """Shared by the three namespaces: `col(name)` for a column named at run time."""
+    """Shared by the three namespaces: an attribute per column, and `col(name)` for a column
+    named at run time.
 
-    table: Table
+    Each namespace declares its columns as annotations only, so that a type checker knows
+    each one's class; `__init__` makes them all, from the table's column kinds
+    (tests/test_builder_columns.py keeps the annotations and the schema one list).
+    """
+
+    table: ClassVar[Table]
+
+    def __init__(self) -> None:
+        for name in n.COLUMNS[self.table]:
+            setattr(self, name, _col(self.table, name))
 
     def col(self, name: str) -> Any:
         """The column called `name` (QueryError with the nearest name if there is none)."""
@@ -235,83 +245,78 @@ class _Columns:
         return f"<{self.table.view} columns: {', '.join(n.COLUMNS[self.table])}>"
 
 
-class RunColumns(_Columns):
+class _Span:
+    """The columns a run and a stage share: when it ran, for how long, and how it ended."""
+
+    started_at: TimeCol
+    finished_at: TimeCol
+    duration_ms: NumCol
+    status: StrCol
+    error_message: StrCol
+    error_code: StrCol
+
+
+class RunColumns(_Span, _Columns):
     """Columns of `runs`."""
 
     table = Table.RUN
 
-    def __init__(self) -> None:
-        c = Table.RUN
-        self.run_id: StrCol = _col(c, "run_id")
-        self.label: StrCol = _col(c, "label")
-        self.date: DateCol = _col(c, "date")
-        self.started_at: TimeCol = _col(c, "started_at")
-        self.finished_at: TimeCol = _col(c, "finished_at")
-        self.duration_ms: NumCol = _col(c, "duration_ms")
-        self.status: StrCol = _col(c, "status")
-        self.error_message: StrCol = _col(c, "error_message")
-        self.error_code: StrCol = _col(c, "error_code")
-        self.n_stages: NumCol = _col(c, "n_stages")
-        self.attributes: StrCol = _col(c, "attributes")
-        self.input_json: StrCol = _col(c, "input_json")
-        self.output_json: StrCol = _col(c, "output_json")
-        self.sdk_version: StrCol = _col(c, "sdk_version")
-        self.host: StrCol = _col(c, "host")
-        self.pid: NumCol = _col(c, "pid")
-        self.n_stages_shed: NumCol = _col(c, "n_stages_shed")
-        self.n_candidates_shed: NumCol = _col(c, "n_candidates_shed")
+    run_id: StrCol
+    label: StrCol
+    date: DateCol
+    n_stages: NumCol
+    attributes: StrCol
+    input_json: StrCol
+    output_json: StrCol
+    sdk_version: StrCol
+    host: StrCol
+    pid: NumCol
+    n_stages_shed: NumCol
+    n_candidates_shed: NumCol
 
 
-class StageColumns(_Columns):
+class StageColumns(_Span, _Columns):
     """Columns of `stages`, metrics included."""
 
     table = Table.STAGE
 
-    def __init__(self) -> None:
-        c = Table.STAGE
-        self.run_id: StrCol = _col(c, "run_id")
-        self.stage_id: StrCol = _col(c, "stage_id")
-        self.label: StrCol = _col(c, "label")
-        self.date: DateCol = _col(c, "date")
-        self.name: StrCol = _col(c, "name")
-        self.type: StrCol = _col(c, "type")
-        self.seq: NumCol = _col(c, "seq")
-        self.parent_stage_id: StrCol = _col(c, "parent_stage_id")
-        self.started_at: TimeCol = _col(c, "started_at")
-        self.finished_at: TimeCol = _col(c, "finished_at")
-        self.duration_ms: NumCol = _col(c, "duration_ms")
-        self.status: StrCol = _col(c, "status")
-        self.error_message: StrCol = _col(c, "error_message")
-        self.error_code: StrCol = _col(c, "error_code")
-        self.input_json: StrCol = _col(c, "input_json")
-        self.output_json: StrCol = _col(c, "output_json")
-        self.n_in: NumCol = _col(c, "n_in")
-        self.n_out: NumCol = _col(c, "n_out")
-        self.n_passed: NumCol = _col(c, "n_passed")
-        self.n_failed: NumCol = _col(c, "n_failed")
-        self.fail_ratio: NumCol = _col(c, "fail_ratio")
-        self.pass_ratio: NumCol = _col(c, "pass_ratio")
-        self.score_min: NumCol = _col(c, "score_min")
-        self.score_max: NumCol = _col(c, "score_max")
-        self.score_mean: NumCol = _col(c, "score_mean")
-        self.score_std: NumCol = _col(c, "score_std")
-        self.score_p50: NumCol = _col(c, "score_p50")
-        self.score_p90: NumCol = _col(c, "score_p90")
-        self.n_score_null: NumCol = _col(c, "n_score_null")
-        self.rank_kendall_tau: NumCol = _col(c, "rank_kendall_tau")
-        self.rank_mean_displacement: NumCol = _col(c, "rank_mean_displacement")
-        self.topk_overlap: NumCol = _col(c, "topk_overlap")
-        self.n_unique: NumCol = _col(c, "n_unique")
-        self.duplicate_ratio: NumCol = _col(c, "duplicate_ratio")
-        self.n_generated: NumCol = _col(c, "n_generated")
-        self.n_empty_reason: NumCol = _col(c, "n_empty_reason")
-        self.reason_counts: MapCol = _col(c, "reason_counts")
-        self.metrics: MapCol = _col(c, "metrics")
-        self.sampled: BoolCol = _col(c, "sampled")
-        self.sample_rate: NumCol = _col(c, "sample_rate")
-        self.n_candidates_stored: NumCol = _col(c, "n_candidates_stored")
-        self.n_truncated: NumCol = _col(c, "n_truncated")
-        self.validation_error: StrCol = _col(c, "validation_error")
+    run_id: StrCol
+    stage_id: StrCol
+    label: StrCol
+    date: DateCol
+    name: StrCol
+    type: StrCol
+    seq: NumCol
+    parent_stage_id: StrCol
+    input_json: StrCol
+    output_json: StrCol
+    n_in: NumCol
+    n_out: NumCol
+    n_passed: NumCol
+    n_failed: NumCol
+    fail_ratio: NumCol
+    pass_ratio: NumCol
+    score_min: NumCol
+    score_max: NumCol
+    score_mean: NumCol
+    score_std: NumCol
+    score_p50: NumCol
+    score_p90: NumCol
+    n_score_null: NumCol
+    rank_kendall_tau: NumCol
+    rank_mean_displacement: NumCol
+    topk_overlap: NumCol
+    n_unique: NumCol
+    duplicate_ratio: NumCol
+    n_generated: NumCol
+    n_empty_reason: NumCol
+    reason_counts: MapCol
+    metrics: MapCol
+    sampled: BoolCol
+    sample_rate: NumCol
+    n_candidates_stored: NumCol
+    n_truncated: NumCol
+    validation_error: StrCol
 
 
 class CandidateColumns(_Columns):
@@ -319,23 +324,21 @@ class CandidateColumns(_Columns):
 
     table = Table.CANDIDATE
 
-    def __init__(self) -> None:
-        c = Table.CANDIDATE
-        self.run_id: StrCol = _col(c, "run_id")
-        self.stage_id: StrCol = _col(c, "stage_id")
-        self.label: StrCol = _col(c, "label")
-        self.date: DateCol = _col(c, "date")
-        self.stage_name: StrCol = _col(c, "stage_name")
-        self.stage_type: StrCol = _col(c, "stage_type")
-        self.candidate_id: StrCol = _col(c, "candidate_id")
-        self.in_position: NumCol = _col(c, "in_position")
-        self.out_position: NumCol = _col(c, "out_position")
-        self.passed: BoolCol = _col(c, "passed")
-        self.reason_label: StrCol = _col(c, "reason_label")
-        self.reason_text: StrCol = _col(c, "reason_text")
-        self.score: NumCol = _col(c, "score")
-        self.reason: StrCol = _col(c, "reason")
-        self.payload: StrCol = _col(c, "payload")
+    run_id: StrCol
+    stage_id: StrCol
+    label: StrCol
+    date: DateCol
+    stage_name: StrCol
+    stage_type: StrCol
+    candidate_id: StrCol
+    in_position: NumCol
+    out_position: NumCol
+    passed: BoolCol
+    reason_label: StrCol
+    reason_text: StrCol
+    score: NumCol
+    reason: StrCol
+    payload: StrCol
 
     @overload
     def field(  # type: ignore[overload-overlap]  # bool before int: the narrower type wins
