@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Literal, ParamSpec, TypeVar
+from typing import Literal, ParamSpec, Self, TypeVar
 
 from xray_lake._internal_errors import report
 from xray_lake.errors import DecorationError, XrayLakeError
@@ -26,7 +26,25 @@ R = TypeVar("R")
 Span = tuple[float | None, float | None]  # (started_at, finished_at), epoch seconds
 
 
-class Stage:
+class _Block:
+    """A `with` block that serves `async with` as well: entering and leaving never await."""
+
+    def __enter__(self) -> Self:
+        raise NotImplementedError
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Literal[False]:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> Literal[False]:
+        return self.__exit__(exc_type, exc, tb)
+
+
+class Stage(_Block):
     """One stage recorded by hand: call `input(...)` and `output(...)` inside the block.
 
     `output()` takes the stage's candidates, or its typed results: `xr.Filtered(item, passed,
@@ -60,13 +78,6 @@ class Stage:
             end_stage(self._call, self._result, exc, active_ms)
             self._call = None
         return False
-
-    async def __aenter__(self) -> Stage:
-        return self.__enter__()
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> Literal[False]:
-        return self.__exit__(exc_type, exc, tb)
 
     @property
     def stage_id(self) -> str | None:
@@ -106,7 +117,7 @@ class Stage:
                               output_key=self._keys[1])
 
 
-class Run:
+class Run(_Block):
     """One run recorded by hand; stages opened with `run.stage(...)` belong to it."""
 
     def __init__(self, label: str, run_id: str | None, attributes: dict[str, object] | None,
@@ -135,16 +146,9 @@ class Run:
             start, end = self._span
             if start is not None and end is not None:  # the run's duration: end - start
                 self._state.t0 = time.perf_counter() - max(end - start, 0.0)
-            end_run(self._state, exc, self.output)
+            end_run(self._state, self.output, exc)
             self._state = None
         return False
-
-    async def __aenter__(self) -> Run:
-        return self.__enter__()
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> Literal[False]:
-        return self.__exit__(exc_type, exc, tb)
 
     @property
     def run_id(self) -> str | None:

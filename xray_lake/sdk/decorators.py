@@ -1,32 +1,32 @@
-"""The public decorators: `pipeline`, `entrypoint` and one per stage type, typed to keep signatures.
+"""The stage decorators, one per stage type, typed to keep the decorated function's signature.
 
 The list-stage decorators also bound the return type (see records/results.py): a type checker
 rejects a function that returns no sequence, or another stage type's result helper.
+`pipeline` and `entrypoint` live in sdk/pipelines.py and are importable from here too.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol, TypeAlias, TypeVar, overload
 
-from xray_lake._internal_errors import report
 from xray_lake.errors import DecorationError
 from xray_lake.records.events import FieldMap, StageSpec
 from xray_lake.records.options import Caps, Sample, mapping_problems, resolve
 from xray_lake.records.promoted import Field, resolve_fields
 from xray_lake.records.results import FilteringResult, GenerationResult, ScoringResult
 from xray_lake.sdk import inventory
-from xray_lake.sdk.recording import begin_run, end_run
+from xray_lake.sdk.pipelines import entrypoint, pipeline
 from xray_lake.sdk.signature import check_plain, fail, plan_call
 from xray_lake.sdk.wrappers import wrap_stage
 
+__all__ = ["Decorator", "Fields", "FilteringDecorator", "GenerationDecorator", "ScoringDecorator",
+           "decorate_stage", "entrypoint", "filtering_stage", "generation_stage", "pipeline",
+           "ranking_stage", "raw_stage", "retrieval_stage", "scoring_stage"]
+
 P = ParamSpec("P")
 R = TypeVar("R")
-F = TypeVar("F", bound=Callable[..., Any])  # a class or a function
 # fields=: promoted column name -> candidate field name, or xr.Field(name, type)
 Fields: TypeAlias = Mapping[str, str | Field]
 RF = TypeVar("RF", bound=FilteringResult)
@@ -316,131 +316,3 @@ def raw_stage(name: str | None = None, /, *, caps: Caps | None = None) -> Decora
 def raw_stage(name: Any = None, /, *, caps: Caps | None = None) -> Any:
     """Any step: records its arguments and return value, nothing more."""
     return _stage("raw", name, FieldMap(id=None), None, caps)
-
-
-# --- pipelines and entrypoints ----------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PipelineInfo:
-    label: str
-    id: str | None
-
-
-def _run_id(info: PipelineInfo | None, args: tuple[Any, ...], kwargs: dict[str, Any],
-            params: list[str], defaults: dict[str, object]) -> str | None:
-    if info is None or info.id is None:
-        return None
-    if args and params and params[0] in {"self", "cls"}:
-        value = getattr(args[0], info.id, None)
-    elif info.id in kwargs:
-        value = kwargs[info.id]
-    elif info.id in params and params.index(info.id) < len(args):
-        value = args[params.index(info.id)]
-    else:
-        value = defaults.get(info.id)
-    return None if value is None else str(value)
-
-
-def _wrap_entry(func: Callable[..., Any], info: PipelineInfo | None) -> Callable[..., Any]:
-    """Each call of `func` is one run: label and run id from the pipeline, inputs and result kept."""
-    plan = plan_call(func, None, None)
-    signature = inspect.signature(func)
-    params = list(signature.parameters)
-    defaults = {name: p.default for name, p in signature.parameters.items()
-                if p.default is not inspect.Parameter.empty}
-
-    def start(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        try:
-            owner_info = info
-            if owner_info is None and plan.is_method and args:
-                owner = args[0] if isinstance(args[0], type) else type(args[0])
-                owner_info = getattr(owner, "__xray_pipeline__", None)
-            label = owner_info.label if owner_info else func.__name__
-            return begin_run(label, _run_id(owner_info, args, kwargs, params, defaults),
-                             input=plan.raw_inputs(args, kwargs))
-        except Exception as err:
-            report("run.begin", err)
-            return None
-
-    if inspect.iscoroutinefunction(func):
-        @functools.wraps(func)
-        async def async_entry(*args: Any, **kwargs: Any) -> Any:
-            run = start(args, kwargs)
-            if run is None:
-                return await func(*args, **kwargs)
-            try:
-                result = await func(*args, **kwargs)
-            except BaseException as exc:
-                end_run(run, exc)
-                raise
-            end_run(run, None, result)
-            return result
-
-        return async_entry
-
-    @functools.wraps(func)
-    def entry(*args: Any, **kwargs: Any) -> Any:
-        run = start(args, kwargs)
-        if run is None:
-            return func(*args, **kwargs)
-        try:
-            result = func(*args, **kwargs)
-        except BaseException as exc:
-            end_run(run, exc)
-            raise
-        end_run(run, None, result)
-        return result
-
-    return entry
-
-
-def entrypoint(func: Callable[P, R], /) -> Callable[P, R]:
-    """Marks the method whose each call is one run of the enclosing `@pipeline` class."""
-    check_plain(func, "xr.entrypoint")
-    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
-        raise fail(func, "an entrypoint cannot be a generator",
-                   "return a list from the entrypoint, or make the generator a stage")
-    wrapped = _wrap_entry(func, None)
-    inventory.add(inventory.of("entrypoint", func.__name__, func))
-    return wrapped
-
-
-@overload
-def pipeline(target: F, /) -> F: ...
-@overload
-def pipeline(label: str, /, *, id: str | None = None) -> Callable[[R], R]: ...
-def pipeline(label: Any, /, *, id: str | None = None) -> Any:
-    """Names a pipeline: on a class (its `@entrypoint` methods start runs) or on a function
-    (each call is a run). `label` names its runs in the lake; `id` names the attribute (class)
-    or parameter (function) holding the run id; without it each run gets a random one.
-
-    Examples
-    --------
-    >>> @xr.pipeline("shop", id="request_id")
-    ... def shop(query, request_id): return query.split()
-    >>> with capture_records() as records: words = shop("red shoes", request_id="r-1")
-    >>> records.runs.select("run_id", "label", "status").row(0)
-    ('r-1', 'shop', 'success')
-    """
-
-    def decorate(target: Any) -> Any:
-        name = label if isinstance(label, str) else target.__name__
-        info = PipelineInfo(name, id)
-        if inspect.isclass(target):
-            setattr(target, "__xray_pipeline__", info)  # noqa: B010 - read back by entrypoints
-            inventory.add(inventory.of("pipeline", name, target, "class"))
-            return target
-        if callable(target):
-            if id is not None and id not in inspect.signature(target).parameters:
-                raise fail(target, f"id={id!r} names no parameter",
-                           "pass id= the parameter that holds the run id, or drop it")
-            wrapped = _wrap_entry(target, info)
-            wrapped.__xray_pipeline__ = info  # type: ignore[attr-defined]
-            inventory.add(inventory.of("pipeline", name, target, "function"))
-            return wrapped
-        raise DecorationError(f"@pipeline decorates a class or a function, got {target!r}")
-
-    if isinstance(label, str):
-        return decorate
-    return decorate(label)

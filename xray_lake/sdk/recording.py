@@ -108,8 +108,10 @@ def begin_run(label: str, run_id: str | None, attributes: dict[str, object] | No
     return run
 
 
-def end_run(run: RunState, exc: BaseException | None, output: object = None) -> None:
-    """Close the run: restore the previous one and queue its record (never raises)."""
+def end_run(run: RunState, output: object, exc: BaseException | None) -> None:
+    """Close the run: restore the previous one and queue its record (never raises).
+
+    The arguments come in `end_stage`'s order, so that one wrapper finishes either."""
     try:
         if run.token is not None:
             _RUN.reset(run.token)
@@ -219,7 +221,7 @@ def end_stage(call: StageCall, result: object, exc: BaseException | None,
         report("stage.end", err)
     finally:
         if call.run.implicit:
-            end_run(call.run, exc)
+            end_run(call.run, None, exc)
 
 
 def _lost(ev: StageEvent) -> None:

@@ -1,7 +1,9 @@
-"""Call-time wrappers for sync, async, generator and async-generator functions.
+"""Call-time wrappers: one for sync and async functions (stages and runs alike), and the
+stages' generator and async-generator wrappers.
 
 Each wrapper hands the user's own value or exception back untouched: recording happens in
-`begin_stage`/`end_stage`, which never raise outside strict mode.
+the begin and finish functions it is given (`begin_stage`/`end_stage`, `begin_run`/`end_run`
+underneath), which never raise outside strict mode.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ import functools
 import inspect
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeAlias, TypeVar
 
 from xray_lake._internal_errors import report
 from xray_lake.records.events import StageSpec
@@ -19,90 +22,119 @@ from xray_lake.sdk.recording import StageCall, begin_stage, end_stage
 from xray_lake.sdk.signature import CallPlan
 
 AnyFunc = Callable[..., Any]
+T = TypeVar("T")
+# begin(args, kwargs) -> what finish needs, or None to record nothing (off, or it failed)
+Begin: TypeAlias = Callable[[tuple[Any, ...], dict[str, Any]], T | None]
+# finish(what begin returned, the result or None, the exception or None)
+Finish: TypeAlias = Callable[[T, Any, BaseException | None], None]
 
 
-def _label_hint(plan: CallPlan, args: tuple[Any, ...]) -> str | None:
-    """Label for a run of its own: the pipeline class's label when called on its instance."""
+@dataclass(frozen=True, slots=True)
+class PipelineInfo:
+    """What `@pipeline` leaves on a class or function as `__xray_pipeline__`: its runs' label,
+    and the attribute (class) or parameter (function) holding the run id."""
+
+    label: str
+    id: str | None
+
+
+def pipeline_of(plan: CallPlan, args: tuple[Any, ...]) -> PipelineInfo | None:
+    """The `@pipeline` of the class a method is called on, through an instance or the class."""
     if plan.is_method and args:
         owner = args[0] if isinstance(args[0], type) else type(args[0])
-        info = getattr(owner, "__xray_pipeline__", None)
-        if info is not None:
-            return str(info.label)
+        info: PipelineInfo | None = getattr(owner, "__xray_pipeline__", None)
+        return info
     return None
 
 
-def _begin(spec: StageSpec, plan: CallPlan, args: tuple[Any, ...],
-           kwargs: dict[str, Any]) -> StageCall | None:
-    try:
-        cands = plan.candidates.get(args, kwargs) if plan.candidates is not None else None
-        if plan.input_key is not None and cands is not None:
-            cands = read_field(cands, plan.input_key)
-        raw = plan.raw_inputs(args, kwargs)
-        hint = _label_hint(plan, args)
-    except Exception as err:
-        report("stage.arguments", err)
-        return None
-    return begin_stage(spec, hint, cands, raw)  # type: ignore[arg-type]
+def wrap_call(func: AnyFunc, begin: Begin[T], finish: Finish[T]) -> AnyFunc:
+    """`func`, sync or async, with each call recorded: `begin(args, kwargs)` before the body
+    (None: nothing is recorded), then `finish(what_begin_returned, result, exception)`.
 
-
-def _output(plan: CallPlan, result: object) -> object:
-    """What the stage returned as candidates: the `output_key` entry of a dict-shaped result
-    (the result itself when it lacks one: recorded with the stage's validation_error)."""
-    if plan.output_key is None or result is None:
-        return result
-    try:
-        found = read_field(result, plan.output_key)
-    except Exception as err:
-        report("stage.output_key", err)
-        return result
-    return result if found is None else found
-
-
-def wrap_stage(func: AnyFunc, spec: StageSpec, plan: CallPlan) -> AnyFunc:
-    if inspect.isasyncgenfunction(func):
-        return _wrap_async_gen(func, spec, plan)
-    if inspect.isgeneratorfunction(func):
-        return _wrap_gen(func, spec, plan)
+    The two bodies differ only by `await`, which no shared helper could hold without a
+    call more per call on the user's hot path."""
     if inspect.iscoroutinefunction(func):
-        return _wrap_async(func, spec, plan)
-    return _wrap_sync(func, spec, plan)
+        @functools.wraps(func)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            began = begin(args, kwargs)
+            if began is None:
+                return await func(*args, **kwargs)
+            try:
+                result = await func(*args, **kwargs)
+            except BaseException as exc:
+                finish(began, None, exc)
+                raise
+            finish(began, result, None)
+            return result
 
+        return async_wrapper
 
-def _wrap_sync(func: AnyFunc, spec: StageSpec, plan: CallPlan) -> AnyFunc:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        call = _begin(spec, plan, args, kwargs)
-        if call is None:
+        began = begin(args, kwargs)
+        if began is None:
             return func(*args, **kwargs)
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            end_stage(call, None, exc)
+            finish(began, None, exc)
             raise
-        end_stage(call, _output(plan, result), None)
+        finish(began, result, None)
         return result
 
     return wrapper
 
 
-def _wrap_async(func: AnyFunc, spec: StageSpec, plan: CallPlan) -> AnyFunc:
-    @functools.wraps(func)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        call = _begin(spec, plan, args, kwargs)
-        if call is None:
-            return await func(*args, **kwargs)
+def wrap_stage(func: AnyFunc, spec: StageSpec, plan: CallPlan) -> AnyFunc:
+    begin = _stage_begin(spec, plan)
+    if inspect.isasyncgenfunction(func):
+        return _wrap_async_gen(func, begin)
+    if inspect.isgeneratorfunction(func):
+        return _wrap_gen(func, begin)
+    return wrap_call(func, begin, _stage_finish(plan))
+
+
+def _stage_begin(spec: StageSpec, plan: CallPlan) -> Begin[StageCall]:
+    """Begins a call of the stage: its candidates (at `input_key`), the arguments it captures,
+    and the label of a run of its own (the pipeline class's, when called on its instance)."""
+
+    def begin(args: tuple[Any, ...], kwargs: dict[str, Any]) -> StageCall | None:
         try:
-            result = await func(*args, **kwargs)
-        except BaseException as exc:
-            end_stage(call, None, exc)
-            raise
-        end_stage(call, _output(plan, result), None)
-        return result
+            cands = plan.candidates.get(args, kwargs) if plan.candidates is not None else None
+            if plan.input_key is not None and cands is not None:
+                cands = read_field(cands, plan.input_key)
+            raw = plan.raw_inputs(args, kwargs)
+            info = pipeline_of(plan, args)
+            hint = None if info is None else str(info.label)
+        except Exception as err:
+            report("stage.arguments", err)
+            return None
+        return begin_stage(spec, hint, cands, raw)  # type: ignore[arg-type]
 
-    return wrapper
+    return begin
 
 
-def _wrap_gen(func: AnyFunc, spec: StageSpec, plan: CallPlan) -> AnyFunc:
+def _stage_finish(plan: CallPlan) -> Finish[StageCall]:
+    """`end_stage`, given the `output_key` entry of a dict-shaped result as the candidates
+    (the result itself when it lacks one: recorded with the stage's validation_error)."""
+    key = plan.output_key
+    if key is None:
+        return end_stage
+
+    def finish(call: StageCall, result: object, exc: BaseException | None) -> None:
+        if result is not None:
+            try:
+                found = read_field(result, key)
+            except Exception as err:
+                report("stage.output_key", err)
+            else:
+                result = result if found is None else found
+        end_stage(call, result, exc)
+
+    return finish
+
+
+def _wrap_gen(func: AnyFunc, begin: Begin[StageCall]) -> AnyFunc:
     """The stage is current only while the generator body runs; its output is what it yielded.
 
     A consumer that stops early (close(), break) records the items yielded so far as a
@@ -111,7 +143,7 @@ def _wrap_gen(func: AnyFunc, spec: StageSpec, plan: CallPlan) -> AnyFunc:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-        call = _begin(spec, plan, args, kwargs)
+        call = begin(args, kwargs)
         gen = func(*args, **kwargs)
         if call is None:
             return (yield from gen)
@@ -154,13 +186,13 @@ def _wrap_gen(func: AnyFunc, spec: StageSpec, plan: CallPlan) -> AnyFunc:
     return wrapper
 
 
-def _wrap_async_gen(func: AnyFunc, spec: StageSpec, plan: CallPlan) -> AnyFunc:
+def _wrap_async_gen(func: AnyFunc, begin: Begin[StageCall]) -> AnyFunc:
     """Like `_wrap_gen`; without `yield from`, the send/throw/close protocol is forwarded by hand,
     also when nothing is recorded (`call is None`), so the body sees exactly what it would."""
 
     @functools.wraps(func)
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-        call = _begin(spec, plan, args, kwargs)
+        call = begin(args, kwargs)
         agen = func(*args, **kwargs)
         if call is not None:
             call.leave()
