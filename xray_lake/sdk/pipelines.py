@@ -12,7 +12,7 @@ from xray_lake.errors import DecorationError
 from xray_lake.sdk import inventory
 from xray_lake.sdk.recording import RunState, begin_run, end_run
 from xray_lake.sdk.signature import check_plain, fail, plan_call
-from xray_lake.sdk.wrappers import PipelineInfo, pipeline_of, wrap_call
+from xray_lake.sdk.wrappers import PipelineInfo, wrap_call
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -44,7 +44,12 @@ def _wrap_run(func: Callable[..., Any], info: PipelineInfo | None) -> Callable[.
 
     def begin(args: tuple[Any, ...], kwargs: dict[str, Any]) -> RunState | None:
         try:
-            owner_info = info if info is not None else pipeline_of(plan, args)
+            # An entrypoint runs under its class's pipeline: the lookup of wrappers.pipeline_of,
+            # inlined to spare each run a call.
+            owner_info = info
+            if owner_info is None and plan.is_method and args:
+                owner = args[0] if isinstance(args[0], type) else type(args[0])
+                owner_info = getattr(owner, "__xray_pipeline__", None)
             label = owner_info.label if owner_info else func.__name__
             return begin_run(label, _run_id(owner_info, args, kwargs, params, defaults),
                              input=plan.raw_inputs(args, kwargs))
