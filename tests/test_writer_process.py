@@ -248,6 +248,23 @@ def test_exit_is_bounded_by_exit_timeout_when_the_lake_write_hangs(tmp_path: Pat
             os.kill(writer_pid, signal.SIGKILL)
 
 
+def test_a_caller_waiting_for_room_gets_it_without_waiting_for_the_writers_cadence(
+    tmp_path: Path,
+) -> None:
+    # Each stage's estimate (~2.4 MB) is over the application's hold (1 MiB) and its frame is
+    # under the writer process's own trigger (256 KiB), so the application holds one record at
+    # a time. At the cadence alone (120 s here), callers would wait out max_block_s and shed.
+    started = time.monotonic()
+    words = run_app(tmp_path, """
+        for i in range(6):
+            record("big", i, n=4000)
+        say("FLUSH", xr.flush(60), "DROPPED", sum(xr.stats()["dropped"].values()))
+    """, {"max_buffer_bytes": 8 << 20, "flush_interval_s": 120}, timeout=100)
+    assert after(words, "FLUSH") == "True" and after(words, "DROPPED") == "0"
+    assert counts(tmp_path / "lake") == whole(6, n=4000)
+    assert time.monotonic() - started < 60, "each record waited for the writer's cadence"
+
+
 def test_records_neither_lake_nor_spool_takes_make_flush_false_and_are_reported_at_the_end(
     tmp_path: Path,
 ) -> None:

@@ -127,8 +127,8 @@ def _write_out(writer: Any, step: float) -> None:
 def _serve(writer: Any, channel: _Channel) -> None:
     """Take messages until the end of stdin. The application keeps each batch until it is
     acknowledged, within its share of max_buffer_bytes (`client_hold`): once a quarter of
-    that is waiting here, the writer writes at once instead of at its cadence
-    (flush_interval_s, flush_at)."""
+    that is waiting here, or when the application asks because a recording call waits for
+    room, the writer writes at once instead of at its cadence (flush_interval_s, flush_at)."""
     from xray_lake.writer import wire
     from xray_lake.writer.remote import client_hold
 
@@ -158,6 +158,8 @@ def _serve(writer: Any, channel: _Channel) -> None:
             writer.mark(lambda last=last, size=size: acknowledge(last, size))
             if behind:
                 writer.hurry()
+        elif kind == "hurry":  # the application waits for room
+            writer.hurry()
         elif kind == "shed":
             _, reason, run_id, n = message
             writer.shed_run(reason, run_id, n)

@@ -52,6 +52,7 @@ class Outbox:
         self.in_flight = 0  # batches taken from the outbox and not yet in the pipe
         self.closed = False
         self.failed = False  # something was shed since the last flush
+        self.hurry_queued = False  # a ("hurry",) request waits in `items`
         self.dropped: Counter[str] = Counter()
         self.waits = Counters()  # blocked_calls / blocked_s of recording calls here
         self._warned: set[str] = set()
@@ -68,7 +69,7 @@ class Outbox:
 
         reason = wait_for_room(self.room, self.settings, self.waits, fits=fits,
                                refuse=lambda: "closed" if self.closed else None,
-                               own_thread=own_thread)
+                               own_thread=own_thread, nudge=self._ask_hurry)
         if reason is not None:
             self.shed(reason, event, n)
             return False
@@ -88,6 +89,14 @@ class Outbox:
             self._warned.add(reason)
             logger.warning("xray-lake: shedding records (%s); counted in xr.stats()['dropped'], "
                            "their runs are written with status 'incomplete'", reason)
+
+    def _ask_hurry(self) -> None:
+        """(lock held) A caller waits for room: ask the writer process to write now. Its own
+        trigger counts frame bytes, and a record's frame can be far smaller than the estimate
+        it waits with; at its cadence alone, such records would go one per flush_interval_s."""
+        if not self.hurry_queued:
+            self.hurry_queued = True
+            self.request(("hurry",))
 
     def request(self, message: tuple[Any, ...]) -> None:
         """(lock held) Queue a control message, in order with the records."""
@@ -113,6 +122,8 @@ class Outbox:
         first = self.items.popleft()
         batch = [first]
         if isinstance(first[0], Control):
+            if first[0].message[0] == "hurry":
+                self.hurry_queued = False
             return batch
         size = first[1]
         while (self.items and size < BATCH_BYTES and len(batch) < BATCH_RECORDS
