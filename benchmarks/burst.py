@@ -222,7 +222,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--candidates", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help=f"comma-separated, of {', '.join(MODES)}")
     parser.add_argument("--load", action="store_true", help="a CPU-bound process runs beside")
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -232,6 +233,9 @@ def main() -> None:
         child(args.child, args.root, args.runs, args.candidates)
         return
     modes = args.modes.split(",")
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown:
+        parser.error(f"unknown mode(s) {', '.join(unknown)}: choose from {', '.join(MODES)}")
     burner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.load else None
     results: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
     try:

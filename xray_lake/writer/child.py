@@ -130,9 +130,9 @@ def _serve(writer: Any, channel: _Channel) -> None:
     that is waiting here, or when the application asks because a recording call waits for
     room, the writer writes at once instead of at its cadence (flush_interval_s, flush_at)."""
     from xray_lake.writer import wire
-    from xray_lake.writer.remote import client_hold
+    from xray_lake.writer.outbox import client_hold, hurry_at
 
-    hurry_at = client_hold(writer.settings) // 4
+    behind_at = hurry_at(client_hold(writer.settings))
     waiting = [0]  # frame bytes received and not yet acknowledged
     lock = threading.Lock()  # this thread adds to it, the writer's worker takes from it
 
@@ -154,7 +154,7 @@ def _serve(writer: Any, channel: _Channel) -> None:
             del message
             with lock:
                 waiting[0] += size
-                behind = waiting[0] >= hurry_at
+                behind = waiting[0] >= behind_at
             writer.mark(lambda last=last, size=size: acknowledge(last, size))
             if behind:
                 writer.hurry()

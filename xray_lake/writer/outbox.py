@@ -25,6 +25,20 @@ BATCH_BYTES = 1 << 20  # estimated record bytes per frame
 BATCH_RECORDS = 512
 
 
+def client_hold(settings: Settings) -> int:
+    """What the application keeps (queued records, batches not yet acknowledged): an eighth
+    of max_buffer_bytes (32 MiB by default); the writer process has its own bound for what
+    it holds. A quarter measured the same burst throughput with 70 MB more application RSS
+    (benchmarks/results/2026-12-08-writer-process.md)."""
+    return settings.max_buffer_bytes // 8
+
+
+def hurry_at(hold: int) -> int:
+    """Unacknowledged frame bytes at which the writer process writes at once, without waiting
+    for its cadence: a quarter of the application's hold."""
+    return hold // 4
+
+
 class Control:
     """A message that travels in order with the records: ("flush", n) or ("shed", ...)."""
 
@@ -47,6 +61,7 @@ class Outbox:
         self.items: deque[tuple[object, int]] = deque()  # (record or Control, estimate)
         self.unacked: deque[tuple[int, int, bytes]] = deque()  # (last seq, records, frame)
         self.held = 0
+        self.unacked_bytes = 0  # of the frames in `unacked`
         self.peak = 0
         self.seq = 0  # of the last frame of records
         self.in_flight = 0  # batches taken from the outbox and not yet in the pipe
@@ -91,10 +106,11 @@ class Outbox:
                            "their runs are written with status 'incomplete'", reason)
 
     def _ask_hurry(self) -> None:
-        """(lock held) A caller waits for room: ask the writer process to write now. Its own
-        trigger counts frame bytes, and a record's frame can be far smaller than the estimate
-        it waits with; at its cadence alone, such records would go one per flush_interval_s."""
-        if not self.hurry_queued:
+        """(lock held) A caller waits for room: ask the writer process to write now, unless
+        the frames it has not acknowledged already make it (`hurry_at`). A frame can be far
+        smaller than the estimate a record waits with: at the writer's cadence alone, a small
+        leftover frame would hold the next large record for up to flush_interval_s."""
+        if not self.hurry_queued and self.unacked_bytes < hurry_at(self.hold):
             self.hurry_queued = True
             self.request(("hurry",))
 
@@ -146,6 +162,7 @@ class Outbox:
                 self.seq += 1
                 self.unacked.append((self.seq, records, frame))
                 self.held += len(frame)
+                self.unacked_bytes += len(frame)
             self.held -= estimate
             self.room.notify_all()
 
@@ -162,6 +179,7 @@ class Outbox:
         """(lock held) The frames not yet acknowledged, no longer kept for a resend."""
         frames = self.frames()
         self.unacked.clear()
+        self.unacked_bytes = 0
         return frames
 
     def empty(self) -> list[object]:
@@ -178,5 +196,7 @@ class Outbox:
     def acknowledge(self, seq: int) -> None:
         """(lock held) Frames up to `seq` are durable: their bytes are no longer held."""
         while self.unacked and self.unacked[0][0] <= seq:
-            self.held -= len(self.unacked.popleft()[2])
+            size = len(self.unacked.popleft()[2])
+            self.held -= size
+            self.unacked_bytes -= size
         self.room.notify_all()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from xray_lake.config import Settings
 from xray_lake.records.events import RunEvent, StageEvent
 from xray_lake.writer.counts import add_counts, empty_stats
-from xray_lake.writer.outbox import Outbox
+from xray_lake.writer.outbox import Outbox, client_hold
 from xray_lake.writer.sender import Sender
 
 if TYPE_CHECKING:
@@ -172,14 +172,6 @@ class RemoteWriter:
             if self._local is None:
                 self._local = self._make_local()
             return self._local
-
-
-def client_hold(settings: Settings) -> int:
-    """What the application keeps (queued records, batches not yet acknowledged): an eighth
-    of max_buffer_bytes (32 MiB by default); the writer process has its own bound for what
-    it holds. A quarter measured the same burst throughput with 70 MB more application RSS
-    (benchmarks/results/2026-12-08-writer-process.md)."""
-    return settings.max_buffer_bytes // 8
 
 
 def _left(deadline: float | None) -> float | None:
