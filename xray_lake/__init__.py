@@ -22,16 +22,15 @@ if TYPE_CHECKING:  # everything else loads on first use: `xray-lake --version` n
     from xray_lake.records.results import Filtered, Generated, Scored
     from xray_lake.sdk.context import Run, Stage, run, stage
     from xray_lake.sdk.decorators import (
-        entrypoint,
         filtering_stage,
         generation_stage,
-        pipeline,
         ranking_stage,
         raw_stage,
         retrieval_stage,
         scoring_stage,
     )
     from xray_lake.sdk.markers import Candidates, RawInput
+    from xray_lake.sdk.pipelines import entrypoint, pipeline
     from xray_lake.sdk.plugins import metric, register_metric, register_stage_type
     from xray_lake.storage.compaction.api import compact
 
@@ -42,10 +41,10 @@ _LAZY = {
     "Field": "xray_lake.records.promoted",
     **dict.fromkeys(("Filtered", "Generated", "Scored"), "xray_lake.records.results"),
     **dict.fromkeys(("Run", "Stage", "run", "stage"), "xray_lake.sdk.context"),
-    **dict.fromkeys(("entrypoint", "filtering_stage", "generation_stage", "pipeline",
-                     "ranking_stage", "raw_stage", "retrieval_stage", "scoring_stage"),
-                    "xray_lake.sdk.decorators"),
+    **dict.fromkeys(("filtering_stage", "generation_stage", "ranking_stage", "raw_stage",
+                     "retrieval_stage", "scoring_stage"), "xray_lake.sdk.decorators"),
     **dict.fromkeys(("Candidates", "RawInput"), "xray_lake.sdk.markers"),
+    **dict.fromkeys(("entrypoint", "pipeline"), "xray_lake.sdk.pipelines"),
     **dict.fromkeys(("metric", "register_metric", "register_stage_type"),
                     "xray_lake.sdk.plugins"),
     "compact": "xray_lake.storage.compaction.api",

@@ -18,7 +18,7 @@ from operator import attrgetter
 
 import orjson
 
-from xray_lake.records.encode import jsonable
+from xray_lake.records.convert import jsonable
 from xray_lake.records.results import Filtered, Generated, Scored
 
 SENTINEL = "\x00xray-lake\x01"

@@ -2,7 +2,7 @@
 
 The list-stage decorators also bound the return type (see records/results.py): a type checker
 rejects a function that returns no sequence, or another stage type's result helper.
-`pipeline` and `entrypoint` live in sdk/pipelines.py and are importable from here too.
+`pipeline` and `entrypoint` are in sdk/pipelines.py.
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ from xray_lake.records.options import Caps, Sample, mapping_problems, resolve
 from xray_lake.records.promoted import Field, resolve_fields
 from xray_lake.records.results import FilteringResult, GenerationResult, ScoringResult
 from xray_lake.sdk import inventory
-from xray_lake.sdk.pipelines import entrypoint, pipeline
 from xray_lake.sdk.signature import check_plain, fail, plan_call
 from xray_lake.sdk.wrappers import wrap_stage
 
 __all__ = ["Decorator", "Fields", "FilteringDecorator", "GenerationDecorator", "ScoringDecorator",
-           "decorate_stage", "entrypoint", "filtering_stage", "generation_stage", "pipeline",
-           "ranking_stage", "raw_stage", "retrieval_stage", "scoring_stage"]
+           "decorate_stage", "filtering_stage", "generation_stage", "ranking_stage", "raw_stage",
+           "retrieval_stage", "scoring_stage"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
