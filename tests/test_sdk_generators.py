@@ -17,20 +17,43 @@ class Stop(Exception):
     pass
 
 
+@pytest.fixture(params=[True, False])
+def enabled(request: pytest.FixtureRequest, captured: Recorded) -> bool:
+    """Each test that takes it runs twice: recording, and with recording off."""
+    xr.configure(enabled=request.param)  # after `captured` has configured its lake
+    return bool(request.param)
+
+
+def _echo(log: list[object]) -> Generator[dict[str, object], object, None]:
+    """Yields back what it is sent, logs it, survives a thrown Stop and logs its own end."""
+    try:
+        value = yield {"id": 0}
+        while True:
+            try:
+                log.append(value)
+                value = yield {"id": value}
+            except Stop as exc:
+                log.append(f"caught {exc}")
+                value = yield {"id": "after-throw"}
+    finally:
+        log.append("finally")
+
+
 def _async_echo(log: list[object]) -> Callable[[], AsyncGenerator[dict[str, object], object]]:
     @xr.generation_stage("aecho")
     async def aecho() -> AsyncGenerator[dict[str, object], object]:
+        # _echo driven by hand (an async generator has no `yield from`): each value sent or
+        # exception thrown in goes on to it, and closing this closes it
+        steps = _echo(log)
+        sent: object = None
         try:
-            value = yield {"id": 0}
             while True:
                 try:
-                    log.append(value)
-                    value = yield {"id": value}
+                    sent = yield steps.send(sent)
                 except Stop as exc:
-                    log.append(f"caught {exc}")
-                    value = yield {"id": "after-throw"}
+                    sent = yield steps.throw(exc)
         finally:
-            log.append("finally")
+            steps.close()
 
     return aecho
 
@@ -38,38 +61,13 @@ def _async_echo(log: list[object]) -> Callable[[], AsyncGenerator[dict[str, obje
 def _sync_echo(log: list[object]) -> Callable[[], Generator[dict[str, object], object, None]]:
     @xr.generation_stage("echo")
     def echo() -> Generator[dict[str, object], object, None]:
-        try:
-            value = yield {"id": 0}
-            while True:
-                try:
-                    log.append(value)
-                    value = yield {"id": value}
-                except Stop as exc:
-                    log.append(f"caught {exc}")
-                    value = yield {"id": "after-throw"}
-        finally:
-            log.append("finally")
+        yield from _echo(log)
 
     return echo
 
 
-@pytest.mark.parametrize("enabled", [True, False])
-def test_async_generator_stage_forwards_asend_athrow_and_aclose(
-    enabled: bool, captured: Recorded
-) -> None:
-    xr.configure(enabled=enabled)
-    log: list[object] = []
-    aecho = _async_echo(log)
-
-    async def main() -> list[object]:
-        agen = aecho()
-        got = [await agen.asend(None), await agen.asend(1), await agen.athrow(Stop("x")),
-               await agen.asend(2)]
-        await agen.aclose()
-        log.append("closed")
-        return got
-
-    got = asyncio.run(main())
+def _assert_echoed(got: list[dict[str, object]], log: list[object], enabled: bool,
+                   captured: Recorded) -> None:
     assert got == [{"id": 0}, {"id": 1}, {"id": "after-throw"}, {"id": 2}]
     assert log == [1, "caught x", 2, "finally", "closed"]
     if enabled:
@@ -77,9 +75,24 @@ def test_async_generator_stage_forwards_asend_athrow_and_aclose(
             {"status": "success", "n_out": 4}]
 
 
-@pytest.mark.parametrize("enabled", [True, False])
+def test_async_generator_stage_forwards_asend_athrow_and_aclose(
+    enabled: bool, captured: Recorded
+) -> None:
+    log: list[object] = []
+    aecho = _async_echo(log)
+
+    async def main() -> list[dict[str, object]]:
+        agen = aecho()
+        got = [await agen.asend(None), await agen.asend(1), await agen.athrow(Stop("x")),
+               await agen.asend(2)]
+        await agen.aclose()
+        log.append("closed")
+        return got
+
+    _assert_echoed(asyncio.run(main()), log, enabled, captured)
+
+
 def test_generator_stage_forwards_send_throw_and_close(enabled: bool, captured: Recorded) -> None:
-    xr.configure(enabled=enabled)
     log: list[object] = []
     echo = _sync_echo(log)
 
@@ -88,18 +101,12 @@ def test_generator_stage_forwards_send_throw_and_close(enabled: bool, captured: 
     gen.close()
     log.append("closed")
 
-    assert got == [{"id": 0}, {"id": 1}, {"id": "after-throw"}, {"id": 2}]
-    assert log == [1, "caught x", 2, "finally", "closed"]
-    if enabled:
-        assert captured().sql("select status, n_out from stages").to_dicts() == [
-            {"status": "success", "n_out": 4}]
+    _assert_echoed(got, log, enabled, captured)
 
 
-@pytest.mark.parametrize("enabled", [True, False])
 def test_async_generator_stage_broken_off_by_the_consumer_runs_its_cleanup_at_once(
     enabled: bool, captured: Recorded
 ) -> None:
-    xr.configure(enabled=enabled)
     log: list[object] = []
 
     @xr.retrieval_stage("aitems")
