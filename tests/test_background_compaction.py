@@ -16,7 +16,7 @@ import pytest
 
 import xray_lake as xr
 import xray_lake.config
-from tests.test_compact import OLD, Published, count, counts, data_files, leftovers
+from tests.test_compact import OLD, Published, Readers, count, counts, data_files, leftovers
 from xray_lake.config import get_settings
 from xray_lake.sdk import recording
 from xray_lake.storage.compaction.background import SMALL_MIN_FILES, BackgroundCompactor
@@ -90,8 +90,7 @@ def test_readers_never_see_a_row_twice_while_background_compaction_runs(
     published = Published(isolated_lake)
     published.fill(files=10)
     stop = threading.Event()
-    problems: list[str] = []
-    queries = Counter[str]()
+    readers = Readers(published, stop)
 
     def publisher() -> None:
         rng = random.Random(1)
@@ -100,35 +99,16 @@ def test_readers_never_see_a_row_twice_while_background_compaction_runs(
                 published.add(table, rng.choice("ab"), rng.choice(OLD), files=3)
             stop.wait(0.2)
 
-    def reader(fresh: bool) -> None:
-        kind = "fresh" if fresh else "long-lived"
-        long_lived = xr.Lake(isolated_lake)
-        try:
-            while not stop.is_set():
-                lake = xr.Lake(isolated_lake) if fresh else long_lived
-                for table in ("candidates", "runs"):
-                    low = published.done[table]
-                    rows, distinct = count(lake, table)
-                    high = published.started[table]
-                    queries[kind] += 1
-                    if rows != distinct or not low <= rows <= high:
-                        problems.append(f"{kind}: {rows} {table} rows, {distinct} distinct; "
-                                        f"{low} to {high} published")
-                if fresh:
-                    lake.close()
-        except Exception as exc:  # reported by the assertion below
-            problems.append(f"{kind}: {exc!r}")
-
     compactor = background(isolated_lake, interval_s=0.02)
-    threads = [threading.Thread(target=publisher), threading.Thread(target=reader, args=(True,)),
-               threading.Thread(target=reader, args=(False,))]
+    threads = [threading.Thread(target=publisher), *readers.threads()]
     compactor.start()
     for thread in threads:
         thread.start()
     # Enough interleavings to matter, however loaded the machine (the compactor's thread runs
     # at the lowest priority): 10 merges and 20 queries of each reader kind, bounded in time.
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not problems and (
+    queries = readers.queries
+    while time.monotonic() < deadline and not readers.problems and (
             compactor.stats()["merges"] < 10 or min(queries["fresh"], queries["long-lived"]) < 20):
         time.sleep(0.2)
     stop.set()
@@ -136,7 +116,7 @@ def test_readers_never_see_a_row_twice_while_background_compaction_runs(
         thread.join(30)
     compactor.stop(timeout=30)
     assert not compactor.running
-    assert problems == []
+    assert readers.problems == []
     stats = compactor.stats()
     assert stats["merges"] >= 10 and stats["failures"] == 0 and stats["errors"] == 0, stats
     assert counts(xr.Lake(isolated_lake)) == (published.done["candidates"],) * 2 + (

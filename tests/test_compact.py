@@ -82,6 +82,41 @@ class Published:
                     self.add(table, label, date, files)
 
 
+class Readers:
+    """Two reader threads while files are published and merged, one opening a fresh Lake per
+    round, one long-lived. Each query's counts must lie between the rows certainly published
+    before it and the rows possibly published by its end, with no id counted twice; what does
+    not goes to `problems`, for the test to assert on."""
+
+    def __init__(self, published: Published, stop: threading.Event) -> None:
+        self.published, self.stop = published, stop
+        self.problems: list[str] = []
+        self.queries = Counter[str]()  # by kind: "fresh", "long-lived"
+
+    def threads(self) -> list[threading.Thread]:
+        return [threading.Thread(target=self.read, args=(fresh,)) for fresh in (True, False)]
+
+    def read(self, fresh: bool) -> None:
+        kind = "fresh" if fresh else "long-lived"
+        root = self.published.root
+        long_lived = xr.Lake(root)
+        try:
+            while not self.stop.is_set():
+                lake = xr.Lake(root) if fresh else long_lived
+                for table in ("candidates", "runs"):
+                    low = self.published.done[table]
+                    rows, distinct = count(lake, table)
+                    high = self.published.started[table]
+                    self.queries[kind] += 1
+                    if rows != distinct or not low <= rows <= high:
+                        self.problems.append(f"{kind}: {rows} {table} rows, {distinct} distinct; "
+                                             f"{low} to {high} published")
+                if fresh:
+                    lake.close()
+        except Exception as exc:  # reported by the test's assertion on problems
+            self.problems.append(f"{kind}: {exc!r}")
+
+
 def count(lake: xr.Lake, table: str) -> tuple[int, int]:
     """(rows, distinct ids) of a table, from one scan."""
     row = lake.sql(f"select count(*), count(distinct {ID_OF[table]}) from {table}").row(0)
@@ -294,9 +329,8 @@ def test_readers_never_see_a_row_twice_or_miss_one_while_compaction_runs(
     published = Published(isolated_lake)
     published.fill(files=10)
     stop = threading.Event()
-    problems: list[str] = []
+    readers = Readers(published, stop)
     merges: list[int] = []
-    queries = Counter[str]()
 
     def compactor() -> None:
         rng = random.Random(1)
@@ -307,41 +341,22 @@ def test_readers_never_see_a_row_twice_or_miss_one_while_compaction_runs(
                 merges.append(len(xr.compact(isolated_lake, before=BEFORE).partitions))
                 stop.wait(0.1)
         except Exception as exc:  # reported by the assertion below
-            problems.append(f"compactor: {exc!r}")
+            readers.problems.append(f"compactor: {exc!r}")
 
-    def reader(fresh: bool) -> None:
-        kind = "fresh" if fresh else "long-lived"
-        long_lived = xr.Lake(isolated_lake)
-        try:
-            while not stop.is_set():
-                lake = xr.Lake(isolated_lake) if fresh else long_lived
-                for table in ("candidates", "runs"):
-                    low = published.done[table]
-                    rows, distinct = count(lake, table)
-                    high = published.started[table]
-                    queries[kind] += 1
-                    if rows != distinct or not low <= rows <= high:
-                        problems.append(f"{kind}: {rows} {table} rows, {distinct} distinct; "
-                                        f"{low} to {high} published")
-                if fresh:
-                    lake.close()
-        except Exception as exc:
-            problems.append(f"{kind}: {exc!r}")
-
-    threads = [threading.Thread(target=compactor), threading.Thread(target=reader, args=(True,)),
-               threading.Thread(target=reader, args=(False,))]
+    threads = [threading.Thread(target=compactor), *readers.threads()]
     for thread in threads:
         thread.start()
     # Enough interleavings to matter, however loaded the machine: at least 20 merges and 20
     # queries of each reader kind (about 4 s when idle), bounded so that a hang still fails.
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not problems and (
+    queries = readers.queries
+    while time.monotonic() < deadline and not readers.problems and (
             sum(merges) < 20 or min(queries["fresh"], queries["long-lived"]) < 20):
         time.sleep(0.2)
     stop.set()
     for thread in threads:
         thread.join(30)
-    assert problems == []
+    assert readers.problems == []
     assert sum(merges) >= 20 and min(queries["fresh"], queries["long-lived"]) >= 20, (
         merges, queries)
     assert counts(xr.Lake(isolated_lake)) == (published.done["candidates"],) * 2 + (
