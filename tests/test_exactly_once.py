@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 import xray_lake as xr
 from tests.s3_server import BUCKET, S3Server
-from tests.test_replay import cli, counts, expected, record, spool_while_unwritable
+from tests.test_replay import cli, counts, expected, record, spooled
 from tests.test_s3 import counts as s3_counts
 from tests.test_s3 import expected as s3_expected
 from tests.test_s3 import record as s3_record
@@ -42,18 +42,30 @@ KILLED_REPLAY = textwrap.dedent("""
 """)
 
 
+def run_killed(script: str, spool: Path, env: dict[str, str] | None = None) -> None:
+    """Run a replay `script` over `spool`; it must end killed by its own SIGKILL."""
+    killed = subprocess.run([sys.executable, "-c", script, str(spool)], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr
+
+
+def replay_the_rest(spool: Path, folder: str, total: int) -> None:
+    """`xray-lake replay` after a killed replay that had copied two of the `total` spooled
+    files (the second still in the spool too): it replays the other ones, emptying the spool."""
+    result = CliRunner().invoke(cli(), ["replay", "--spool", str(spool)])
+    assert result.exit_code == 0, result.output
+    assert f"replayed {total - 2} files" in result.output
+    assert pending(folder) == []
+
+
 @pytest.mark.slow
 def test_replay_killed_after_its_copy_then_compact_then_replay_never_doubles(
         tmp_path: Path) -> None:
-    lake, spool = tmp_path / "lake", tmp_path / "spool"
-    spool_while_unwritable(lake, spool, 6, "p", flush_each=True)
-    folder = spool_root(str(spool), str(lake))
+    lake, spool, folder = spooled(tmp_path, 6)
     total = len(pending(folder))
     assert total == 18
 
-    killed = subprocess.run([sys.executable, "-c", KILLED_REPLAY, str(spool)],
-                            capture_output=True, text=True, timeout=120)
-    assert killed.returncode == -9, killed.stderr
+    run_killed(KILLED_REPLAY, spool)
     in_lake = sorted(lake.glob("candidates/*/*/*.parquet"))
     assert len(in_lake) == 2
     assert len(pending(folder)) == total - 1  # the second copy is in the lake AND the spool
@@ -65,22 +77,15 @@ def test_replay_killed_after_its_copy_then_compact_then_replay_never_doubles(
     partition = in_lake[0].parent.relative_to(lake).as_posix()
     assert merged_names(str(lake), partition) == {p.name for p in in_lake}
 
-    result = CliRunner().invoke(cli(), ["replay", "--spool", str(spool)])
-    assert result.exit_code == 0, result.output
-    assert f"replayed {total - 2} files" in result.output
-    assert pending(folder) == []
+    replay_the_rest(spool, folder, total)
     assert counts(lake) == expected(6)  # 360 candidate rows, all distinct: none came back
 
 
 @pytest.mark.slow
 def test_the_writers_own_spool_drain_after_a_killed_replay_and_compact_never_doubles(
         tmp_path: Path) -> None:
-    lake, spool = tmp_path / "lake", tmp_path / "spool"
-    spool_while_unwritable(lake, spool, 6, "p", flush_each=True)
-    folder = spool_root(str(spool), str(lake))
-    killed = subprocess.run([sys.executable, "-c", KILLED_REPLAY, str(spool)],
-                            capture_output=True, text=True, timeout=120)
-    assert killed.returncode == -9, killed.stderr
+    lake, spool, folder = spooled(tmp_path, 6)
+    run_killed(KILLED_REPLAY, spool)
     report = xr.compact(str(lake), before="2999-01-01")
     assert report.errors == () and report.files_in == 2 and report.files_out == 1
 
@@ -105,9 +110,7 @@ REPLAYER = textwrap.dedent("""
 @pytest.mark.slow
 def test_concurrent_replays_report_files_that_add_up_to_the_files_there_were(
         tmp_path: Path) -> None:
-    lake, spool = tmp_path / "lake", tmp_path / "spool"
-    spool_while_unwritable(lake, spool, 30, "p", flush_each=True)
-    folder = spool_root(str(spool), str(lake))
+    lake, _, folder = spooled(tmp_path, 30)
     total = len(pending(folder))
     go = tmp_path / "go"
     procs = [subprocess.Popen([sys.executable, "-c", REPLAYER, folder, str(lake), str(go)],
@@ -166,10 +169,7 @@ def test_on_s3_a_killed_replay_then_compact_then_replay_never_doubles(
     total = len(pending(folder))
     assert total == 9
 
-    killed = subprocess.run([sys.executable, "-c", KILLED_REMOTE_REPLAY, str(spool)],
-                            env={**os.environ, **s3.env}, capture_output=True, text=True,
-                            timeout=120)
-    assert killed.returncode == -9, killed.stderr
+    run_killed(KILLED_REMOTE_REPLAY, spool, env={**os.environ, **s3.env})
     in_lake = sorted(e.rel for e in open_store(root).walk("candidates"))
     assert len(in_lake) == 2 and len(pending(folder)) == total - 1  # one is in both
 
@@ -178,9 +178,6 @@ def test_on_s3_a_killed_replay_then_compact_then_replay_never_doubles(
     partition = in_lake[0].rpartition("/")[0]
     assert merged_names(root, partition) == {rel.rpartition("/")[2] for rel in in_lake}
 
-    result = CliRunner().invoke(cli(), ["replay", "--spool", str(spool)])
-    assert result.exit_code == 0, result.output
-    assert f"replayed {total - 2} files" in result.output
-    assert pending(folder) == []
+    replay_the_rest(spool, folder, total)
     with xr.Lake(root) as lake:
         assert s3_counts(lake) == s3_expected(6)  # no candidate row came back twice

@@ -33,6 +33,35 @@ def products(n: int = N) -> list[dict[str, Any]]:
              "tags": ["sale", "new"]} for i in range(n)]
 
 
+Stats = dict[str, Any]
+
+
+def burst(bound: int, **settings: Any) -> tuple[Stats, Stats, int, bool]:
+    """About ten times `bound` of candidate JSON recorded back to back, once the writer runs:
+    the stats before and after, how many stage calls that was, and what the flush after said."""
+    xr.configure(max_buffer_bytes=bound, drain_interval_s=0.05, **settings)
+    items = products()
+    keep_cheap(items)  # starts the writer
+    assert xr.flush(30)
+    before = xr.stats()
+    calls = 10 * bound // 200_000 + 1  # ~10x the bound of candidate JSON, back to back
+    for _ in range(calls):
+        assert keep_cheap(items) == [x for x in items if x["price"] < 50]  # never changed
+    flushed = xr.flush(60)
+    return before, xr.stats(), calls, flushed
+
+
+def recorded(before: Stats, after: Stats) -> int:
+    """Records (runs, stages, candidates) recorded between the two stats."""
+    return sum(after[k] - before[k]
+               for k in ("runs_recorded", "stages_recorded", "candidates_recorded"))
+
+
+def written(before: Stats, after: Stats) -> int:
+    """Candidate rows written between the two stats."""
+    return int(after["rows_written"]["candidates"] - before["rows_written"]["candidates"])
+
+
 @pytest.fixture
 def violations(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Checks, after every admission and every encoded record, that queued + buffered bytes
@@ -89,42 +118,22 @@ def test_by_default_a_burst_of_ten_times_the_bound_waits_for_room_and_loses_noth
     violations: list[str],
 ) -> None:
     bound = 2 * MIB
-    xr.configure(max_buffer_bytes=bound, drain_interval_s=0.05)
-    items = products()
-    keep_cheap(items)  # starts the writer
-    assert xr.flush(30)
-    before = xr.stats()
-    calls = 10 * bound // 200_000 + 1  # ~10x the bound of candidate JSON, back to back
-    for _ in range(calls):
-        assert keep_cheap(items) == [x for x in items if x["price"] < 50]  # never changed
-    assert xr.flush(60)
-    after = xr.stats()
+    before, after, calls, flushed = burst(bound)
+    assert flushed
 
     assert violations == []
     assert after["dropped_total"] == 0
     assert 0 < after["peak_buffered_bytes"] <= after["buffer_limit_bytes"] < bound
     assert after["blocked_calls"] > before["blocked_calls"]  # the producer did wait
-    recorded = sum(after[k] - before[k]
-                   for k in ("runs_recorded", "stages_recorded", "candidates_recorded"))
-    assert recorded == calls * (2 + N)
-    written = after["rows_written"]["candidates"] - before["rows_written"]["candidates"]
-    assert written == calls * N
+    assert recorded(before, after) == calls * (2 + N)
+    assert written(before, after) == calls * N
 
 
 def test_under_the_drop_policy_a_burst_of_ten_times_the_bound_is_dropped_and_counted(
     violations: list[str],
 ) -> None:
     bound = 2 * MIB
-    xr.configure(max_buffer_bytes=bound, drain_interval_s=0.05, on_full="drop")
-    items = products()
-    keep_cheap(items)  # starts the writer
-    assert xr.flush(30)
-    before = xr.stats()
-    calls = 10 * bound // 200_000 + 1  # ~10x the bound of candidate JSON, back to back
-    for _ in range(calls):
-        assert keep_cheap(items) == [x for x in items if x["price"] < 50]  # never changed
-    xr.flush(60)  # False: records were dropped since the last flush
-    after = xr.stats()
+    before, after, calls, _ = burst(bound, on_full="drop")  # flush: False, records were dropped
 
     assert violations == []
     assert 0 < after["peak_buffered_bytes"] <= after["buffer_limit_bytes"] < bound
@@ -132,13 +141,10 @@ def test_under_the_drop_policy_a_burst_of_ten_times_the_bound_is_dropped_and_cou
     assert after["buffered_bytes"] == 0 and after["buffered_records"] == 0
     # every record offered is recorded or dropped, exactly once: per call one run, one stage
     # and N candidates (a survivors-only filter records each input)
-    recorded = sum(after[k] - before[k]
-                   for k in ("runs_recorded", "stages_recorded", "candidates_recorded"))
     dropped = after["dropped_total"] - before["dropped_total"]
-    assert recorded + dropped == calls * (2 + N)
-    assert recorded > 0
-    written = after["rows_written"]["candidates"] - before["rows_written"]["candidates"]
-    assert written == after["candidates_recorded"] - before["candidates_recorded"]
+    assert recorded(before, after) + dropped == calls * (2 + N)
+    assert recorded(before, after) > 0
+    assert written(before, after) == after["candidates_recorded"] - before["candidates_recorded"]
 
 
 @pytest.mark.parametrize(("policy", "reason"), [("drop", "buffer_full"),

@@ -61,6 +61,14 @@ def spool_while_unwritable(lake: Path, spool: Path, runs: int, label: str,
     assert not list(lake.rglob("*.parquet"))
 
 
+def spooled(tmp_path: Path, runs: int) -> tuple[Path, Path, str]:
+    """`runs` runs of label p, flushed one by one, spooled because tmp_path/lake refused them:
+    the lake, the spool, and the spool's folder for that lake."""
+    lake, spool = tmp_path / "lake", tmp_path / "spool"
+    spool_while_unwritable(lake, spool, runs, "p", flush_each=True)
+    return lake, spool, spool_root(str(spool), str(lake))
+
+
 def counts(root: Path) -> dict[str, tuple[int, int]]:
     """(rows, distinct keys) per table: equal when no row is doubled."""
     keys = {"runs": "run_id", "stages": "run_id, stage_id",
@@ -168,10 +176,8 @@ def start_replayer() -> Iterator[Callable[[Path, Path, Event], BaseProcess]]:
 def test_replay_killed_halfway_and_run_again_neither_loses_nor_doubles_a_row(
     tmp_path: Path, start_replayer: Callable[[Path, Path, Event], BaseProcess]
 ) -> None:
-    lake, spool = tmp_path / "lake", tmp_path / "spool"
     runs = 40
-    spool_while_unwritable(lake, spool, runs, "p", flush_each=True)
-    folder = spool_root(str(spool), str(lake))
+    lake, spool, folder = spooled(tmp_path, runs)
     total = len(pending(folder))
     assert total == 3 * runs
     rng = random.Random()
@@ -205,10 +211,8 @@ def test_replay_killed_halfway_and_run_again_neither_loses_nor_doubles_a_row(
 def test_replays_at_once_never_double_or_break_a_file_even_when_one_is_killed(
     tmp_path: Path, start_replayer: Callable[[Path, Path, Event], BaseProcess]
 ) -> None:
-    lake, spool = tmp_path / "lake", tmp_path / "spool"
     runs = 30
-    spool_while_unwritable(lake, spool, runs, "p", flush_each=True)
-    folder = spool_root(str(spool), str(lake))
+    lake, spool, folder = spooled(tmp_path, runs)
     go = forkserver().Event()
     replayers = [start_replayer(spool, lake, go) for _ in range(3)]
     go.set()  # they start together
