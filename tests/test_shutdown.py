@@ -17,11 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from tests._faults import HANG_FIRST_WRITE
+
 EXIT_TIMEOUT_S = 1.0
 MARGIN_S = 3.0  # interpreter start-up is measured separately; this covers teardown on a busy box
 
-CHILD = textwrap.dedent("""
-    import atexit, datetime, os, sys, time
+CHILD = HANG_FIRST_WRITE + textwrap.dedent("""
+    import atexit, sys, time
 
     def report():  # registered before xray_lake's own handler, so it runs after it
         from xray_lake.writer import process
@@ -31,21 +33,12 @@ CHILD = textwrap.dedent("""
     atexit.register(report)
 
     import xray_lake as xr
-    from xray_lake.records.schema import SCHEMA_VERSION
-    from xray_lake.storage.layout import data_file_name, partition_dir, temp_file_name
     from xray_lake.writer import process
 
     root, exit_timeout, mode = sys.argv[1], float(sys.argv[2]), sys.argv[3]
     xr.configure(root=root, exit_timeout_s=exit_timeout, flush_interval_s=3600, fsync=False,
                  drain_interval_s=0.01, writer="thread")  # the engine's own bound
-    first_temp = temp_file_name(data_file_name(process.get_writer().sink.writer_id, 1,
-                                               SCHEMA_VERSION))
-    today = datetime.datetime.now(datetime.UTC).date()
-    for day in (today - datetime.timedelta(days=1), today, today + datetime.timedelta(days=1)):
-        for table in ("candidates", "stages", "runs"):
-            folder = partition_dir(root, table, "hang", day.isoformat())
-            os.makedirs(folder, exist_ok=True)
-            os.mkfifo(os.path.join(folder, first_temp))
+    hang_first_write(root, "hang", process.get_writer().sink.writer_id)
 
     def record(run_id):
         with xr.run("hang", run_id=run_id) as run:

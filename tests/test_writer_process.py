@@ -21,9 +21,11 @@ from typing import Any
 import duckdb
 import pytest
 
+from tests._faults import HANG_FIRST_WRITE
+
 pytestmark = pytest.mark.slow  # each test starts an application and its writer process
 
-PRELUDE = textwrap.dedent("""
+PRELUDE = HANG_FIRST_WRITE + textwrap.dedent("""
     import json, os, sys, time
     import xray_lake as xr
     from xray_lake.writer import process
@@ -31,12 +33,13 @@ PRELUDE = textwrap.dedent("""
     root, spool = sys.argv[1], sys.argv[2]
     xr.configure(root=root, spool_dir=spool, fsync=False, **json.loads(sys.argv[3]))
 
-    def record(label, i, n=20):
-        with xr.run(label, run_id=f"{label}-{i}") as run:
-            with run.stage("s", type="filtering", passed="ok") as st:
-                items = [{"id": f"c{j}", "ok": j % 3 != 0} for j in range(n)]
-                st.input(items)
-                st.output(items)
+    def record(label, ids, n=20):
+        for i in ids:
+            with xr.run(label, run_id=f"{label}-{i}") as run:
+                with run.stage("s", type="filtering", passed="ok") as st:
+                    items = [{"id": f"c{j}", "ok": j % 3 != 0} for j in range(n)]
+                    st.input(items)
+                    st.output(items)
 
     def say(*words):
         print(*words, flush=True)
@@ -114,8 +117,7 @@ def test_records_land_through_a_writer_process_and_the_app_never_loads_pyarrow(
     tmp_path: Path,
 ) -> None:
     words = run_app(tmp_path, """
-        for i in range(50):
-            record("p", i)
+        record("p", range(50))
         say("FLUSH", xr.flush(60))
         writer = process.current_writer()
         say("PID", writer.pid, os.getpid())
@@ -134,8 +136,7 @@ def test_sigkill_of_the_application_loses_nothing_the_writer_process_had_receive
 ) -> None:
     # nothing is written before the kill: the records are only in the writer process
     proc = app(tmp_path, """
-        for i in range(200):
-            record("k", i)
+        record("k", range(200))
         hand_over()
         time.sleep(600)
     """, {"flush_interval_s": 3600})
@@ -152,12 +153,10 @@ def test_a_killed_writer_process_is_restarted_and_given_all_it_had_not_written(
     tmp_path: Path,
 ) -> None:
     proc = app(tmp_path, """
-        for i in range(100):
-            record("w", i)
+        record("w", range(100))
         writer = hand_over()
         sys.stdin.readline()  # the test kills the writer process meanwhile
-        for i in range(100, 200):
-            record("w", i)
+        record("w", range(100, 200))
         say("FLUSH", xr.flush(60))
         stats = xr.stats()
         say("RESTARTS", stats["writer_restarts"], "PID", writer.pid)
@@ -181,21 +180,18 @@ def test_a_forked_child_gets_its_own_writer_process_and_never_holds_the_parents_
     tmp_path: Path,
 ) -> None:
     words = run_app(tmp_path, """
-        for i in range(10):
-            record("parent", i)
+        record("parent", range(10))
         parent_writer = process.get_writer()
         while not parent_writer.handed_over():
             time.sleep(0.01)
         pid = os.fork()
         if pid == 0:
-            for i in range(10):
-                record("child", i)
+            record("child", range(10))
             ok = xr.flush(60)
             print("CHILD", ok, process.get_writer().pid, flush=True)
             os._exit(0 if ok else 1)
         _, status = os.waitpid(pid, 0)
-        for i in range(10, 20):
-            record("parent", i)
+        record("parent", range(10, 20))
         say("FLUSH", xr.flush(60), "STATUS", status, "PARENT", parent_writer.pid)
     """)
     assert after(words, "FLUSH") == "True"
@@ -211,18 +207,9 @@ def test_a_forked_child_gets_its_own_writer_process_and_never_holds_the_parents_
 def test_exit_is_bounded_by_exit_timeout_when_the_lake_write_hangs(tmp_path: Path) -> None:
     # the writer process's first temp file is a FIFO: opening it for writing blocks for good
     proc = app(tmp_path, """
-        import datetime
-        from xray_lake.records.schema import SCHEMA_VERSION
-        from xray_lake.storage.layout import data_file_name, partition_dir, temp_file_name
         writer = process.get_writer()
-        temp = temp_file_name(data_file_name(writer.writer_id, 1, SCHEMA_VERSION))
-        today = datetime.datetime.now(datetime.UTC).date()
-        for day in (today - datetime.timedelta(days=1), today, today + datetime.timedelta(days=1)):
-            for table in ("candidates", "stages", "runs"):
-                folder = partition_dir(root, table, "hang", day.isoformat())
-                os.makedirs(folder, exist_ok=True)
-                os.mkfifo(os.path.join(folder, temp))
-        record("hang", 1)
+        hang_first_write(root, "hang", writer.writer_id)
+        record("hang", [1])
         started = time.monotonic()
         say("FLUSH", xr.flush(0.5), round(time.monotonic() - started, 2))
         say("PID", writer.pid)
@@ -256,8 +243,7 @@ def test_a_caller_waiting_for_room_gets_it_without_waiting_for_the_writers_caden
     # a time. At the cadence alone (120 s here), callers would wait out max_block_s and shed.
     started = time.monotonic()
     words = run_app(tmp_path, """
-        for i in range(6):
-            record("big", i, n=4000)
+        record("big", range(6), n=4000)
         say("FLUSH", xr.flush(60), "DROPPED", sum(xr.stats()["dropped"].values()))
     """, {"max_buffer_bytes": 8 << 20, "flush_interval_s": 120}, timeout=100)
     assert after(words, "FLUSH") == "True" and after(words, "DROPPED") == "0"
@@ -270,22 +256,18 @@ def test_records_neither_lake_nor_spool_takes_make_flush_false_and_are_reported_
 ) -> None:
     blocker = tmp_path / "blocker"
     blocker.write_text("x")  # a file: neither lake nor spool can be a folder under it
-    code = PRELUDE + textwrap.dedent("""
-        for i in range(20):
-            record("lost", i)
+    done = app(blocker, """
+        record("lost", range(20))
         say("FLUSH", xr.flush(5))
         say("PID", process.get_writer().pid)
-    """)
-    env = {k: v for k, v in os.environ.items() if k != "XRAY_LAKE_WRITER"}
-    done = subprocess.run([sys.executable, "-c", code, str(blocker / "lake"),
-                           str(blocker / "spool"), json.dumps({"exit_timeout_s": 0.5})],
-                          capture_output=True, text=True, timeout=120, env=env)
-    assert done.returncode == 0, done.stderr
-    words = done.stdout.split()
+    """, {"exit_timeout_s": 0.5}, stderr=subprocess.PIPE)
+    out, err = done.communicate(timeout=120)
+    assert done.returncode == 0, err
+    words = out.split()
     assert after(words, "FLUSH") == "False"
     # the writer process holds stderr open until it has given up and said so
     # 20 runs, 20 stages, 400 candidates
-    assert "440 records were not written before exit" in done.stderr, done.stderr
+    assert "440 records were not written before exit" in err, err
 
 
 def test_records_holding_application_classes_are_written_by_a_thread_of_the_app(
@@ -299,8 +281,7 @@ def test_records_holding_application_classes_are_written_by_a_thread_of_the_app(
             id: str
             ok: bool
 
-        for i in range(5):
-            record("plain", i)
+        record("plain", range(5))
         for i in range(5):
             with xr.run("objs", run_id=f"objs-{i}") as run:
                 with run.stage("s", type="filtering", passed="ok") as st:
@@ -319,8 +300,7 @@ def test_under_the_drop_policy_the_application_sheds_whole_runs_and_says_so(
     tmp_path: Path,
 ) -> None:
     words = run_app(tmp_path, """
-        for i in range(300):
-            record("d", i, n=500)
+        record("d", range(300), n=500)
         say("FLUSH", xr.flush(60))
         stats = xr.stats()
         say("DROPPED", stats["dropped_total"], "INCOMPLETE", stats["runs_incomplete"])
@@ -345,13 +325,11 @@ def test_configure_during_recording_returns_at_once_and_both_lakes_get_everythin
     tmp_path: Path,
 ) -> None:
     words = run_app(tmp_path, """
-        for i in range(50):
-            record("a", i)
+        record("a", range(50))
         started = time.monotonic()
         xr.configure(root=root + "2")
         say("CONFIGURE", round(time.monotonic() - started, 3))
-        for i in range(50):
-            record("b", i)
+        record("b", range(50))
         say("FLUSH", xr.flush(60))
         say("RUNS", xr.stats()["runs_recorded"])
     """)
@@ -377,8 +355,7 @@ def test_without_a_writer_process_records_go_to_a_thread_of_the_app(
         from xray_lake.writer import sender
         sender.START_GRACE_S = 2.0
         sys.executable = {executable!r}
-        for i in range(30):
-            record("f", i)
+        record("f", range(30))
         say("FLUSH", xr.flush(60))
     """)
     assert after(words, "FLUSH") == "True"
