@@ -29,14 +29,21 @@ def _example(name: str, framework: str) -> Any:
         sys.path.remove(str(EXAMPLES))
 
 
-@pytest.mark.slow  # imports Haystack: several seconds on a shared 2-core machine
-def test_the_haystack_decorator_example_records_its_funnel(isolated_lake: str,
-                                                           lake: Lake) -> None:
-    example = _example("haystack_pipeline", "haystack")
-    run_ids = example.main(["--root", isolated_lake, "--runs", "3"])
+def _first_run_stages(name: str, framework: str, root: str,
+                      lake: Lake) -> tuple[xr.Lake, list[dict[str, Any]]]:
+    """Run examples/<name>.py for three runs into `root`: the lake, and its first run's stages
+    in order."""
+    run_ids = _example(name, framework).main(["--root", root, "--runs", "3"])
     db = lake()
     stages = db.sql("select name, type, n_in, n_out, score_max, validation_error from stages "
                     "where run_id = ? order by seq", [run_ids[0]]).to_dicts()
+    return db, stages
+
+
+@pytest.mark.slow  # imports Haystack: several seconds on a shared 2-core machine
+def test_the_haystack_decorator_example_records_its_funnel(isolated_lake: str,
+                                                           lake: Lake) -> None:
+    db, stages = _first_run_stages("haystack_pipeline", "haystack", isolated_lake, lake)
     assert [(s["name"], s["type"]) for s in stages] == [
         ("bm25", "retrieval"), ("length-filter", "filtering"), ("keyword-score", "scoring"),
         ("top-5", "ranking")]
@@ -54,11 +61,7 @@ def test_the_haystack_decorator_example_records_its_funnel(isolated_lake: str,
 @pytest.mark.slow  # imports LangChain: about 3 s on a shared 2-core machine
 def test_the_langchain_decorator_example_records_its_funnel(isolated_lake: str,
                                                             lake: Lake) -> None:
-    example = _example("langchain_pipeline", "langchain_core")
-    run_ids = example.main(["--root", isolated_lake, "--runs", "3"])
-    db = lake()
-    stages = db.sql("select name, type, n_in, n_out, score_max, validation_error from stages "
-                    "where run_id = ? order by seq", [run_ids[0]]).to_dicts()
+    db, stages = _first_run_stages("langchain_pipeline", "langchain_core", isolated_lake, lake)
     assert [(s["name"], s["type"]) for s in stages] == [
         ("vector-search", "retrieval"), ("buyable", "filtering"), ("rerank", "ranking")]
     assert all(s["validation_error"] is None for s in stages)
