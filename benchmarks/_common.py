@@ -1,8 +1,10 @@
-"""Small helpers shared by the benchmark workloads: timing under a budget, RSS, sizes on disk."""
+"""Small helpers shared by the benchmark workloads: timing under a budget, RSS, sizes on disk,
+printing and saving a result."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import statistics
@@ -90,3 +92,13 @@ def same_rows(a: Iterable[Row], b: Iterable[Row], rel_tol: float = 1e-9) -> bool
 
 def mib(n: int | float) -> str:
     return f"{n / 2**20:,.1f} MiB"
+
+
+def report(result: dict[str, Any], json_path: str | None, width: int) -> None:
+    """Print `result` one `key value` line each (keys padded to `width`), and write it as JSON
+    to `json_path` when one is given."""
+    for key, value in result.items():
+        print(f"{key:{width}s} {value}")
+    if json_path:
+        with open(json_path, "w") as fh:
+            json.dump(result, fh, indent=2)

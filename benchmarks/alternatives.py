@@ -121,15 +121,23 @@ class Alternatives:
         return {"available": True, "name": engine.name, "bytes": files.bytes,
                 "counts": counts, "questions": timed}
 
+    def load_and_time(self, engine: Any, files: DocFiles, params: Params,
+                      loaded: Callable[[Any], str]) -> tuple[Any, dict[str, int], dict[str, Any]]:
+        """Load `files` into a database `engine` and say how long that took (`loaded` words its
+        load report), then count its rows and time the questions: report, counts and times."""
+        load = engine.load(files)
+        counts = engine.counts()
+        self.say(f"     {loaded(load)}")
+        timed, _ = self.time(engine, params, self.reference)
+        return load, counts, timed
+
     def sqlite(self, files: DocFiles, params: Params) -> dict[str, Any]:
         self.say("     SQLite: loading...")
         engine = SqliteEngine(os.path.join(self.folder, "sqlite.db"))
         try:
-            load = engine.load(files)
-            counts = engine.counts()
-            self.say(f"     SQLite: {load.insert_s:.1f} s insert, {load.index_s:.1f} s indexes, "
-                     f"{load.bytes_total / 2**20:,.1f} MiB")
-            timed, _ = self.time(engine, params, self.reference)
+            load, counts, timed = self.load_and_time(engine, files, params, lambda load: (
+                f"SQLite: {load.insert_s:.1f} s insert, {load.index_s:.1f} s indexes, "
+                f"{load.bytes_total / 2**20:,.1f} MiB"))
         finally:
             engine.close()
         return {"available": True, "name": engine.name, "sqlite_version": sqlite3.sqlite_version,
@@ -149,11 +157,9 @@ class Alternatives:
             with server() as srv:
                 engine = PostgresEngine(srv)
                 try:
-                    load = engine.load(files)
-                    counts = engine.counts()
-                    self.say(f"     PostgreSQL: {load.copy_s:.1f} s COPY, {load.index_s:.1f} s "
-                             f"indexes, {load.bytes_total / 2**20:,.1f} MiB (tables + indexes)")
-                    timed, _ = self.time(engine, params, self.reference)
+                    load, counts, timed = self.load_and_time(engine, files, params, lambda load: (
+                        f"PostgreSQL: {load.copy_s:.1f} s COPY, {load.index_s:.1f} s indexes, "
+                        f"{load.bytes_total / 2**20:,.1f} MiB (tables + indexes)"))
                     timing, rows = measure(_asker(engine, JSONPATH_Q1, params), self.repeat,
                                            self.budget_s)
                     jsonpath = {**timing.as_dict(), "rows": len(rows),

@@ -14,7 +14,6 @@ application's share only).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -25,6 +24,7 @@ import time
 from typing import Annotated, Any
 
 import orjson
+from _common import report  # beside this script
 
 import xray_lake as xr
 
@@ -156,11 +156,7 @@ def main() -> int:
         "machine": platform.machine(),
         "xray_lake": xr.__version__,
     })
-    for key, value in result.items():
-        print(f"{key:28s} {value}")
-    if args.json_path:
-        with open(args.json_path, "w") as fh:
-            json.dump(result, fh, indent=2)
+    report(result, args.json_path, width=28)
     return 0
 
 

@@ -16,7 +16,6 @@ Medians of the thread's CPU time in µs; the plugin cost is the difference with 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -25,7 +24,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import polars as pl
-from hot_path import instrumented_filter, make_products  # beside this script
+from _common import report  # beside this script
+from hot_path import instrumented_filter, make_products
 
 import xray_lake as xr
 from xray_lake.records import plugin_registry as registry
@@ -104,11 +104,7 @@ def main() -> int:
         "python": sys.version.split()[0],
         "xray_lake": xr.__version__,
     }
-    for key, value in result.items():
-        print(f"{key:30s} {value}")
-    if args.json_path:
-        with open(args.json_path, "w") as fh:
-            json.dump(result, fh, indent=2)
+    report(result, args.json_path, width=30)
     return 0
 
 
