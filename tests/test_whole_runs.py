@@ -189,3 +189,25 @@ def test_configure_during_recording_loses_nothing_and_keeps_the_counters(
     assert stats["runs_recorded"] == done[0]  # counted across the 21 writers
     (n,) = xr.Lake(isolated_lake).sql("select count(*) as n from runs")["n"]
     assert n == done[0]
+
+
+@pytest.mark.slow
+def test_a_call_waiting_for_room_when_configure_replaces_the_writer_goes_to_the_new_one(
+        isolated_lake: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    _slow_builds(monkeypatch, 0.3)
+    # the old writer's close gives up at once, with calls still waiting for room
+    xr.configure(max_buffer_bytes=MIB // 4, exit_timeout_s=0.2, drain_interval_s=0.01)
+    producer = threading.Thread(target=lambda: [one_run(N) for _ in range(6)])
+    producer.start()
+    deadline = time.monotonic() + 30
+    while xr.stats()["blocked_calls"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert xr.stats()["blocked_calls"] > 0, "no call ever waited for room"
+    xr.configure(drain_interval_s=0.02)  # a new writer, same lake
+    producer.join(60)
+    assert xr.flush(60), xr.stats()
+    assert xr.stats()["dropped_total"] == 0, xr.stats()["dropped"]
+    (n,) = xr.Lake(isolated_lake).sql("select count(*) as n from runs")["n"]
+    assert n == 6

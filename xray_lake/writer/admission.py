@@ -11,10 +11,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from xray_lake.config import Settings
 from xray_lake.writer.counts import Counters
 
+CLOSED = "closed"  # the refusal a closed writer gives; its caller forwards or sheds the record
 POLL_S = 0.25  # a waiting call looks again at least this often (a close, a deadline)
 
 
@@ -50,3 +52,11 @@ def wait_for_room(room: threading.Condition, settings: Settings, counters: Count
     finally:
         if deadline is not None:
             counters.blocked_s += time.monotonic() - blocked_at
+
+
+def forward_or_shed(forward: Callable[[Any], bool] | None, event: object,
+                    shed: Callable[[], None]) -> None:
+    """A record a closed writer refused: the writer in force takes it when configure()
+    replaced this one (also while the record waited for room); at exit, `shed()` counts it."""
+    if forward is None or not forward(event):
+        shed()

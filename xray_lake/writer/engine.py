@@ -18,6 +18,7 @@ from xray_lake.storage.compaction.background import (
     BackgroundCompactor,
     start_background_compaction,
 )
+from xray_lake.writer.admission import CLOSED, forward_or_shed
 from xray_lake.writer.buffer import WRITE_ORDER, PartitionBuffer
 from xray_lake.writer.counts import Counters
 from xray_lake.writer.dead_letter import DeadLetters, mark_incomplete, unit_counts
@@ -73,19 +74,25 @@ class Writer:
         to max_block_s) or sheds the record (counted, and its run is marked incomplete)."""
         intake = self._intake
         n, estimate = intake.estimate(event)
-        if self._closed and self.forward is not None and self.forward(event):
-            return  # replaced by configure(): the record goes to the writer in force
         with self._lock:
-            if not intake.admit(event, n, estimate, closed=lambda: self._closed,
-                                nudge=self._wake.set,
-                                own_thread=threading.current_thread() is self._thread):
-                return
-            wake = intake.queued_bytes >= self.memory.wake_at
-            start = self._new_thread()
+            refused = intake.admit(event, n, estimate, closed=lambda: self._closed,
+                                   nudge=self._wake.set,
+                                   own_thread=threading.current_thread() is self._thread)
+            if refused is None:
+                wake = intake.queued_bytes >= self.memory.wake_at
+                start = self._new_thread()
+        if refused == CLOSED:  # replaced by configure(): the writer in force takes it
+            forward_or_shed(self.forward, event, lambda: self._shed_closed(event, n))
+        if refused is not None:
+            return
         if start:
             self._start()
         if wake:
             self._wake.set()
+
+    def _shed_closed(self, event: RunEvent | StageEvent, n: int) -> None:
+        with self._lock:
+            self._intake.drop(CLOSED, event, n)
 
     def _new_thread(self) -> bool:
         """(lock held) Create the worker on the first record; True if it must be started."""

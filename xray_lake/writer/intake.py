@@ -17,7 +17,7 @@ from xray_lake._internal_errors import report, warn_once
 from xray_lake.config import Settings
 from xray_lake.records.build import build_run, build_stage
 from xray_lake.records.events import RunEvent, StageEvent
-from xray_lake.writer.admission import wait_for_room
+from xray_lake.writer.admission import CLOSED, wait_for_room
 from xray_lake.writer.buffer import PartitionBuffer
 from xray_lake.writer.counts import Counters
 from xray_lake.writer.dead_letter import DeadLetters
@@ -64,14 +64,16 @@ class Intake:
         return 0, STAGE_ROW_BYTES
 
     def admit(self, event: RunEvent | StageEvent, n: int, estimate: int, *,
-              closed: Callable[[], bool], nudge: Callable[[], None], own_thread: bool) -> bool:
+              closed: Callable[[], bool], nudge: Callable[[], None],
+              own_thread: bool) -> str | None:
         """(lock held) Queue a record once it fits (waiting up to max_block_s under
-        on_full="block"); or shed it (counted, and its run is marked incomplete): False."""
+        on_full="block"): None. Else the reason it was shed (counted, and its run is marked
+        incomplete); or CLOSED, not counted: the caller forwards or sheds it."""
         drop_mode = self.settings.on_full == "drop"
 
         def refuse() -> str | None:
             if closed():
-                return "closed"
+                return CLOSED
             if drop_mode and isinstance(event, StageEvent) \
                     and self.shed.lost_part_of(event.run_id):
                 return "run_incomplete"  # whole runs where possible
@@ -86,13 +88,14 @@ class Intake:
         reason = wait_for_room(self.room, self.settings, self.counters, fits=fits,
                                refuse=refuse, nudge=nudge, own_thread=own_thread)
         if reason is not None:
-            self.drop(reason, event, n)
-            return False
+            if reason != CLOSED:
+                self.drop(reason, event, n)
+            return reason
         held = self.queued_bytes + self.buffered_bytes + estimate
         self.queued_bytes += estimate
         self.peak_held = max(self.peak_held, held)
         self.queue.append((event, estimate))
-        return True
+        return None
 
     def drop(self, reason: str, event: object, n: int) -> None:
         """(lock held) Shed one record: counted by reason, and charged to its run, whose row

@@ -16,7 +16,7 @@ from typing import Any
 
 from xray_lake.config import Settings
 from xray_lake.records.events import RunEvent, StageEvent
-from xray_lake.writer.admission import wait_for_room
+from xray_lake.writer.admission import CLOSED, wait_for_room
 from xray_lake.writer.counts import Counters
 
 logger = logging.getLogger("xray_lake")
@@ -75,24 +75,26 @@ class Outbox:
     # --- the application's threads --------------------------------------------------------
 
     def put(self, event: RunEvent | StageEvent, n: int, estimate: int, *,
-            own_thread: bool) -> bool:
-        """(lock held) Queue a record once it fits; or shed it (counted) and return False."""
+            own_thread: bool) -> str | None:
+        """(lock held) Queue a record once it fits: None. Else the reason it was shed
+        (counted); or CLOSED, not counted: the caller forwards or sheds it."""
 
         def fits() -> bool:  # a record larger than the hold gets in when nothing is held
             return isinstance(event, RunEvent) or self.held + estimate <= self.hold \
                 or self.held == 0
 
         reason = wait_for_room(self.room, self.settings, self.waits, fits=fits,
-                               refuse=lambda: "closed" if self.closed else None,
+                               refuse=lambda: CLOSED if self.closed else None,
                                own_thread=own_thread, nudge=self._ask_hurry)
         if reason is not None:
-            self.shed(reason, event, n)
-            return False
+            if reason != CLOSED:
+                self.shed(reason, event, n)
+            return reason
         self.held += estimate
         self.peak = max(self.peak, self.held)
         self.items.append((event, estimate))
         self.work.notify()
-        return True
+        return None
 
     def shed(self, reason: str, event: object, n: int) -> None:
         """(lock held) Count it here; its run is charged in the writer process, in order."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from xray_lake.config import Settings
 from xray_lake.records.events import RunEvent, StageEvent
+from xray_lake.writer.admission import CLOSED, forward_or_shed
 from xray_lake.writer.counts import add_counts, empty_stats
 from xray_lake.writer.outbox import Outbox, client_hold
 from xray_lake.writer.sender import Sender
@@ -47,8 +48,6 @@ class RemoteWriter:
 
     def submit(self, event: RunEvent | StageEvent) -> None:
         """Queue a record; no I/O, no encoding. At the bound: wait or shed (as engine.Writer)."""
-        if self._outbox.closed and self.forward is not None and self.forward(event):
-            return
         sender = self._sender
         if sender.fallen_back:
             self._local_writer().submit(event)
@@ -58,9 +57,13 @@ class RemoteWriter:
         else:
             n, estimate = 0, _STAGE_BYTES
         with self._lock:
-            if not self._outbox.put(event, n, estimate, own_thread=sender.is_current()):
-                return
-            start = sender.new_thread()
+            refused = self._outbox.put(event, n, estimate, own_thread=sender.is_current())
+            if refused is None:
+                start = sender.new_thread()
+        if refused == CLOSED:  # replaced by configure(): the writer in force takes it
+            forward_or_shed(self.forward, event, lambda: self.shed(CLOSED, event))
+        if refused is not None:
+            return
         if start:
             sender.start()
 
