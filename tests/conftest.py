@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +19,13 @@ from xray_lake.writer import process
 # Property tests check behaviour; a per-example deadline would only measure machine load.
 settings.register_profile("xray", deadline=None)
 settings.load_profile("xray")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests see no terminal size: a shell's COLUMNS, or the 80x24 pytest-xdist gives its
+    workers, would change the width of every table the CLI prints."""
+    for name in ("COLUMNS", "LINES"):
+        os.environ.pop(name, None)
 
 
 @pytest.fixture(autouse=True)
