@@ -1,7 +1,7 @@
 """The benchmark suite (issue 4): hot path, ingest, queries, what users would pick instead, memory.
 
 Run:
-    python benchmarks/run.py --scale small|medium|large --json PATH [--root DIR] [--keep]
+    python benchmarks/run.py --scale smoke|small|medium|large --json PATH [--root DIR] [--keep]
                              [--workloads hot_path,ingest,queries,alternatives,memory]
                              [--no-results-md]
 
@@ -20,8 +20,10 @@ Workloads (each reported in the JSON file and in a dated file under benchmarks/r
   memory        writer RSS under a burst of 10x max_buffer_bytes (memory_burst.py, a
                 subprocess).
 Everything lives under `--root` (default: a new temp folder), deleted at the end unless
-`--keep`. `small` finishes in about 2 minutes on 2 cores; `large` (100k runs, >= 50M candidate
-rows) takes hours, mostly the alternatives loading and scanning tens of GB of JSON.
+`--keep`. `smoke` (what the tests run: every workload, figures too small to mean anything)
+finishes in under a minute and `small` in about 2 minutes on 2 cores; `large` (100k runs,
+>= 50M candidate rows) takes hours, mostly the alternatives loading and scanning tens of GB
+of JSON.
 """
 
 from __future__ import annotations
@@ -78,6 +80,11 @@ class Scale:
 
 
 SCALES: dict[str, Scale] = {
+    # every workload once, its figures too small to mean anything: tests/test_benchmarks.py
+    "smoke": Scale(300, 20, hot_path_candidates=1000, hot_path_calls=20, hot_path_rounds=1,
+                   ingest_runs=150, ingest_rows=10**9, cold_repeat=1, warm_repeat=2, cli_repeat=0,
+                   alternatives_repeat=1, alternatives_budget_s=0.5, files_per_partition=3,
+                   memory_bound_mib=16),
     "small": Scale(1_000, 30, hot_path_candidates=2000, hot_path_calls=40, hot_path_rounds=2, ingest_runs=500,
                    ingest_rows=10**9, cold_repeat=2, warm_repeat=3, cli_repeat=0, alternatives_repeat=1,
                    alternatives_budget_s=2.0, files_per_partition=5),

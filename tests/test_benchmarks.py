@@ -1,4 +1,4 @@
-"""`benchmarks/run.py --scale small` end to end: every workload reported and sane.
+"""`benchmarks/run.py --scale smoke` end to end: every workload reported and sane.
 
 Result sanity only (no timing assertions: the machine is shared): row counts equal across
 engines, every alternative's answers equal to xray-lake's, positive timings.
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-# Runs benchmarks/run.py in subprocesses, the whole small suite once: minutes.
+# Runs benchmarks/run.py in subprocesses, the whole suite once at the smoke scale: ~40 s.
 pytestmark = pytest.mark.slow
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -52,10 +52,10 @@ def _postgres_present() -> bool:
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("bench")
-    out = tmp / "small.json"
-    done = _run("--scale", "small", "--json", str(out), "--root", str(tmp / "work"),
+    out = tmp / "smoke.json"
+    done = _run("--scale", "smoke", "--json", str(out), "--root", str(tmp / "work"),
                 "--no-results-md", timeout=1800)
     assert done.returncode == 0, done.stderr[-4000:]
     assert not (tmp / "work").exists() or not any((tmp / "work").iterdir()), "not cleaned up"
@@ -63,31 +63,31 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return result
 
 
-def test_every_workload_is_reported(small: dict[str, Any]) -> None:
-    assert set(small["workloads"]) == {"hot_path", "ingest", "queries", "alternatives", "memory"}
-    assert small["scale"] == "small"
-    assert small["seconds"] > 0
-    assert small["versions"]["xray_lake"] and small["machine"]["cores"]
+def test_every_workload_is_reported(smoke: dict[str, Any]) -> None:
+    assert set(smoke["workloads"]) == {"hot_path", "ingest", "queries", "alternatives", "memory"}
+    assert smoke["scale"] == "smoke"
+    assert smoke["seconds"] > 0
+    assert smoke["versions"]["xray_lake"] and smoke["machine"]["cores"]
 
 
-def test_hot_path_times_are_positive(small: dict[str, Any]) -> None:
-    hot = small["workloads"]["hot_path"]
+def test_hot_path_times_are_positive(smoke: dict[str, Any]) -> None:
+    hot = smoke["workloads"]["hot_path"]
     assert hot["uninstrumented_us"] > 0 and hot["orjson_dumps_us"] > 0
     assert hot["total_overhead_cpu_us"] > 0 and hot["end_to_end_candidate_rows_per_s"] > 0
 
 
-def test_ingest_compares_the_same_rows(small: dict[str, Any]) -> None:
-    ingest = small["workloads"]["ingest"]
+def test_ingest_compares_the_same_rows(smoke: dict[str, Any]) -> None:
+    ingest = smoke["workloads"]["ingest"]
     sdk, direct = ingest["sdk"], ingest["direct"]
     assert sdk["candidate_rows"] > 0 and sdk["records_dropped"] == 0
-    assert direct["candidate_rows"] == sdk["candidate_rows"]  # small: every partition
+    assert direct["candidate_rows"] == sdk["candidate_rows"]  # every partition at this scale
     assert sdk["rows_per_s"] > 0 and sdk["bytes_per_candidate_row"] > 0
     assert direct["encoded_rows_per_s"] > 0 and direct["dicts_rows_per_s"] > 0
     assert ingest["sdk_pct_of_encoded"] > 0 and ingest["sdk_pct_of_dicts"] > 0
 
 
-def test_queries_answer_the_same_before_and_after_compaction(small: dict[str, Any]) -> None:
-    queries = small["workloads"]["queries"]
+def test_queries_answer_the_same_before_and_after_compaction(smoke: dict[str, Any]) -> None:
+    queries = smoke["workloads"]["queries"]
     before = {t["key"]: t for t in queries["before"]}
     after = {t["key"]: t for t in queries["after"]}
     assert set(before) == set(after) and set(STABLE_QUESTIONS) <= set(before)
@@ -102,8 +102,8 @@ def test_queries_answer_the_same_before_and_after_compaction(small: dict[str, An
 
 
 def test_alternatives_hold_the_same_rows_and_give_the_same_answers(
-        small: dict[str, Any]) -> None:
-    alts = small["workloads"]["alternatives"]
+        smoke: dict[str, Any]) -> None:
+    alts = smoke["workloads"]["alternatives"]
     engines = alts["engines"]
     reference = engines["xray-lake"]["counts"]
     assert reference["candidates"] > 0
@@ -122,8 +122,8 @@ def test_alternatives_hold_the_same_rows_and_give_the_same_answers(
                 assert q["matches_xray_lake"], (name, key)
 
 
-def test_postgres_ran_here_or_says_why_not(small: dict[str, Any]) -> None:
-    alts = small["workloads"]["alternatives"]
+def test_postgres_ran_here_or_says_why_not(smoke: dict[str, Any]) -> None:
+    alts = smoke["workloads"]["alternatives"]
     pg = alts["engines"]["postgres"]
     if _postgres_present():
         assert pg["available"], pg.get("notice")
@@ -137,8 +137,8 @@ def test_postgres_ran_here_or_says_why_not(small: dict[str, Any]) -> None:
         assert "notice" in alts["headline"]
 
 
-def test_memory_burst_is_measured_and_waits_instead_of_dropping(small: dict[str, Any]) -> None:
-    m = small["workloads"]["memory"]
+def test_memory_burst_is_measured_and_waits_instead_of_dropping(smoke: dict[str, Any]) -> None:
+    m = smoke["workloads"]["memory"]
     assert m["offered_payload_bytes"] >= 10 * m["bound_bytes"]
     assert m["peak_rss_bytes"] >= m["baseline_rss_bytes"] > 0
     assert m["records_dropped"] == 0  # the burst is far faster than the writer: it waits
