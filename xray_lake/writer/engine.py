@@ -82,17 +82,13 @@ class Writer:
                 wake = intake.queued_bytes >= self.memory.wake_at
                 start = self._new_thread()
         if refused == CLOSED:  # replaced by configure(): the writer in force takes it
-            forward_or_shed(self.forward, event, lambda: self._shed_closed(event, n))
+            forward_or_shed(self.forward, event, lambda: self.shed(CLOSED, event))
         if refused is not None:
             return
         if start:
             self._start()
         if wake:
             self._wake.set()
-
-    def _shed_closed(self, event: RunEvent | StageEvent, n: int) -> None:
-        with self._lock:
-            self._intake.drop(CLOSED, event, n)
 
     def _new_thread(self) -> bool:
         """(lock held) Create the worker on the first record; True if it must be started."""
