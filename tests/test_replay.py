@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 import xray_lake as xr
 from tests._faults import unwritable
 from xray_lake.cli import replay as replay_cli
-from xray_lake.storage import doctor, tempfiles
+from xray_lake.storage import doctor, fs, tempfiles
 from xray_lake.storage.fs import publish_table
 from xray_lake.storage.spool import pending, replay_folder, spool_root
 
@@ -147,6 +147,25 @@ def replayer(spool: str, lake: str, go: Event) -> None:
     sys.exit(1 if result.failed else 0)
 
 
+def stalling_replayer(spool: str, lake: str, go: Event) -> None:
+    """A replayer that stops itself (SIGSTOP) once a copy into the lake is whole, just before
+    its fsync and rename: a slow fsync, made certain."""
+    real = fs.fsync_file
+
+    def stall_then_fsync(path: str) -> None:
+        if path.endswith(".tmp"):
+            os.kill(os.getpid(), signal.SIGSTOP)
+        real(path)
+
+    fs.fsync_file = stall_then_fsync  # type: ignore[assignment]
+    replayer(spool, lake, go)
+
+
+def stopped(process: BaseProcess) -> bool:
+    with open(f"/proc/{process.pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
 def forkserver() -> ForkServerContext:
     """Processes forked from a fresh interpreter that imported xray_lake once: cheap to start."""
     server = multiprocessing.get_context("forkserver")
@@ -155,12 +174,13 @@ def forkserver() -> ForkServerContext:
 
 
 @pytest.fixture
-def start_replayer() -> Iterator[Callable[[Path, Path, Event], BaseProcess]]:
+def start_replayer() -> Iterator[Callable[..., BaseProcess]]:
     """Starts replayer processes; SIGKILLs (even stopped ones) and reaps what is left at the end."""
     started: list[BaseProcess] = []
 
-    def start(spool: Path, lake: Path, go: Event) -> BaseProcess:
-        process = forkserver().Process(target=replayer, args=(str(spool), str(lake), go))
+    def start(spool: Path, lake: Path, go: Event,
+              target: Callable[[str, str, Event], None] = replayer) -> BaseProcess:
+        process = forkserver().Process(target=target, args=(str(spool), str(lake), go))
         process.start()
         started.append(process)
         return process
@@ -250,7 +270,7 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
 
 @pytest.mark.slow
 def test_a_stalled_replayer_never_publishes_a_file_another_replayer_is_rewriting(
-    tmp_path: Path, start_replayer: Callable[[Path, Path, Event], BaseProcess]
+    tmp_path: Path, start_replayer: Callable[..., BaseProcess]
 ) -> None:
     """Replayer A is stopped with its copy complete, just before the rename; replayer B starts
     copying the same file; A resumes and renames; B is killed. The lake file must be whole."""
@@ -268,12 +288,13 @@ def test_a_stalled_replayer_never_publishes_a_file_another_replayer_is_rewriting
 
     server = forkserver()
     go_a, go_b = server.Event(), server.Event()
-    a, b = start_replayer(spool, lake, go_a), start_replayer(spool, lake, go_b)
+    a = start_replayer(spool, lake, go_a, stalling_replayer)
+    b = start_replayer(spool, lake, go_b)
     go_a.set()
-    wait_until(lambda: len(original) in temps().values(), "A has copied the whole file")
-    os.kill(a.pid, signal.SIGSTOP)  # A stalls between its copy and its rename (fsync is slow)
+    wait_until(lambda: stopped(a), "A stalls between its copy and its rename")
     try:
-        assert not target.exists(), "A renamed before it could be stopped"
+        assert len(original) in temps().values(), "A's copy is whole"
+        assert not target.exists()
         a_temps = temps()
         go_b.set()
 
