@@ -128,3 +128,26 @@ def test_records_neither_lake_nor_spool_took_by_exit_are_reported_not_lost_silen
                            str(blocker / "spool")], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
     assert "300 records were not written before exit" in done.stderr
+
+
+@pytest.mark.slow
+def test_once_exit_has_reported_no_writer_thread_writes_to_stderr(tmp_path: Path) -> None:
+    # a daemon thread writing to stderr while the interpreter finalizes aborts it (SIGABRT,
+    # "_enter_buffered_busy"): after the exit handler, only the exiting thread logs
+    code = textwrap.dedent("""
+        import logging, sys, threading
+        import xray_lake as xr
+        from xray_lake.writer import process
+        xr.configure(root=sys.argv[1], writer="thread")
+        process._at_exit()
+        log = logging.getLogger("xray_lake")
+        late = threading.Thread(target=lambda: log.warning("late: from a writer thread"))
+        late.start()
+        late.join()
+        log.warning("late: from the exiting thread")
+    """)
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "lake")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "late: from the exiting thread" in done.stderr
+    assert "from a writer thread" not in done.stderr

@@ -9,6 +9,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from xray_lake._version import __version__
@@ -172,17 +173,25 @@ def _at_exit() -> None:
     deadline = time.monotonic() + timeout
     for old in list(_draining):  # replaced by configure() and still writing
         old.close(max(deadline - time.monotonic(), 0.0))
+    if writer is not None:
+        writer.close(max(deadline - time.monotonic(), 0.0))
+    # From here on only this thread logs. A writer thread still at work (its lake and spool
+    # refuse, or the bound ran out) that writes to stderr while the interpreter finalizes
+    # makes it abort: "Fatal Python error: _enter_buffered_busy".
+    logging.getLogger("xray_lake").addFilter(_from_this_thread(threading.current_thread()))
     for left in [*_draining, writer]:
         if left is None:
             continue
-        if left is writer:
-            left.close(max(deadline - time.monotonic(), 0.0))
         records, _ = left.buffered()
         if records:  # lake and spool both refused them, or the exit bound ran out
             logging.getLogger("xray_lake").warning(
                 "xray-lake: %d records were not written before exit (lake %s and spool %s "
                 "did not take them within exit_timeout_s=%s); they are lost", records, left.settings.root,
                 left.settings.spool_dir, timeout)
+
+
+def _from_this_thread(thread: threading.Thread) -> Callable[[logging.LogRecord], bool]:
+    return lambda record: record.thread == thread.ident
 
 
 def stats() -> dict[str, Any]:
