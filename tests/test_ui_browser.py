@@ -282,8 +282,7 @@ def test_no_page_can_write_or_read_outside_the_lake(page: Any, base_url: str, de
         page.goto(f"{base_url}/sql")
         page.get_by_label("Query").fill(sql)
         page.get_by_role("button", name="Run").click()
-        error = page.locator("#error")
-        assert error.is_visible(), sql
+        sync_api.expect(page.locator("#error"), sql).to_be_visible()  # waits for the answer
         assert "hunter2" not in page.content() and "root:x:0:0" not in page.content(), sql
     _shot(page, tmp_path, "sql-refused")
 
