@@ -40,7 +40,8 @@ def hurry_at(hold: int) -> int:
 
 
 class Control:
-    """A message that travels in order with the records: ("flush", n) or ("shed", ...)."""
+    """A message that travels in order with the records: ("flush", n), ("shed", ...) or
+    ("hurry",)."""
 
     __slots__ = ("message",)
 
